@@ -1,0 +1,12 @@
+//! patchwave's handler library: the Functions host protocol, trigger adapters, the operator
+//! API, and packaging. The pure rollout engine lives in the `rollout-core` crate.
+
+pub mod config;
+pub mod decode;
+pub mod host;
+pub mod inputs;
+pub mod package;
+pub mod problem;
+pub mod startup;
+pub mod telemetry;
+pub mod triggers;

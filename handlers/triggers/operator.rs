@@ -1,0 +1,117 @@
+//! `Operator` (httpTrigger, forwarded raw): the operator API under `/api`.
+//!
+//! With `enableForwardingHttpRequest` the host sends operator calls as they came, at their
+//! original `/api/...` path. Without it, it POSTs an envelope to `/Operator`; that envelope
+//! is replayed into the same router and the answer returned as the `res` output binding.
+
+use super::{context, parse_envelope, AppState};
+use crate::decode::http_request::{decode_http_request, HostHttpRequest};
+use crate::host::InvokeResponse;
+use crate::problem::Problem;
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use tower::ServiceExt;
+
+/// Largest operator request body accepted.
+pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
+
+/// Routes under `/api` (mounted there by the caller).
+pub fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+}
+
+/// `GET /api/health`: the handler is up.
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Any unknown path: `404` as problem+json.
+pub async fn not_found(uri: Uri) -> Response {
+    Problem::new(StatusCode::NOT_FOUND, "Not Found")
+        .detail(format!("no route for {}", uri.path()))
+        .into_response()
+}
+
+/// `POST /Operator`: a non-forwarded HTTP invocation, replayed into the API router.
+pub async fn handle_envelope(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let context = context("Operator", &headers);
+    let invocation = match parse_envelope(&context, body) {
+        Ok(invocation) => invocation,
+        Err(response) => return response,
+    };
+    let request = match decode_http_request(&invocation) {
+        Ok(request) => request,
+        Err(error) => return super::reject_envelope(&context, &error),
+    };
+    let log = format!("{} {}", request.method, request.path_and_query);
+    match replay(state, request, &headers).await {
+        Ok(res) => {
+            let mut response = InvokeResponse::new(Value::Null, vec![log]);
+            response.outputs.insert("res".into(), res);
+            response.into_response()
+        }
+        Err(error) => super::reject_envelope(&context, &error),
+    }
+}
+
+async fn replay(
+    state: AppState,
+    request: HostHttpRequest,
+    host_headers: &HeaderMap,
+) -> Result<Value, crate::host::EnvelopeError> {
+    let bad = |problem: String| crate::host::EnvelopeError::BadBinding {
+        binding: "req".into(),
+        problem,
+    };
+    let method =
+        Method::from_bytes(request.method.as_bytes()).map_err(|e| bad(format!("Method: {e}")))?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(&request.path_and_query);
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    if let Some(id) = host_headers.get(crate::host::context::INVOCATION_ID_HEADER) {
+        builder = builder.header(crate::host::context::INVOCATION_ID_HEADER, id);
+    }
+    let replayed = builder
+        .body(Body::from(request.body))
+        .map_err(|e| bad(format!("not a valid request: {e}")))?;
+    let router = Router::new()
+        .nest("/api", api_router())
+        .fallback(not_found)
+        .with_state(state);
+    let response = router
+        .oneshot(replayed)
+        .await
+        .unwrap_or_else(|never| match never {});
+    Ok(http_output(response).await)
+}
+
+/// Renders a response as the host's HTTP output binding: `{statusCode, headers, body}`.
+async fn http_output(response: Response) -> Value {
+    let status = response.status().as_u16();
+    let mut headers = Map::new();
+    for (name, value) in response.headers() {
+        if let Ok(value) = value.to_str() {
+            headers.insert(name.as_str().to_string(), Value::String(value.to_string()));
+        }
+    }
+    let body = to_bytes(response.into_body(), MAX_API_BODY_BYTES * 16)
+        .await
+        .unwrap_or_default();
+    json!({"statusCode": status, "headers": headers, "body": String::from_utf8_lossy(&body)})
+}

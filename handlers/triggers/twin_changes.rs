@@ -1,0 +1,78 @@
+//! `TwinChanges` (eventHubTrigger, many): IoT Hub twin change notifications in batches.
+
+use super::{context, deliver, parse_envelope, AppState};
+use crate::decode::twin_change::{decode_twin_batch, HubMessage};
+use crate::host::InvokeResponse;
+use crate::inputs::{Delivery, TriggerInput};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Handles one Event Hubs batch.
+pub async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let context = context("TwinChanges", &headers);
+    let invocation = match parse_envelope(&context, body) {
+        Ok(invocation) => invocation,
+        Err(response) => return response,
+    };
+    let batch = match decode_twin_batch(&invocation) {
+        Ok(batch) => batch,
+        Err(error) => return super::reject_envelope(&context, &error),
+    };
+    let received = batch.items.len();
+    let mut delivery = Delivery {
+        inputs: Vec::new(),
+        rejected: Vec::new(),
+    };
+    let (mut other_twin_changes, mut other_messages) = (0usize, 0usize);
+    for item in batch.items {
+        match item {
+            Ok(HubMessage::TwinChange(change)) if change.device_update.is_some() => {
+                delivery.inputs.push(TriggerInput::DeviceReport(change));
+            }
+            Ok(HubMessage::TwinChange(_)) => other_twin_changes += 1,
+            Ok(HubMessage::Other(_)) => other_messages += 1,
+            Err(error) => delivery.rejected.push(error),
+        }
+    }
+    let reports = delivery.inputs.len();
+    let skipped = other_twin_changes + other_messages;
+    tracing::info!(
+        received,
+        reports,
+        skipped,
+        rejected = delivery.rejected.len(),
+        "twin change batch decoded"
+    );
+    let mut logs = vec![format!(
+        "{received} messages: {reports} device update reports, {other_twin_changes} other twin changes and {other_messages} other messages skipped, {} rejected",
+        delivery.rejected.len()
+    )];
+    for note in &batch.notes {
+        tracing::warn!("{note}");
+        logs.push(note.clone());
+    }
+    for error in &delivery.rejected {
+        tracing::warn!(index = error.index, reason = %error.reason, "unusable message");
+        logs.push(format!("rejected {error}"));
+    }
+    let summary = json!({
+        "status": "ok",
+        "received": received,
+        "deviceUpdateReports": reports,
+        "skipped": skipped,
+        "rejected": delivery.rejected.iter().map(|e| json!({"index": e.index, "reason": e.reason})).collect::<Vec<_>>(),
+    });
+    let response = InvokeResponse::new(summary, logs);
+    if delivery.inputs.is_empty() && delivery.rejected.is_empty() {
+        return response.into_response();
+    }
+    deliver(&state, &context, delivery, response).await
+}
