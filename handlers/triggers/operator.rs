@@ -10,8 +10,8 @@ use crate::host::InvokeResponse;
 use crate::problem::Problem;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, OriginalUri, State};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -26,6 +26,7 @@ pub fn api_router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
 }
 
@@ -35,9 +36,16 @@ async fn health() -> Json<Value> {
 }
 
 /// Any unknown path: `404` as problem+json.
-pub async fn not_found(uri: Uri) -> Response {
+pub async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
     Problem::new(StatusCode::NOT_FOUND, "Not Found")
         .detail(format!("no route for {}", uri.path()))
+        .into_response()
+}
+
+/// A known path with the wrong method: `405` as problem+json.
+pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> Response {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        .detail(format!("{method} is not allowed on {}", uri.path()))
         .into_response()
 }
 
