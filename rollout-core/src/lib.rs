@@ -1,12 +1,32 @@
-//! patchwave's pure rollout engine: `state + event + now -> new state + effects`.
+//! patchwave's pure rollout engine: `state + input + now -> new state + effects`.
 //!
 //! This crate decides; it never acts. It has no I/O, no clock, no async and no randomness:
-//! everything it knows arrives as arguments, so a whole rollout can be replayed in a unit test.
-//! The shell in `handlers/` loads state, calls in here, stores the result and executes the
-//! effects, which are plain data.
+//! everything it knows arrives as arguments, so a whole rollout can be replayed in a unit
+//! test. The shell in `handlers/` loads a [`Rollout`], calls [`Rollout::step`], stores the
+//! result together with the [`Effect`]s (an outbox) and then carries the effects out.
 
 #![warn(missing_docs)]
 
+mod effect;
+mod engine;
+mod input;
+mod judge;
+mod plan;
+mod state;
 mod update_id;
+mod window;
 
+pub use effect::{deployment_id, Effect, EffectKind, MAX_DEPLOYMENT_ID_CHARS};
+pub use engine::Rejected;
+pub use input::{Command, CommandAction, DeviceReport, Input, MaintenanceRun, PatchOutcome};
+pub use judge::{judge, percent, Verdict};
+pub use plan::{InfrastructureFailure, InfrastructurePlan, RolloutPlan, WaveFailure, WavePlan};
+pub use state::{
+    Counts, Decision, DeviceRecord, InfrastructureProgress, Outcome, PauseCause, PauseRecord,
+    RollbackGroup, RollbackProgress, Rollout, RolloutState, WaveProgress, WaveStatus,
+};
 pub use update_id::{UpdateId, UpdateIdError};
+pub use window::Window;
+
+/// Classifies a device report against a target update (exposed for the shell's views).
+pub use engine::classify;

@@ -1,0 +1,224 @@
+//! Operator commands: checked against the state first, so a refused command changes nothing.
+
+use super::{command_key, Rejected};
+use crate::effect::{Effect, EffectKind};
+use crate::input::{Command, CommandAction};
+use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState, WaveStatus};
+
+impl Rollout {
+    /// Why `command` cannot be applied now, if it cannot.
+    pub(super) fn check_command(&self, command: &Command) -> Result<(), Rejected> {
+        let state = self.state;
+        let refuse = |why: String| Err(Rejected(format!("{:?} refused: {why}", command.action)));
+        match command.action {
+            CommandAction::Pause => match state {
+                RolloutState::Pending
+                | RolloutState::PatchingInfrastructure
+                | RolloutState::Deploying
+                | RolloutState::Soaking
+                | RolloutState::AwaitingApproval => Ok(()),
+                RolloutState::RollingBack => {
+                    refuse("a rollback runs to its end; cancel it instead".into())
+                }
+                _ => refuse(format!("the rollout is {state:?}")),
+            },
+            CommandAction::Resume if state != RolloutState::Paused => {
+                refuse(format!("the rollout is {state:?}, not Paused"))
+            }
+            CommandAction::Resume => Ok(()),
+            CommandAction::Approve if state != RolloutState::AwaitingApproval => {
+                refuse(format!("the rollout is {state:?}; nothing awaits approval"))
+            }
+            CommandAction::Approve
+                if !self.plan.allow_self_approval && command.actor == self.created_by =>
+            {
+                refuse(format!(
+                    "{} created this rollout and cannot approve it (separation of duties)",
+                    command.actor
+                ))
+            }
+            CommandAction::Approve => Ok(()),
+            CommandAction::Cancel => Ok(()),
+            CommandAction::Rollback if state == RolloutState::RollingBack => {
+                refuse("a rollback is already running".into())
+            }
+            CommandAction::Rollback if self.waves.iter().all(|w| w.deployed_at.is_none()) => {
+                refuse("nothing has been deployed yet; cancel instead".into())
+            }
+            CommandAction::Rollback => Ok(()),
+        }
+    }
+
+    /// Applies a checked command (a redelivered one, by id, is a no-op).
+    pub(super) fn apply_command(&mut self, command: &Command, effects: &mut Vec<Effect>) {
+        if !self.applied.insert(command_key(&command.id)) {
+            return;
+        }
+        let actor = Some(command.actor.as_str());
+        let reason = &command.reason;
+        match command.action {
+            CommandAction::Pause => {
+                self.pause = Some(PauseRecord {
+                    from: self.state,
+                    cause: PauseCause::Operator,
+                });
+                self.state = RolloutState::Paused;
+                self.decide(
+                    effects,
+                    "rollout.paused",
+                    None,
+                    actor,
+                    format!("paused by {}: {reason}", command.actor),
+                );
+            }
+            CommandAction::Resume => self.resume(command, effects),
+            CommandAction::Approve => {
+                let index = self.current_wave;
+                self.waves[index].approved_by = Some(command.actor.clone());
+                self.state = RolloutState::Pending;
+                let text = format!(
+                    "wave {}: approved by {}: {reason}",
+                    self.plan.waves[index].name, command.actor
+                );
+                self.decide(effects, "wave.approved", Some(index), actor, text);
+            }
+            CommandAction::Cancel => self.cancel(command, effects),
+            CommandAction::Rollback => {
+                let why = format!("requested by {}: {reason}", command.actor);
+                self.open_rollback(why, actor, effects);
+            }
+        }
+    }
+
+    fn resume(&mut self, command: &Command, effects: &mut Vec<Effect>) {
+        let Some(pause) = self.pause.take() else {
+            return;
+        };
+        let index = self.current_wave;
+        let (next, text) = match pause.cause {
+            PauseCause::Operator => (
+                pause.from,
+                format!("resumed by {}: {}", command.actor, command.reason),
+            ),
+            PauseCause::WaveFailed => {
+                self.waves[index].status = WaveStatus::Accepted;
+                self.current_wave += 1;
+                let next = if self.current_wave < self.waves.len() {
+                    RolloutState::Pending
+                } else {
+                    RolloutState::Completed
+                };
+                let name = &self.plan.waves[index].name;
+                (
+                    next,
+                    format!(
+                        "wave {name} accepted despite its failure by {}: {}",
+                        command.actor, command.reason
+                    ),
+                )
+            }
+            PauseCause::InfrastructureFailed => {
+                self.infrastructure.gate_open = true;
+                (
+                    RolloutState::Pending,
+                    format!(
+                        "failed infrastructure overridden by {}: {}",
+                        command.actor, command.reason
+                    ),
+                )
+            }
+            PauseCause::EffectFailed => {
+                self.waves[index].status = WaveStatus::Waiting;
+                (
+                    RolloutState::Pending,
+                    format!(
+                        "resumed by {}: retrying the wave: {}",
+                        command.actor, command.reason
+                    ),
+                )
+            }
+        };
+        self.state = next;
+        self.decide(
+            effects,
+            "rollout.resumed",
+            Some(index).filter(|i| *i < self.waves.len()),
+            Some(&command.actor),
+            text,
+        );
+        if self.state == RolloutState::Completed {
+            let reason = format!(
+                "rollout {}: every wave passed or was accepted",
+                self.plan.name
+            );
+            self.decide(effects, "rollout.completed", None, None, reason);
+        }
+    }
+
+    fn cancel(&mut self, command: &Command, effects: &mut Vec<Effect>) {
+        let mut cancelled = Vec::new();
+        for index in 0..self.waves.len() {
+            let wave = &self.waves[index];
+            let running = matches!(wave.status, WaveStatus::Deploying | WaveStatus::Soaking);
+            if let (true, Some(_), Some(id)) =
+                (running, wave.deployed_at, wave.deployment_id.clone())
+            {
+                let group = self.plan.waves[index].device_group.clone();
+                self.emit(
+                    effects,
+                    format!("{id}:cancel"),
+                    EffectKind::CancelDeployment {
+                        deployment_id: id.clone(),
+                        group,
+                    },
+                );
+                cancelled.push(id);
+            }
+            if running {
+                self.waves[index].status = WaveStatus::Cancelled;
+            }
+        }
+        if let Some(rollback) = &self.rollback {
+            let pending: Vec<_> = rollback
+                .groups
+                .iter()
+                .filter(|g| g.passed.is_none())
+                .map(|g| {
+                    (
+                        g.deployment_id.clone(),
+                        self.plan.waves[g.wave].device_group.clone(),
+                    )
+                })
+                .collect();
+            for (id, group) in pending {
+                self.emit(
+                    effects,
+                    format!("{id}:cancel"),
+                    EffectKind::CancelDeployment {
+                        deployment_id: id.clone(),
+                        group,
+                    },
+                );
+                cancelled.push(id);
+            }
+        }
+        self.pause = None;
+        self.state = RolloutState::Cancelled;
+        let what = if cancelled.is_empty() {
+            "no active deployment".to_string()
+        } else {
+            format!("cancelling {}", cancelled.join(", "))
+        };
+        let text = format!(
+            "cancelled by {}: {} ({what})",
+            command.actor, command.reason
+        );
+        self.decide(
+            effects,
+            "rollout.cancelled",
+            None,
+            Some(&command.actor),
+            text,
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Group members and device reports: the hot path, constant cost per report.
+
+use crate::effect::Effect;
+use crate::input::DeviceReport;
+use crate::state::{DeviceRecord, Outcome, Rollout, WaveStatus};
+use crate::UpdateId;
+
+/// Agent states the cloud sees (`ADUCITF_State`).
+const STATE_IDLE: i64 = 0;
+const STATE_FAILED: i64 = 255;
+/// `ADUC_Result_Apply_Success`.
+const RESULT_APPLY_SUCCESS: i64 = 700;
+
+/// What a report means for a target update.
+///
+/// Success is state 0 with result 700 and the target installed; failure is state 255; an
+/// idle report with another update installed says nothing about this target (a device that
+/// rebooted before taking the deployment) and leaves the outcome as it was.
+pub fn classify(report: &DeviceReport, target: &UpdateId) -> Option<Outcome> {
+    match report.agent_state {
+        STATE_FAILED => Some(Outcome::Failed),
+        STATE_IDLE => {
+            let installed = report.installed_update.as_ref() == Some(target);
+            (installed && report.result_code == Some(RESULT_APPLY_SUCCESS))
+                .then_some(Outcome::Succeeded)
+        }
+        _ => Some(Outcome::InProgress),
+    }
+}
+
+impl Rollout {
+    /// The wave's devices arrived: record them, then request the deployment.
+    pub(super) fn on_group_members(
+        &mut self,
+        index: usize,
+        devices: &[String],
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(wave) = self.waves.get(index) else {
+            return;
+        };
+        if wave.members_known || wave.status != WaveStatus::Deploying {
+            return;
+        }
+        let mut added = 0u64;
+        let mut elsewhere = 0u64;
+        for device in devices {
+            match self.devices.get(device) {
+                Some(record) if record.wave as usize != index => elsewhere += 1,
+                Some(_) => {}
+                None => {
+                    let record = DeviceRecord {
+                        wave: index as u32,
+                        version: 0,
+                        forward: Outcome::NotReported,
+                        rollback: Outcome::NotReported,
+                    };
+                    self.devices.insert(device.clone(), record);
+                    added += 1;
+                }
+            }
+        }
+        let wave = &mut self.waves[index];
+        wave.members_known = true;
+        wave.counts.total += added;
+        let plan = &self.plan.waves[index];
+        let mut reason = format!(
+            "wave {}: {} device(s) in group {}; deploying {}",
+            plan.name, wave.counts.total, plan.device_group, self.plan.update
+        );
+        if elsewhere > 0 {
+            reason.push_str(&format!(
+                " ({elsewhere} device(s) already in an earlier wave left out)"
+            ));
+        }
+        self.decide(effects, "wave.members", Some(index), None, reason);
+        if self.waves[index].deployed_at.is_none() {
+            self.request_deployment(index, effects);
+        }
+    }
+
+    /// A device report: O(1) whatever the fleet size.
+    pub(super) fn on_device_report(&mut self, report: &DeviceReport) {
+        let Some(record) = self.devices.get_mut(&report.device) else {
+            self.ignored_reports += 1;
+            return;
+        };
+        if report.twin_version <= record.version {
+            self.ignored_reports += 1;
+            return;
+        }
+        record.version = report.twin_version;
+        let wave = record.wave as usize;
+        if let Some(rollback) = self.rollback.as_mut() {
+            if let Some(group) = rollback.groups.iter_mut().find(|g| g.wave == wave) {
+                if let Some(outcome) = classify(report, &self.plan.rollback_update) {
+                    if outcome != record.rollback {
+                        group.counts.add(record.rollback, -1);
+                        group.counts.add(outcome, 1);
+                        record.rollback = outcome;
+                    }
+                }
+                return;
+            }
+        }
+        if let Some(outcome) = classify(report, &self.plan.update) {
+            if outcome != record.forward {
+                let counts = &mut self.waves[wave].counts;
+                counts.add(record.forward, -1);
+                counts.add(outcome, 1);
+                record.forward = outcome;
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The infrastructure gate: host patches before devices, and holding runs while devices are
+//! at risk.
+
+use crate::effect::{Effect, EffectKind};
+use crate::input::{MaintenanceRun, PatchOutcome};
+use crate::plan::InfrastructureFailure;
+use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState};
+use chrono::Duration;
+
+/// Update Manager accepts a cancellation until 10 minutes before the run starts.
+const CANCEL_LEAD_MINUTES: i64 = 10;
+
+impl Rollout {
+    /// Pending / PatchingInfrastructure: open the gate, then start the current wave.
+    pub(super) fn advance_gate(&mut self, effects: &mut Vec<Effect>) -> bool {
+        if !self.infrastructure.gate_open {
+            if self.plan.infrastructure.is_none() {
+                self.infrastructure.gate_open = true;
+            } else {
+                return self.advance_infrastructure(effects);
+            }
+        }
+        self.try_start_wave(effects)
+    }
+
+    fn advance_infrastructure(&mut self, effects: &mut Vec<Effect>) -> bool {
+        let Some(plan) = self.plan.infrastructure.clone() else {
+            return false;
+        };
+        if !self.infrastructure.started {
+            self.start_infrastructure(&plan, effects);
+            return true;
+        }
+        let results: Vec<_> = self
+            .infrastructure
+            .configurations
+            .iter()
+            .chain(&self.infrastructure.machines)
+            .map(|(name, outcome)| (name.clone(), *outcome))
+            .collect();
+        if results.iter().any(|(_, outcome)| outcome.is_none()) {
+            return false;
+        }
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|(_, o)| matches!(o, Some(PatchOutcome::Failed | PatchOutcome::Cancelled)))
+            .map(|(name, _)| short_name(name))
+            .collect();
+        let warned = results
+            .iter()
+            .filter(|(_, o)| *o == Some(PatchOutcome::SucceededWithWarnings))
+            .count();
+        let total = results.len();
+        if failed.is_empty() {
+            self.infrastructure.gate_open = true;
+            let reason = format!(
+                "infrastructure: all {total} host patch runs succeeded ({warned} with warnings)"
+            );
+            self.decide(effects, "infrastructure.passed", None, None, reason);
+            return true;
+        }
+        let summary = format!(
+            "infrastructure: {} of {total} host patch runs failed ({})",
+            failed.len(),
+            failed.join(", ")
+        );
+        match plan.on_failure {
+            InfrastructureFailure::Warn => {
+                self.infrastructure.gate_open = true;
+                let reason = format!("{summary}; continuing to the devices (onFailure: warn)");
+                self.decide(effects, "infrastructure.warned", None, None, reason);
+            }
+            InfrastructureFailure::Block => {
+                self.pause = Some(PauseRecord {
+                    from: RolloutState::PatchingInfrastructure,
+                    cause: PauseCause::InfrastructureFailed,
+                });
+                self.state = RolloutState::Paused;
+                let reason = format!(
+                    "{summary}; holding the devices until an operator resumes (onFailure: block)"
+                );
+                self.decide(effects, "infrastructure.failed", None, None, reason);
+            }
+        }
+        true
+    }
+
+    fn start_infrastructure(
+        &mut self,
+        plan: &crate::plan::InfrastructurePlan,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.infrastructure.started = true;
+        for configuration in &plan.maintenance_configuration_ids {
+            self.infrastructure
+                .configurations
+                .insert(configuration.to_ascii_lowercase(), None);
+        }
+        for machine in &plan.machines {
+            self.infrastructure.machines.insert(machine.clone(), None);
+            let id = format!("{}:patch:{}", self.id, machine.to_ascii_lowercase());
+            self.emit(
+                effects,
+                id,
+                EffectKind::InstallPatches {
+                    machine: machine.clone(),
+                },
+            );
+        }
+        self.state = RolloutState::PatchingInfrastructure;
+        let reason = format!(
+            "infrastructure: patching {} machine(s), waiting for {} maintenance run(s)",
+            plan.machines.len(),
+            plan.maintenance_configuration_ids.len()
+        );
+        self.decide(effects, "infrastructure.started", None, None, reason);
+    }
+
+    fn plans_configuration(&self, configuration_id: &str) -> bool {
+        self.plan.infrastructure.as_ref().is_some_and(|infra| {
+            infra
+                .maintenance_configuration_ids
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(configuration_id))
+        })
+    }
+
+    /// PreMaintenanceEvent: cancel the run if devices are mid-deployment.
+    pub(super) fn on_maintenance_starting(
+        &mut self,
+        run: &MaintenanceRun,
+        effects: &mut Vec<Effect>,
+    ) {
+        if !self.plans_configuration(&run.configuration_id)
+            || !self.applied.insert(format!("pre:{}", run.run_id))
+        {
+            return;
+        }
+        if !self.devices_at_risk() {
+            let reason = format!(
+                "infrastructure: maintenance run {} is starting",
+                short_name(&run.run_id)
+            );
+            self.decide(effects, "infrastructure.run_starting", None, None, reason);
+            return;
+        }
+        let cutoff = run.cancellation_cutoff.or_else(|| {
+            run.start
+                .map(|start| start - Duration::minutes(CANCEL_LEAD_MINUTES))
+        });
+        if cutoff.is_some_and(|cutoff| self.now > cutoff) {
+            let reason = format!(
+                "infrastructure: maintenance run {} starts while devices are deploying, but it is past its cancellation cut-off",
+                short_name(&run.run_id)
+            );
+            self.decide(effects, "infrastructure.hold_too_late", None, None, reason);
+            return;
+        }
+        let id = format!("cancel-run:{}", run.run_id.to_ascii_lowercase());
+        self.emit(
+            effects,
+            id,
+            EffectKind::CancelMaintenanceRun {
+                run_id: run.run_id.clone(),
+            },
+        );
+        let reason = format!(
+            "infrastructure: holding maintenance run {} because devices are deploying; cancelling it",
+            short_name(&run.run_id)
+        );
+        self.decide(effects, "infrastructure.hold", None, None, reason);
+    }
+
+    /// PostMaintenanceEvent: record the run's outcome for the gate.
+    pub(super) fn on_maintenance_finished(
+        &mut self,
+        run: &MaintenanceRun,
+        outcome: PatchOutcome,
+        effects: &mut Vec<Effect>,
+    ) {
+        if !self.plans_configuration(&run.configuration_id)
+            || !self.applied.insert(format!("post:{}", run.run_id))
+        {
+            return;
+        }
+        let key = run.configuration_id.to_ascii_lowercase();
+        if let Some(slot) = self.infrastructure.configurations.get_mut(&key) {
+            if !self.infrastructure.gate_open {
+                *slot = Some(outcome);
+            }
+        }
+        let reason = format!(
+            "infrastructure: maintenance run {} finished: {outcome:?}",
+            short_name(&run.run_id)
+        );
+        self.decide(effects, "infrastructure.run_finished", None, None, reason);
+    }
+
+    /// installPatches finished on a machine.
+    pub(super) fn on_machine_patched(
+        &mut self,
+        machine: &str,
+        outcome: PatchOutcome,
+        detail: &str,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(key) = self
+            .infrastructure
+            .machines
+            .keys()
+            .find(|m| m.eq_ignore_ascii_case(machine))
+            .cloned()
+        else {
+            return;
+        };
+        if self
+            .infrastructure
+            .machines
+            .get(&key)
+            .copied()
+            .flatten()
+            .is_some()
+        {
+            return;
+        }
+        self.infrastructure
+            .machines
+            .insert(key.clone(), Some(outcome));
+        let reason = format!(
+            "infrastructure: {} patched: {outcome:?}{}",
+            short_name(&key),
+            detail_suffix(detail)
+        );
+        self.decide(
+            effects,
+            "infrastructure.machine_patched",
+            None,
+            None,
+            reason,
+        );
+    }
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+/// The last path segment of a resource id, for readable decisions.
+pub(super) fn short_name(resource_id: &str) -> String {
+    resource_id
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or(resource_id)
+        .to_string()
+}

@@ -1,0 +1,318 @@
+//! Rollback: cancel what is active, deploy the rollback update to every touched group, and
+//! follow those devices to the end.
+
+use super::infrastructure::short_name;
+use crate::effect::{deployment_id, Effect, EffectKind};
+use crate::judge::{judge, Verdict};
+use crate::state::{Outcome, RollbackGroup, RollbackProgress, Rollout, RolloutState, WaveStatus};
+use chrono::Duration;
+
+impl Rollout {
+    /// Opens the rollback (automatic, or an operator's with `actor`).
+    pub(super) fn open_rollback(
+        &mut self,
+        reason: String,
+        actor: Option<&str>,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.pause = None;
+        for index in 0..self.waves.len() {
+            let wave = &self.waves[index];
+            let active = matches!(
+                wave.status,
+                WaveStatus::Deploying | WaveStatus::Soaking | WaveStatus::Failed
+            );
+            if let (true, Some(_), Some(id)) =
+                (active, wave.deployed_at, wave.deployment_id.clone())
+            {
+                let group = self.plan.waves[index].device_group.clone();
+                self.emit(
+                    effects,
+                    format!("{id}:cancel"),
+                    EffectKind::CancelDeployment {
+                        deployment_id: id,
+                        group,
+                    },
+                );
+            }
+            if matches!(
+                self.waves[index].status,
+                WaveStatus::Deploying | WaveStatus::Soaking
+            ) {
+                self.waves[index].status = WaveStatus::Cancelled;
+            }
+        }
+        let mut groups = Vec::new();
+        for (index, wave) in self.waves.iter().enumerate() {
+            if wave.deployed_at.is_none() {
+                continue;
+            }
+            let id = deployment_id(&self.id, &format!("rb{index}"));
+            let counts = crate::state::Counts {
+                total: wave.counts.total,
+                ..Default::default()
+            };
+            groups.push(RollbackGroup {
+                wave: index,
+                deployment_id: id,
+                counts,
+                timeouts_applied: false,
+                passed: None,
+            });
+        }
+        self.state = if groups.is_empty() {
+            RolloutState::RolledBack
+        } else {
+            RolloutState::RollingBack
+        };
+        let touched: Vec<String> = groups
+            .iter()
+            .map(|g| self.plan.waves[g.wave].device_group.clone())
+            .collect();
+        for group in &groups {
+            let kind = EffectKind::CreateRollbackDeployment {
+                deployment_id: group.deployment_id.clone(),
+                group: self.plan.waves[group.wave].device_group.clone(),
+                update: self.plan.rollback_update.clone(),
+            };
+            self.emit(effects, format!("{}:create", group.deployment_id), kind);
+        }
+        self.rollback = Some(RollbackProgress {
+            started_at: self.now,
+            reason: reason.clone(),
+            groups,
+        });
+        let text = if touched.is_empty() {
+            format!("rollback: nothing was deployed yet ({reason})")
+        } else {
+            format!(
+                "rollback: deploying {} to group(s) {} ({reason})",
+                self.plan.rollback_update,
+                touched.join(", ")
+            )
+        };
+        self.decide(effects, "rollback.opened", None, actor, text);
+    }
+
+    /// RollingBack: judge each group; finish when all passed, fail when one failed.
+    pub(super) fn advance_rollback(&mut self, effects: &mut Vec<Effect>) -> bool {
+        let Some(rollback) = &self.rollback else {
+            return false;
+        };
+        let open: Vec<usize> = (0..rollback.groups.len())
+            .filter(|g| rollback.groups[*g].passed.is_none())
+            .collect();
+        for position in open {
+            if self.apply_rollback_timeouts(position, effects) {
+                return true;
+            }
+            let Some(group) = self.rollback.as_ref().map(|r| r.groups[position].clone()) else {
+                return false;
+            };
+            let plan = &self.plan.waves[group.wave];
+            let name = format!("{} (rollback)", plan.name);
+            match judge(&name, plan, &group.counts, true) {
+                Verdict::Failed(reason) => {
+                    self.set_group_result(position, false);
+                    self.state = RolloutState::Failed;
+                    self.decide(
+                        effects,
+                        "rollback.failed",
+                        Some(group.wave),
+                        None,
+                        format!("{reason}; the rollback failed"),
+                    );
+                    self.delete_superseded(effects);
+                    return true;
+                }
+                Verdict::ThresholdMet(reason) => {
+                    self.set_group_result(position, true);
+                    self.decide(
+                        effects,
+                        "rollback.group_done",
+                        Some(group.wave),
+                        None,
+                        reason,
+                    );
+                    return true;
+                }
+                Verdict::Open => {}
+            }
+        }
+        let all_passed = self
+            .rollback
+            .as_ref()
+            .is_some_and(|r| r.groups.iter().all(|g| g.passed == Some(true)));
+        if all_passed {
+            self.state = RolloutState::RolledBack;
+            let reason = format!(
+                "rollback finished: every touched group is back on {}",
+                self.plan.rollback_update
+            );
+            self.decide(effects, "rollback.finished", None, None, reason);
+            self.delete_superseded(effects);
+            return true;
+        }
+        false
+    }
+
+    fn set_group_result(&mut self, position: usize, passed: bool) {
+        if let Some(rollback) = self.rollback.as_mut() {
+            rollback.groups[position].passed = Some(passed);
+        }
+    }
+
+    fn apply_rollback_timeouts(&mut self, position: usize, effects: &mut Vec<Effect>) -> bool {
+        let Some(rollback) = self.rollback.as_mut() else {
+            return false;
+        };
+        let group = &mut rollback.groups[position];
+        let minutes = self.plan.waves[group.wave].device_timeout_minutes;
+        if group.timeouts_applied
+            || self.now < rollback.started_at + Duration::minutes(i64::from(minutes))
+        {
+            return false;
+        }
+        let wave = group.wave as u32;
+        let mut timed_out = 0u64;
+        for record in self.devices.values_mut().filter(|r| r.wave == wave) {
+            if !record.rollback.is_finished() {
+                group.counts.add(record.rollback, -1);
+                record.rollback = Outcome::TimedOut;
+                timed_out += 1;
+            }
+        }
+        group.counts.timed_out += timed_out;
+        group.timeouts_applied = true;
+        let wave_index = group.wave;
+        if timed_out > 0 {
+            let reason = format!(
+                "wave {} (rollback): {timed_out} device(s) did not finish within {minutes} minutes; counted as timed out",
+                self.plan.waves[wave_index].name
+            );
+            self.decide(effects, "rollback.timeouts", Some(wave_index), None, reason);
+        }
+        true
+    }
+
+    /// Once a rollback ends, the forward deployments it superseded are deleted (Device
+    /// Update keeps at most 100 deployments).
+    fn delete_superseded(&mut self, effects: &mut Vec<Effect>) {
+        let Some(rollback) = &self.rollback else {
+            return;
+        };
+        let superseded: Vec<(String, String)> = rollback
+            .groups
+            .iter()
+            .filter_map(|g| {
+                let id = self.waves[g.wave].deployment_id.clone()?;
+                Some((id, self.plan.waves[g.wave].device_group.clone()))
+            })
+            .collect();
+        for (id, group) in superseded {
+            self.emit(
+                effects,
+                format!("{id}:delete"),
+                EffectKind::DeleteDeployment {
+                    deployment_id: id,
+                    group,
+                },
+            );
+        }
+    }
+
+    /// An effect gave up after the shell's retries.
+    pub(super) fn on_effect_failed(
+        &mut self,
+        effect_id: &str,
+        error: &str,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(kind) = self.outstanding.remove(effect_id) else {
+            return;
+        };
+        match kind {
+            EffectKind::FetchGroupMembers { wave, .. } if self.state == RolloutState::Deploying => {
+                self.pause_for_failed_effect(wave, effect_id, error, effects);
+            }
+            EffectKind::CreateDeployment { .. } if self.state == RolloutState::Deploying => {
+                self.pause_for_failed_effect(self.current_wave, effect_id, error, effects);
+            }
+            EffectKind::CreateRollbackDeployment { group, .. } => {
+                if let Some(rollback) = self.rollback.as_mut() {
+                    for g in rollback.groups.iter_mut().filter(|g| g.passed.is_none()) {
+                        g.passed = Some(false);
+                    }
+                }
+                self.state = RolloutState::Failed;
+                let reason = format!("rollback deployment on group {group} could not be created: {error}; the rollback failed");
+                self.decide(effects, "rollback.failed", None, None, reason);
+            }
+            EffectKind::InstallPatches { machine } => {
+                if let Some(slot) = self.infrastructure.machines.get_mut(&machine) {
+                    if slot.is_none() {
+                        *slot = Some(crate::PatchOutcome::Failed);
+                        let reason = format!(
+                            "infrastructure: installPatches on {} failed: {error}",
+                            short_name(&machine)
+                        );
+                        self.decide(
+                            effects,
+                            "infrastructure.machine_patched",
+                            None,
+                            None,
+                            reason,
+                        );
+                    }
+                }
+            }
+            EffectKind::PublishEvent { .. } => {}
+            other => {
+                let reason = format!(
+                    "effect {effect_id} failed: {error} ({})",
+                    effect_label(&other)
+                );
+                self.decide(effects, "effect.failed", None, None, reason);
+            }
+        }
+    }
+
+    fn pause_for_failed_effect(
+        &mut self,
+        index: usize,
+        effect_id: &str,
+        error: &str,
+        effects: &mut Vec<Effect>,
+    ) {
+        let attempt_matches = self
+            .waves
+            .get(index)
+            .is_some_and(|w| effect_id.contains(&format!("w{index}a{}", w.attempt)));
+        if !attempt_matches || index != self.current_wave {
+            return;
+        }
+        self.pause = Some(crate::state::PauseRecord {
+            from: RolloutState::Deploying,
+            cause: crate::state::PauseCause::EffectFailed,
+        });
+        self.state = RolloutState::Paused;
+        let reason = format!(
+            "wave {}: {effect_id} failed: {error}; paused — resume retries the wave with a new deployment",
+            self.plan.waves[index].name
+        );
+        self.decide(effects, "wave.blocked", Some(index), None, reason);
+    }
+}
+
+fn effect_label(kind: &EffectKind) -> &'static str {
+    match kind {
+        EffectKind::FetchGroupMembers { .. } => "fetch group members",
+        EffectKind::CreateDeployment { .. } => "create deployment",
+        EffectKind::CreateRollbackDeployment { .. } => "create rollback deployment",
+        EffectKind::CancelDeployment { .. } => "cancel deployment",
+        EffectKind::DeleteDeployment { .. } => "delete deployment",
+        EffectKind::InstallPatches { .. } => "install patches",
+        EffectKind::CancelMaintenanceRun { .. } => "cancel maintenance run",
+        EffectKind::PublishEvent { .. } => "publish event",
+    }
+}

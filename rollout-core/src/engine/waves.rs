@@ -1,0 +1,261 @@
+//! Waves: starting behind their gates, judging, soaking, passing and failing.
+
+use crate::effect::{deployment_id, Effect, EffectKind};
+use crate::judge::{judge, Verdict};
+use crate::plan::WaveFailure;
+use crate::state::{Outcome, PauseCause, PauseRecord, Rollout, RolloutState, WaveStatus};
+use chrono::Duration;
+
+impl Rollout {
+    /// Starts the current wave if its approval and window allow.
+    pub(super) fn try_start_wave(&mut self, effects: &mut Vec<Effect>) -> bool {
+        let index = self.current_wave;
+        let (Some(plan), Some(progress)) = (self.plan.waves.get(index), self.waves.get(index))
+        else {
+            return false;
+        };
+        if progress.status != WaveStatus::Waiting {
+            return false;
+        }
+        if plan.approval_required && progress.approved_by.is_none() {
+            self.state = RolloutState::AwaitingApproval;
+            let reason = format!("wave {}: waiting for an operator's approval", plan.name);
+            self.decide(effects, "wave.awaiting_approval", Some(index), None, reason);
+            return true;
+        }
+        if let Some(window) = self.plan.window.as_ref().filter(|w| !w.is_open(self.now)) {
+            if progress.waiting_for_window && self.state == RolloutState::Pending {
+                return false;
+            }
+            let reason = format!(
+                "wave {}: waiting for the window {}",
+                plan.name,
+                window.describe()
+            );
+            self.waves[index].waiting_for_window = true;
+            self.state = RolloutState::Pending;
+            self.decide(
+                effects,
+                "wave.waiting_for_window",
+                Some(index),
+                None,
+                reason,
+            );
+            return true;
+        }
+        self.start_wave(index, effects);
+        true
+    }
+
+    fn start_wave(&mut self, index: usize, effects: &mut Vec<Effect>) {
+        let group = self.plan.waves[index].device_group.clone();
+        let name = self.plan.waves[index].name.clone();
+        let wave = &mut self.waves[index];
+        wave.attempt += 1;
+        wave.status = WaveStatus::Deploying;
+        wave.started_at = Some(self.now);
+        wave.deployed_at = None;
+        wave.timeouts_applied = false;
+        wave.threshold_met_at = None;
+        wave.waiting_for_window = false;
+        let attempt = wave.attempt;
+        wave.deployment_id = Some(deployment_id(&self.id, &format!("w{index}a{attempt}")));
+        let members_known = wave.members_known;
+        self.state = RolloutState::Deploying;
+        let reason = format!("wave {name}: starting on group {group} (attempt {attempt})");
+        self.decide(effects, "wave.started", Some(index), None, reason);
+        if members_known {
+            self.request_deployment(index, effects);
+        } else {
+            let id = format!("{}:members:w{index}a{attempt}", self.id);
+            self.emit(
+                effects,
+                id,
+                EffectKind::FetchGroupMembers { wave: index, group },
+            );
+        }
+    }
+
+    /// Asks for the wave's deployment; device deadlines count from now.
+    pub(super) fn request_deployment(&mut self, index: usize, effects: &mut Vec<Effect>) {
+        let Some(deployment_id) = self.waves[index].deployment_id.clone() else {
+            return;
+        };
+        self.waves[index].deployed_at = Some(self.now);
+        let kind = EffectKind::CreateDeployment {
+            deployment_id: deployment_id.clone(),
+            group: self.plan.waves[index].device_group.clone(),
+            update: self.plan.update.clone(),
+        };
+        self.emit(effects, format!("{deployment_id}:create"), kind);
+    }
+
+    /// Deploying / Soaking: timeouts, failure, success threshold, soak.
+    pub(super) fn advance_wave(&mut self, effects: &mut Vec<Effect>) -> bool {
+        let index = self.current_wave;
+        if self.apply_wave_timeouts(index, effects) {
+            return true;
+        }
+        let plan = &self.plan.waves[index];
+        let wave = &self.waves[index];
+        if wave.deployed_at.is_none() {
+            return false;
+        }
+        match judge(&plan.name, plan, &wave.counts, wave.members_known) {
+            Verdict::Failed(reason) => {
+                self.fail_wave(index, reason, effects);
+                true
+            }
+            Verdict::ThresholdMet(reason) => match (self.state, wave.threshold_met_at) {
+                (RolloutState::Deploying, _) | (_, None) => {
+                    let soak = plan.soak_minutes;
+                    self.state = RolloutState::Soaking;
+                    self.waves[index].status = WaveStatus::Soaking;
+                    self.waves[index].threshold_met_at = Some(self.now);
+                    self.decide(
+                        effects,
+                        "wave.threshold_met",
+                        Some(index),
+                        None,
+                        format!("{reason}; soaking {soak} minutes"),
+                    );
+                    true
+                }
+                (_, Some(met))
+                    if self.now >= met + Duration::minutes(i64::from(plan.soak_minutes)) =>
+                {
+                    self.pass_wave(index, reason, effects);
+                    true
+                }
+                _ => false,
+            },
+            Verdict::Open if self.state == RolloutState::Soaking => {
+                self.state = RolloutState::Deploying;
+                self.waves[index].status = WaveStatus::Deploying;
+                self.waves[index].threshold_met_at = None;
+                let reason = format!(
+                    "wave {}: success fell below its threshold again; soak restarts when it is met",
+                    plan.name
+                );
+                self.decide(effects, "wave.threshold_lost", Some(index), None, reason);
+                true
+            }
+            Verdict::Open => false,
+        }
+    }
+
+    /// Marks silent devices timed out once the wave's deadline passed. True if anything changed.
+    pub(super) fn apply_wave_timeouts(&mut self, index: usize, effects: &mut Vec<Effect>) -> bool {
+        let wave = &self.waves[index];
+        let timeout = Duration::minutes(i64::from(self.plan.waves[index].device_timeout_minutes));
+        let due = wave.deployed_at.is_some_and(|at| self.now >= at + timeout);
+        if wave.timeouts_applied || !wave.members_known || !due {
+            return false;
+        }
+        let mut timed_out = 0u64;
+        for record in self
+            .devices
+            .values_mut()
+            .filter(|r| r.wave as usize == index)
+        {
+            if !record.forward.is_finished() {
+                self.waves[index].counts.add(record.forward, -1);
+                record.forward = Outcome::TimedOut;
+                timed_out += 1;
+            }
+        }
+        self.waves[index].counts.timed_out += timed_out;
+        self.waves[index].timeouts_applied = true;
+        if timed_out > 0 {
+            let plan = &self.plan.waves[index];
+            let reason = format!(
+                "wave {}: {timed_out} device(s) did not finish within {} minutes; counted as timed out",
+                plan.name, plan.device_timeout_minutes
+            );
+            self.decide(effects, "wave.timeouts", Some(index), None, reason);
+        }
+        true
+    }
+
+    fn pass_wave(&mut self, index: usize, reason: String, effects: &mut Vec<Effect>) {
+        self.waves[index].status = WaveStatus::Passed;
+        let soak = self.plan.waves[index].soak_minutes;
+        self.current_wave += 1;
+        self.state = if self.current_wave < self.plan.waves.len() {
+            RolloutState::Pending
+        } else {
+            RolloutState::Completed
+        };
+        self.decide(
+            effects,
+            "wave.passed",
+            Some(index),
+            None,
+            format!("{reason}; soaked {soak} minutes"),
+        );
+        if self.state == RolloutState::Completed {
+            let reason = format!(
+                "rollout {}: all {} waves passed",
+                self.plan.name,
+                self.plan.waves.len()
+            );
+            self.decide(effects, "rollout.completed", None, None, reason);
+        }
+    }
+
+    /// A wave failed: roll back or pause, as its plan says.
+    pub(super) fn fail_wave(&mut self, index: usize, reason: String, effects: &mut Vec<Effect>) {
+        self.waves[index].status = WaveStatus::Failed;
+        self.pause = None;
+        match self.plan.waves[index].on_failure {
+            WaveFailure::Rollback => {
+                self.decide(
+                    effects,
+                    "wave.failed",
+                    Some(index),
+                    None,
+                    format!("{reason}; rolling back"),
+                );
+                self.open_rollback(reason, None, effects);
+            }
+            WaveFailure::Pause => {
+                self.pause = Some(PauseRecord {
+                    from: RolloutState::Deploying,
+                    cause: PauseCause::WaveFailed,
+                });
+                self.state = RolloutState::Paused;
+                let reason = format!("{reason}; paused for an operator (onFailure: pause): resume accepts the wave, rollback reverts");
+                self.decide(effects, "wave.failed", Some(index), None, reason);
+            }
+        }
+    }
+
+    /// Paused by an operator mid-wave: failures are still judged, so a pause never hides a
+    /// crossed failure threshold.
+    pub(super) fn guard_paused_wave(&mut self, effects: &mut Vec<Effect>) -> bool {
+        let Some(pause) = &self.pause else {
+            return false;
+        };
+        if pause.cause != PauseCause::Operator
+            || !matches!(pause.from, RolloutState::Deploying | RolloutState::Soaking)
+        {
+            return false;
+        }
+        let index = self.current_wave;
+        if self.apply_wave_timeouts(index, effects) {
+            return true;
+        }
+        let plan = &self.plan.waves[index];
+        let wave = &self.waves[index];
+        if wave.deployed_at.is_none() {
+            return false;
+        }
+        match judge(&plan.name, plan, &wave.counts, wave.members_known) {
+            Verdict::Failed(reason) => {
+                self.fail_wave(index, format!("{reason} while paused"), effects);
+                true
+            }
+            _ => false,
+        }
+    }
+}

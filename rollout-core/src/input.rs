@@ -1,0 +1,127 @@
+//! What can happen to a rollout: the engine's inputs.
+
+use crate::UpdateId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One thing that happened, to be folded into a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Input {
+    /// Time passed: soak, timeouts and windows are re-judged (every input does this too).
+    Tick,
+    /// Update Manager is about to run a maintenance configuration (PreMaintenanceEvent).
+    MaintenanceStarting(MaintenanceRun),
+    /// A maintenance run finished (PostMaintenanceEvent).
+    MaintenanceFinished {
+        /// The run.
+        run: MaintenanceRun,
+        /// Its outcome.
+        outcome: PatchOutcome,
+    },
+    /// An on-demand `installPatches` on a machine finished.
+    MachinePatched {
+        /// Machine resource id.
+        machine: String,
+        /// Its outcome.
+        outcome: PatchOutcome,
+        /// Counts or error text for the decision log.
+        detail: String,
+    },
+    /// The devices of a wave's group, learned once per wave attempt.
+    GroupMembers {
+        /// Wave index.
+        wave: usize,
+        /// Device ids.
+        devices: Vec<String>,
+    },
+    /// A device's agent reported (a twin change with `deviceUpdate.agent`).
+    DeviceReport(DeviceReport),
+    /// An operator command.
+    Operator(Command),
+    /// An effect was carried out.
+    EffectSucceeded {
+        /// The effect's id.
+        effect_id: String,
+    },
+    /// An effect could not be carried out, after the shell's retries.
+    EffectFailed {
+        /// The effect's id.
+        effect_id: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A scheduled maintenance run of Update Manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceRun {
+    /// Run id (`CorrelationId`).
+    pub run_id: String,
+    /// Maintenance configuration id.
+    pub configuration_id: String,
+    /// Start of the schedule instance.
+    pub start: Option<DateTime<Utc>>,
+    /// Last moment the run can be cancelled.
+    pub cancellation_cutoff: Option<DateTime<Utc>>,
+}
+
+/// How a host patch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PatchOutcome {
+    /// Patched.
+    Succeeded,
+    /// Patched, with warnings (some patches pending or skipped).
+    SucceededWithWarnings,
+    /// Not patched.
+    Failed,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+/// What a device's agent said, reduced to what the engine judges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceReport {
+    /// Device id (module-qualified ids are the shell's concern).
+    pub device: String,
+    /// Twin version of the notification; older or equal versions than seen change nothing.
+    pub twin_version: u64,
+    /// Agent state: 0 idle, 6 in progress, 255 failed.
+    pub agent_state: i64,
+    /// `lastInstallResult.resultCode`.
+    pub result_code: Option<i64>,
+    /// The update installed on the device.
+    pub installed_update: Option<UpdateId>,
+}
+
+/// An operator's command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Command {
+    /// Unique per request: a redelivered command with the same id changes nothing.
+    pub id: String,
+    /// What to do.
+    pub action: CommandAction,
+    /// Who asks.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The operator commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CommandAction {
+    /// Stop moving forward; devices already deploying carry on.
+    Pause,
+    /// Continue after a pause (also accepts a failed wave or a blocked infrastructure gate).
+    Resume,
+    /// Let the next wave start.
+    Approve,
+    /// Stop the rollout and cancel its active deployments.
+    Cancel,
+    /// Roll every touched group back.
+    Rollback,
+}

@@ -1,0 +1,299 @@
+//! The rollout's state: where it is, what each wave and device did, and why.
+
+use crate::effect::EffectKind;
+use crate::plan::RolloutPlan;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+/// The rollout states of design §4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RolloutState {
+    /// Created; waiting for a gate (window, approval given, first step).
+    Pending,
+    /// Waiting for the hosts to be patched.
+    PatchingInfrastructure,
+    /// A wave's deployment is running.
+    Deploying,
+    /// A wave met its success threshold; waiting out its soak time.
+    Soaking,
+    /// The next wave needs an operator's approval.
+    AwaitingApproval,
+    /// Stopped by an operator or by a failure that asks for one.
+    Paused,
+    /// Rolling every touched group back.
+    RollingBack,
+    /// Every wave passed.
+    Completed,
+    /// The rollback finished.
+    RolledBack,
+    /// Cancelled by an operator.
+    Cancelled,
+    /// The rollback itself failed, or nothing more can be done.
+    Failed,
+}
+
+impl RolloutState {
+    /// Whether no input changes the rollout any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RolloutState::Completed
+                | RolloutState::RolledBack
+                | RolloutState::Cancelled
+                | RolloutState::Failed
+        )
+    }
+}
+
+/// Where one wave is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WaveStatus {
+    /// Not started.
+    Waiting,
+    /// Started: learning the group's devices, then deploying.
+    Deploying,
+    /// Success threshold met; soaking.
+    Soaking,
+    /// Passed its thresholds and soak.
+    Passed,
+    /// Failed; an operator accepted it and the rollout went on.
+    Accepted,
+    /// Failed its thresholds.
+    Failed,
+    /// Its deployment was cancelled.
+    Cancelled,
+}
+
+/// Per-outcome device counts of a wave (or of its rollback).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    /// Devices in the group.
+    pub total: u64,
+    /// Reported in progress.
+    pub in_progress: u64,
+    /// Installed the target update.
+    pub succeeded: u64,
+    /// Reported failure.
+    pub failed: u64,
+    /// Did not finish before the deadline.
+    pub timed_out: u64,
+}
+
+impl Counts {
+    /// Devices with a final outcome.
+    pub fn finished(&self) -> u64 {
+        self.succeeded + self.failed + self.timed_out
+    }
+
+    /// Failures for judgement: reported failures and timeouts.
+    pub fn failures(&self) -> u64 {
+        self.failed + self.timed_out
+    }
+
+    pub(crate) fn add(&mut self, outcome: Outcome, delta: i64) {
+        let slot = match outcome {
+            Outcome::NotReported => return,
+            Outcome::InProgress => &mut self.in_progress,
+            Outcome::Succeeded => &mut self.succeeded,
+            Outcome::Failed => &mut self.failed,
+            Outcome::TimedOut => &mut self.timed_out,
+        };
+        *slot = slot.saturating_add_signed(delta);
+    }
+}
+
+/// A device's outcome for one target update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Nothing heard yet.
+    #[default]
+    NotReported,
+    /// Working on it.
+    InProgress,
+    /// Installed the target.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Silent past the deadline.
+    TimedOut,
+}
+
+impl Outcome {
+    /// Whether this is a final outcome.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut
+        )
+    }
+}
+
+/// What is known of one device of the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRecord {
+    /// Index of the wave whose group holds the device.
+    pub wave: u32,
+    /// Highest twin version seen.
+    pub version: u64,
+    /// Outcome for the plan's update.
+    pub forward: Outcome,
+    /// Outcome for the rollback update.
+    pub rollback: Outcome,
+}
+
+/// Device records by device id; a fixed hasher keeps replay deterministic.
+pub type DeviceTable = HashMap<String, DeviceRecord, BuildHasherDefault<DefaultHasher>>;
+
+/// One wave's progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveProgress {
+    /// Status.
+    pub status: WaveStatus,
+    /// Attempts started (deployment ids carry it).
+    pub attempt: u32,
+    /// Deployment of the current attempt.
+    pub deployment_id: Option<String>,
+    /// When the current attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the deployment was requested (device deadlines count from here).
+    pub deployed_at: Option<DateTime<Utc>>,
+    /// Whether the group's devices are known.
+    pub members_known: bool,
+    /// Whether devices past the deadline were marked timed out.
+    pub timeouts_applied: bool,
+    /// When the success threshold was first met.
+    pub threshold_met_at: Option<DateTime<Utc>>,
+    /// Counts for the plan's update.
+    pub counts: Counts,
+    /// Who approved the wave's start.
+    pub approved_by: Option<String>,
+    /// Whether a "waiting for the window" decision was recorded for this wave.
+    pub waiting_for_window: bool,
+}
+
+/// A touched group being rolled back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackGroup {
+    /// Wave index.
+    pub wave: usize,
+    /// Rollback deployment id.
+    pub deployment_id: String,
+    /// Counts for the rollback update.
+    pub counts: Counts,
+    /// Whether devices past the deadline were marked timed out.
+    pub timeouts_applied: bool,
+    /// Done: threshold met (`Some(true)`) or failed (`Some(false)`).
+    pub passed: Option<bool>,
+}
+
+/// The rollback, once opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackProgress {
+    /// When it opened.
+    pub started_at: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
+    /// The touched groups.
+    pub groups: Vec<RollbackGroup>,
+}
+
+/// Why the rollout is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PauseCause {
+    /// An operator paused it.
+    Operator,
+    /// A wave failed and its plan says pause.
+    WaveFailed,
+    /// The hosts failed to patch and the plan says block.
+    InfrastructureFailed,
+    /// A deployment or group lookup could not be done.
+    EffectFailed,
+}
+
+/// A pause: from which state, why, by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseRecord {
+    /// State to return to.
+    pub from: RolloutState,
+    /// Why.
+    pub cause: PauseCause,
+}
+
+/// Host patching progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InfrastructureProgress {
+    /// Whether the infrastructure phase has started.
+    pub started: bool,
+    /// Maintenance configuration (lower-case id) to its last run's result, `None` while waiting.
+    pub configurations: BTreeMap<String, Option<crate::PatchOutcome>>,
+    /// Machine to its result, `None` while patching.
+    pub machines: BTreeMap<String, Option<crate::PatchOutcome>>,
+    /// The gate let the devices go (passed, warned or overridden).
+    pub gate_open: bool,
+}
+
+/// One recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What kind, e.g. `wave.failed`.
+    pub kind: String,
+    /// The state after the decision.
+    pub state: RolloutState,
+    /// The wave concerned.
+    pub wave: Option<String>,
+    /// Who, for operator commands.
+    pub actor: Option<String>,
+    /// The reason, with the numbers.
+    pub reason: String,
+}
+
+/// A rollout: its plan, where it is, and everything decided so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Rollout id.
+    pub id: String,
+    /// The plan.
+    pub plan: RolloutPlan,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// The latest time seen (inputs with older times are judged at this time).
+    pub now: DateTime<Utc>,
+    /// Current state.
+    pub state: RolloutState,
+    /// The wave in progress, or the next to start.
+    pub current_wave: usize,
+    /// Host patching.
+    pub infrastructure: InfrastructureProgress,
+    /// Each wave.
+    pub waves: Vec<WaveProgress>,
+    /// Set while paused.
+    pub pause: Option<PauseRecord>,
+    /// Set once a rollback opened.
+    pub rollback: Option<RollbackProgress>,
+    /// Every known device.
+    pub devices: DeviceTable,
+    /// The decision log.
+    pub decisions: Vec<Decision>,
+    /// Effects issued and not yet reported back.
+    pub outstanding: BTreeMap<String, EffectKind>,
+    /// Operator commands and maintenance events already applied (for redelivery).
+    pub applied: BTreeSet<String>,
+    /// Reports that changed nothing: stale versions or devices outside the rollout.
+    pub ignored_reports: u64,
+}

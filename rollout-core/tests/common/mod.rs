@@ -1,0 +1,162 @@
+//! Scenario helpers shared by the rule tests and the property tests.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rollout_core::*;
+
+pub fn t0() -> DateTime<Utc> {
+    // a Monday, 02:00 in Berlin
+    Utc.with_ymd_and_hms(2026, 11, 23, 1, 0, 0)
+        .single()
+        .expect("time")
+}
+
+pub fn minutes(m: i64) -> DateTime<Utc> {
+    t0() + Duration::minutes(m)
+}
+
+pub fn update(version: &str) -> UpdateId {
+    UpdateId::new("Contoso", "Gateway", version).expect("id")
+}
+
+pub fn wave(name: &str, success: f64, failure: f64, min: u32, on_failure: WaveFailure) -> WavePlan {
+    WavePlan {
+        name: name.into(),
+        device_group: name.into(),
+        success_threshold_percent: success,
+        failure_threshold_percent: failure,
+        min_devices_judged: min,
+        soak_minutes: 30,
+        device_timeout_minutes: 120,
+        approval_required: false,
+        on_failure,
+    }
+}
+
+pub fn plan(waves: Vec<WavePlan>) -> RolloutPlan {
+    RolloutPlan {
+        name: "CVE-2026-1234 gateway firmware".into(),
+        update: update("2.4.1"),
+        rollback_update: update("2.4.0"),
+        infrastructure: None,
+        waves,
+        window: None,
+        allow_self_approval: false,
+    }
+}
+
+pub fn devices(wave: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{wave}-d{i}")).collect()
+}
+
+/// A rollout plus everything it emitted, driven step by step.
+pub struct Scenario {
+    pub rollout: Rollout,
+    pub effects: Vec<Effect>,
+    pub version: u64,
+}
+
+impl Scenario {
+    pub fn new(plan: RolloutPlan) -> Self {
+        let (rollout, effects) = Rollout::create("r1", plan, "alice", t0()).expect("valid plan");
+        Scenario {
+            rollout,
+            effects,
+            version: 0,
+        }
+    }
+
+    pub fn step(&mut self, input: Input, at: DateTime<Utc>) -> Vec<Effect> {
+        let effects = self.rollout.step(&input, at).expect("accepted");
+        self.effects.extend(effects.clone());
+        effects
+    }
+
+    pub fn members(&mut self, wave: usize, devices: Vec<String>, at: DateTime<Utc>) -> Vec<Effect> {
+        self.step(Input::GroupMembers { wave, devices }, at)
+    }
+
+    pub fn report(
+        &mut self,
+        device: &str,
+        agent_state: i64,
+        installed: Option<UpdateId>,
+        at: DateTime<Utc>,
+    ) -> Vec<Effect> {
+        self.version += 1;
+        let report = DeviceReport {
+            device: device.into(),
+            twin_version: self.version,
+            agent_state,
+            result_code: Some(if agent_state == 0 {
+                700
+            } else if agent_state == 255 {
+                0
+            } else {
+                400
+            }),
+            installed_update: installed,
+        };
+        self.step(Input::DeviceReport(report), at)
+    }
+
+    pub fn succeed(&mut self, device: &str, at: DateTime<Utc>) -> Vec<Effect> {
+        let target = self.rollout.plan.update.clone();
+        self.report(device, 0, Some(target), at)
+    }
+
+    pub fn fail(&mut self, device: &str, at: DateTime<Utc>) -> Vec<Effect> {
+        self.report(device, 255, None, at)
+    }
+
+    pub fn roll_back(&mut self, device: &str, at: DateTime<Utc>) -> Vec<Effect> {
+        let target = self.rollout.plan.rollback_update.clone();
+        self.report(device, 0, Some(target), at)
+    }
+
+    pub fn command(
+        &mut self,
+        id: &str,
+        action: CommandAction,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Effect>, Rejected> {
+        let command = Command {
+            id: id.into(),
+            action,
+            actor: actor.into(),
+            reason: "test".into(),
+        };
+        self.rollout.step(&Input::Operator(command), at)
+    }
+
+    pub fn state(&self) -> RolloutState {
+        self.rollout.state
+    }
+
+    pub fn last_reason(&self, kind: &str) -> String {
+        self.rollout
+            .decisions
+            .iter()
+            .rev()
+            .find(|d| d.kind == kind)
+            .map(|d| d.reason.clone())
+            .unwrap_or_else(|| panic!("no decision {kind}: {:#?}", self.rollout.decisions))
+    }
+}
+
+pub fn kinds(effects: &[Effect]) -> Vec<&'static str> {
+    effects
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EffectKind::FetchGroupMembers { .. } => Some("fetch"),
+            EffectKind::CreateDeployment { .. } => Some("create"),
+            EffectKind::CreateRollbackDeployment { .. } => Some("create-rollback"),
+            EffectKind::CancelDeployment { .. } => Some("cancel"),
+            EffectKind::DeleteDeployment { .. } => Some("delete"),
+            EffectKind::InstallPatches { .. } => Some("install-patches"),
+            EffectKind::CancelMaintenanceRun { .. } => Some("cancel-run"),
+            EffectKind::PublishEvent { .. } => None,
+        })
+        .collect()
+}
