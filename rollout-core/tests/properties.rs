@@ -1,0 +1,286 @@
+//! Properties over generated plans and input sequences (issue acceptance 1–6).
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use proptest::prelude::*;
+use rollout_core::*;
+use std::collections::{BTreeSet, HashMap};
+
+const CONFIG: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/hosts";
+const MACHINE: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/gw-01";
+
+/// A generated input, resolved against the rollout as it runs.
+#[derive(Debug, Clone)]
+enum Step {
+    Tick(u16),
+    Members,
+    Report { pick: u16, bump: u8, kind: u8 },
+    Command { action: u8, by_creator: bool },
+    Pre { stamp: u8, lead: u16 },
+    Post { stamp: u8, failed: bool },
+    Machine { failed: bool },
+    EffectResult { pick: u16, ok: bool },
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    plan: RolloutPlan,
+    fleet: Vec<usize>,
+    steps: Vec<Step>,
+}
+
+fn wave_strategy(index: usize) -> impl Strategy<Value = WavePlan> {
+    (
+        prop_oneof![Just(50.0), Just(80.0), Just(95.0), Just(100.0)],
+        prop_oneof![Just(0.0), Just(2.0), Just(5.0), Just(10.0), Just(20.0)],
+        0u32..6,
+        0u32..40,
+        10u32..120,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(move |(success, failure, min, soak, timeout, approval, rollback)| WavePlan {
+            name: format!("w{index}"),
+            device_group: format!("w{index}"),
+            success_threshold_percent: success,
+            failure_threshold_percent: failure,
+            min_devices_judged: min,
+            soak_minutes: soak,
+            device_timeout_minutes: timeout,
+            approval_required: approval,
+            on_failure: if rollback { WaveFailure::Rollback } else { WaveFailure::Pause },
+        })
+}
+
+fn step_strategy() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0u16..50).prop_map(Step::Tick),
+        3 => Just(Step::Members),
+        12 => (any::<u16>(), prop_oneof![1 => Just(0u8), 4 => Just(1u8), 1 => Just(2u8)], prop_oneof![6 => Just(0u8), 2 => Just(1u8), 3 => Just(2u8), 2 => Just(3u8), 1 => Just(4u8)])
+            .prop_map(|(pick, bump, kind)| Step::Report { pick, bump, kind }),
+        2 => (command_action(), prop::bool::weighted(0.2)).prop_map(|(action, by_creator)| Step::Command { action, by_creator }),
+        1 => (0u8..3, 0u16..90).prop_map(|(stamp, lead)| Step::Pre { stamp, lead }),
+        1 => (0u8..3, any::<bool>()).prop_map(|(stamp, failed)| Step::Post { stamp, failed }),
+        1 => any::<bool>().prop_map(|failed| Step::Machine { failed }),
+        2 => (any::<u16>(), any::<bool>()).prop_map(|(pick, ok)| Step::EffectResult { pick, ok }),
+    ]
+}
+
+/// Operator actions, cancel rarely (it ends everything).
+fn command_action() -> impl Strategy<Value = u8> {
+    prop_oneof![3 => Just(0u8), 4 => Just(1u8), 4 => Just(2u8), 1 => Just(3u8), 1 => Just(4u8)]
+}
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    (1usize..4, any::<bool>(), any::<bool>())
+        .prop_flat_map(|(waves, with_config, with_machine)| {
+            let plans: Vec<_> = (0..waves).map(wave_strategy).collect();
+            (plans, prop::collection::vec(0usize..7, waves), prop::collection::vec(step_strategy(), 0..150), Just((with_config, with_machine)))
+        })
+        .prop_map(|(waves, fleet, steps, (with_config, with_machine))| {
+            let mut plan = plan(waves);
+            if with_config || with_machine {
+                plan.infrastructure = Some(InfrastructurePlan {
+                    maintenance_configuration_ids: if with_config { vec![CONFIG.into()] } else { vec![] },
+                    machines: if with_machine { vec![MACHINE.into()] } else { vec![] },
+                    on_failure: if with_config { InfrastructureFailure::Block } else { InfrastructureFailure::Warn },
+                });
+            }
+            Case { plan, fleet, steps }
+        })
+}
+
+/// Runs the generated steps, turning each into a concrete input; returns the inputs (with
+/// their times) that the rollout accepted.
+fn resolve(case: &Case) -> Vec<(Input, DateTime<Utc>)> {
+    let (mut rollout, _) = Rollout::create("p", case.plan.clone(), "alice", t0()).expect("valid");
+    let mut now = t0();
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut accepted = Vec::new();
+    for (index, step) in case.steps.iter().enumerate() {
+        let Some(input) = concrete(step, index, &rollout, case, &mut now, &mut versions) else {
+            continue;
+        };
+        if rollout.step(&input, now).is_ok() {
+            accepted.push((input, now));
+        }
+    }
+    accepted
+}
+
+fn concrete(
+    step: &Step,
+    index: usize,
+    rollout: &Rollout,
+    case: &Case,
+    now: &mut DateTime<Utc>,
+    versions: &mut HashMap<String, u64>,
+) -> Option<Input> {
+    let run = |stamp: u8, start: DateTime<Utc>| MaintenanceRun {
+        run_id: format!("{CONFIG}/providers/microsoft.maintenance/applyupdates/{stamp}"),
+        configuration_id: CONFIG.into(),
+        start: Some(start),
+        cancellation_cutoff: None,
+    };
+    Some(match step {
+        Step::Tick(minutes) => {
+            *now += Duration::minutes(i64::from(*minutes));
+            Input::Tick
+        }
+        Step::Members => {
+            let wave = rollout.current_wave;
+            let progress = rollout.waves.get(wave)?;
+            if progress.members_known || progress.status != WaveStatus::Deploying {
+                return None;
+            }
+            Input::GroupMembers { wave, devices: devices(&format!("w{wave}"), case.fleet[wave]) }
+        }
+        Step::Report { pick, bump, kind } => {
+            let mut known: Vec<&String> = rollout.devices.keys().collect();
+            known.sort();
+            let device = (*known.get(usize::from(*pick) % known.len().max(1))?).clone();
+            let version = versions.entry(device.clone()).or_insert(0);
+            *version += u64::from(*bump);
+            let (agent_state, installed) = match kind {
+                0 => (0, Some(rollout.plan.update.clone())),
+                1 => (0, Some(rollout.plan.rollback_update.clone())),
+                2 => (255, None),
+                3 => (6, None),
+                _ => (0, Some(update("9.9.9"))),
+            };
+            Input::DeviceReport(DeviceReport { device, twin_version: *version, agent_state, result_code: Some(700), installed_update: installed })
+        }
+        Step::Command { action, by_creator } => {
+            let action = [CommandAction::Pause, CommandAction::Resume, CommandAction::Approve, CommandAction::Cancel, CommandAction::Rollback][usize::from(*action)];
+            let actor = if *by_creator { "alice" } else { "bob" };
+            Input::Operator(Command { id: format!("cmd-{index}"), action, actor: actor.into(), reason: "generated".into() })
+        }
+        Step::Pre { stamp, lead } => Input::MaintenanceStarting(run(*stamp, *now + Duration::minutes(i64::from(*lead)))),
+        Step::Post { stamp, failed } => Input::MaintenanceFinished {
+            run: run(*stamp, *now),
+            outcome: if *failed { PatchOutcome::Failed } else { PatchOutcome::Succeeded },
+        },
+        Step::Machine { failed } => Input::MachinePatched {
+            machine: MACHINE.into(),
+            outcome: if *failed { PatchOutcome::Failed } else { PatchOutcome::Succeeded },
+            detail: String::new(),
+        },
+        Step::EffectResult { pick, ok } => {
+            let ids: Vec<&String> = rollout.outstanding.keys().collect();
+            let effect_id = (*ids.get(usize::from(*pick) % ids.len().max(1))?).clone();
+            if *ok {
+                Input::EffectSucceeded { effect_id }
+            } else {
+                Input::EffectFailed { effect_id, error: "gave up".into() }
+            }
+        }
+    })
+}
+
+/// Runs concrete inputs; returns the final rollout and every effect id emitted.
+fn run(plan: &RolloutPlan, inputs: &[(Input, DateTime<Utc>)]) -> (Rollout, BTreeSet<String>) {
+    let (mut rollout, effects) = Rollout::create("p", plan.clone(), "alice", t0()).expect("valid");
+    let mut ids: BTreeSet<String> = effects.into_iter().map(|e| e.id).collect();
+    for (input, at) in inputs {
+        if let Ok(effects) = rollout.step(input, *at) {
+            ids.extend(effects.into_iter().map(|e| e.id));
+        }
+    }
+    (rollout, ids)
+}
+
+/// Compares rollouts ignoring the count of ignored (stale) reports, a metric.
+fn comparable(rollout: &Rollout) -> Rollout {
+    let mut copy = rollout.clone();
+    copy.ignored_reports = 0;
+    copy
+}
+
+fn is_active(status: WaveStatus) -> bool {
+    matches!(status, WaveStatus::Deploying | WaveStatus::Soaking)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn duplicates_inserted_anywhere_change_nothing(case in case_strategy(), picks in prop::collection::vec((any::<u16>(), any::<u16>()), 1..12)) {
+        let inputs = resolve(&case);
+        prop_assume!(!inputs.is_empty());
+        let (original, original_ids) = run(&case.plan, &inputs);
+        let mut with_duplicates = inputs.clone();
+        for (source, offset) in picks {
+            let source = usize::from(source) % with_duplicates.len();
+            let position = source + 1 + usize::from(offset) % (with_duplicates.len() - source);
+            let duplicate = with_duplicates[source].0.clone();
+            let at = with_duplicates[position - 1].1;
+            with_duplicates.insert(position, (duplicate, at));
+        }
+        let (duplicated, duplicated_ids) = run(&case.plan, &with_duplicates);
+        prop_assert_eq!(comparable(&duplicated), comparable(&original));
+        prop_assert_eq!(duplicated_ids, original_ids);
+    }
+
+    #[test]
+    fn gates_order_waves_and_failures_act_at_once(case in case_strategy()) {
+        let inputs = resolve(&case);
+        let (mut rollout, _) = Rollout::create("p", case.plan.clone(), "alice", t0()).expect("valid");
+        let mut previous: Vec<(WaveStatus, u32)> = rollout.waves.iter().map(|w| (w.status, w.attempt)).collect();
+        check_started_waves(&rollout, &[(WaveStatus::Waiting, 0); 3][..rollout.waves.len()])?;
+        for (input, at) in &inputs {
+            let before_terminal = rollout.state.is_terminal();
+            let snapshot = rollout.clone();
+            let effects = rollout.step(input, *at).unwrap_or_default();
+            if before_terminal {
+                // 5. terminal states absorb every input
+                prop_assert_eq!(&rollout, &snapshot);
+                prop_assert!(effects.is_empty());
+            }
+            check_started_waves(&rollout, &previous)?;
+            // 3. at most one forward wave deploys at a time
+            prop_assert!(rollout.waves.iter().filter(|w| is_active(w.status)).count() <= 1);
+            // 4. a crossed failure threshold is acted on in the step that crossed it
+            for (index, wave) in rollout.waves.iter().enumerate() {
+                let guarded = match rollout.state {
+                    RolloutState::Deploying | RolloutState::Soaking => true,
+                    RolloutState::Paused => rollout.pause.as_ref().is_some_and(|p| p.cause == PauseCause::Operator),
+                    _ => false,
+                };
+                if guarded && is_active(wave.status) && wave.deployed_at.is_some() {
+                    let plan = &rollout.plan.waves[index];
+                    let verdict = judge(&plan.name, plan, &wave.counts, wave.members_known);
+                    prop_assert!(!matches!(verdict, Verdict::Failed(_)), "failure left standing: {:?}", verdict);
+                }
+            }
+            previous = rollout.waves.iter().map(|w| (w.status, w.attempt)).collect();
+        }
+    }
+
+    #[test]
+    fn replaying_the_same_inputs_gives_the_same_state_and_effects(case in case_strategy()) {
+        let inputs = resolve(&case);
+        let first = run(&case.plan, &inputs);
+        let second = run(&case.plan, &inputs);
+        prop_assert_eq!(first, second);
+    }
+}
+
+/// 2. A wave that started in this step had its predecessor passed, its approval and the
+/// infrastructure gate.
+fn check_started_waves(rollout: &Rollout, previous: &[(WaveStatus, u32)]) -> Result<(), TestCaseError> {
+    for (index, wave) in rollout.waves.iter().enumerate() {
+        if wave.attempt == previous[index].1 {
+            continue;
+        }
+        let plan = &rollout.plan.waves[index];
+        if index > 0 {
+            let before = rollout.waves[index - 1].status;
+            prop_assert!(matches!(before, WaveStatus::Passed | WaveStatus::Accepted), "wave {} started after {:?}", index, before);
+        }
+        prop_assert!(!plan.approval_required || wave.approved_by.is_some(), "wave {} started unapproved", index);
+        prop_assert!(rollout.infrastructure.gate_open, "wave {} started before the infrastructure gate", index);
+    }
+    Ok(())
+}
