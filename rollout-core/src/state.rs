@@ -5,7 +5,6 @@ use crate::plan::RolloutPlan;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, DefaultHasher};
 
 /// The rollout states of design §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,8 +144,9 @@ pub struct DeviceRecord {
     pub rollback: Outcome,
 }
 
-/// Device records by device id; a fixed hasher keeps replay deterministic.
-pub type DeviceTable = HashMap<String, DeviceRecord, BuildHasherDefault<DefaultHasher>>;
+/// Device records by device id. Ids up to 24 bytes are stored inline (no second cache miss
+/// per lookup) and the hasher is fixed, so replay is deterministic.
+pub type DeviceTable = HashMap<compact_str::CompactString, DeviceRecord, rustc_hash::FxBuildHasher>;
 
 /// One wave's progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

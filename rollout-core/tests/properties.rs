@@ -9,7 +9,8 @@ use rollout_core::*;
 use std::collections::{BTreeSet, HashMap};
 
 const CONFIG: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/hosts";
-const MACHINE: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/gw-01";
+const MACHINE: &str =
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/gw-01";
 
 /// A generated input, resolved against the rollout as it runs.
 #[derive(Debug, Clone)]
@@ -41,17 +42,23 @@ fn wave_strategy(index: usize) -> impl Strategy<Value = WavePlan> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(move |(success, failure, min, soak, timeout, approval, rollback)| WavePlan {
-            name: format!("w{index}"),
-            device_group: format!("w{index}"),
-            success_threshold_percent: success,
-            failure_threshold_percent: failure,
-            min_devices_judged: min,
-            soak_minutes: soak,
-            device_timeout_minutes: timeout,
-            approval_required: approval,
-            on_failure: if rollback { WaveFailure::Rollback } else { WaveFailure::Pause },
-        })
+        .prop_map(
+            move |(success, failure, min, soak, timeout, approval, rollback)| WavePlan {
+                name: format!("w{index}"),
+                device_group: format!("w{index}"),
+                success_threshold_percent: success,
+                failure_threshold_percent: failure,
+                min_devices_judged: min,
+                soak_minutes: soak,
+                device_timeout_minutes: timeout,
+                approval_required: approval,
+                on_failure: if rollback {
+                    WaveFailure::Rollback
+                } else {
+                    WaveFailure::Pause
+                },
+            },
+        )
 }
 
 fn step_strategy() -> impl Strategy<Value = Step> {
@@ -77,15 +84,32 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     (1usize..4, any::<bool>(), any::<bool>())
         .prop_flat_map(|(waves, with_config, with_machine)| {
             let plans: Vec<_> = (0..waves).map(wave_strategy).collect();
-            (plans, prop::collection::vec(0usize..7, waves), prop::collection::vec(step_strategy(), 0..150), Just((with_config, with_machine)))
+            (
+                plans,
+                prop::collection::vec(0usize..7, waves),
+                prop::collection::vec(step_strategy(), 0..150),
+                Just((with_config, with_machine)),
+            )
         })
         .prop_map(|(waves, fleet, steps, (with_config, with_machine))| {
             let mut plan = plan(waves);
             if with_config || with_machine {
                 plan.infrastructure = Some(InfrastructurePlan {
-                    maintenance_configuration_ids: if with_config { vec![CONFIG.into()] } else { vec![] },
-                    machines: if with_machine { vec![MACHINE.into()] } else { vec![] },
-                    on_failure: if with_config { InfrastructureFailure::Block } else { InfrastructureFailure::Warn },
+                    maintenance_configuration_ids: if with_config {
+                        vec![CONFIG.into()]
+                    } else {
+                        vec![]
+                    },
+                    machines: if with_machine {
+                        vec![MACHINE.into()]
+                    } else {
+                        vec![]
+                    },
+                    on_failure: if with_config {
+                        InfrastructureFailure::Block
+                    } else {
+                        InfrastructureFailure::Warn
+                    },
                 });
             }
             Case { plan, fleet, steps }
@@ -135,12 +159,17 @@ fn concrete(
             if progress.members_known || progress.status != WaveStatus::Deploying {
                 return None;
             }
-            Input::GroupMembers { wave, devices: devices(&format!("w{wave}"), case.fleet[wave]) }
+            Input::GroupMembers {
+                wave,
+                devices: devices(&format!("w{wave}"), case.fleet[wave]),
+            }
         }
         Step::Report { pick, bump, kind } => {
-            let mut known: Vec<&String> = rollout.devices.keys().collect();
+            let mut known: Vec<&str> = rollout.devices.keys().map(|k| k.as_str()).collect();
             known.sort();
-            let device = (*known.get(usize::from(*pick) % known.len().max(1))?).clone();
+            let device = known
+                .get(usize::from(*pick) % known.len().max(1))?
+                .to_string();
             let version = versions.entry(device.clone()).or_insert(0);
             *version += u64::from(*bump);
             let (agent_state, installed) = match kind {
@@ -150,21 +179,48 @@ fn concrete(
                 3 => (6, None),
                 _ => (0, Some(update("9.9.9"))),
             };
-            Input::DeviceReport(DeviceReport { device, twin_version: *version, agent_state, result_code: Some(700), installed_update: installed })
+            Input::DeviceReport(DeviceReport {
+                device,
+                twin_version: *version,
+                agent_state,
+                result_code: Some(700),
+                installed_update: installed,
+            })
         }
         Step::Command { action, by_creator } => {
-            let action = [CommandAction::Pause, CommandAction::Resume, CommandAction::Approve, CommandAction::Cancel, CommandAction::Rollback][usize::from(*action)];
+            let action = [
+                CommandAction::Pause,
+                CommandAction::Resume,
+                CommandAction::Approve,
+                CommandAction::Cancel,
+                CommandAction::Rollback,
+            ][usize::from(*action)];
             let actor = if *by_creator { "alice" } else { "bob" };
-            Input::Operator(Command { id: format!("cmd-{index}"), action, actor: actor.into(), reason: "generated".into() })
+            Input::Operator(Command {
+                id: format!("cmd-{index}"),
+                action,
+                actor: actor.into(),
+                reason: "generated".into(),
+            })
         }
-        Step::Pre { stamp, lead } => Input::MaintenanceStarting(run(*stamp, *now + Duration::minutes(i64::from(*lead)))),
+        Step::Pre { stamp, lead } => {
+            Input::MaintenanceStarting(run(*stamp, *now + Duration::minutes(i64::from(*lead))))
+        }
         Step::Post { stamp, failed } => Input::MaintenanceFinished {
             run: run(*stamp, *now),
-            outcome: if *failed { PatchOutcome::Failed } else { PatchOutcome::Succeeded },
+            outcome: if *failed {
+                PatchOutcome::Failed
+            } else {
+                PatchOutcome::Succeeded
+            },
         },
         Step::Machine { failed } => Input::MachinePatched {
             machine: MACHINE.into(),
-            outcome: if *failed { PatchOutcome::Failed } else { PatchOutcome::Succeeded },
+            outcome: if *failed {
+                PatchOutcome::Failed
+            } else {
+                PatchOutcome::Succeeded
+            },
             detail: String::new(),
         },
         Step::EffectResult { pick, ok } => {
@@ -173,7 +229,10 @@ fn concrete(
             if *ok {
                 Input::EffectSucceeded { effect_id }
             } else {
-                Input::EffectFailed { effect_id, error: "gave up".into() }
+                Input::EffectFailed {
+                    effect_id,
+                    error: "gave up".into(),
+                }
             }
         }
     })
@@ -267,9 +326,12 @@ proptest! {
     }
 }
 
-/// 2. A wave that started in this step had its predecessor passed, its approval and the
-/// infrastructure gate.
-fn check_started_waves(rollout: &Rollout, previous: &[(WaveStatus, u32)]) -> Result<(), TestCaseError> {
+/// Property 2: a wave that started in this step had its predecessor passed, its approval
+/// and the infrastructure gate.
+fn check_started_waves(
+    rollout: &Rollout,
+    previous: &[(WaveStatus, u32)],
+) -> Result<(), TestCaseError> {
     for (index, wave) in rollout.waves.iter().enumerate() {
         if wave.attempt == previous[index].1 {
             continue;
@@ -277,10 +339,23 @@ fn check_started_waves(rollout: &Rollout, previous: &[(WaveStatus, u32)]) -> Res
         let plan = &rollout.plan.waves[index];
         if index > 0 {
             let before = rollout.waves[index - 1].status;
-            prop_assert!(matches!(before, WaveStatus::Passed | WaveStatus::Accepted), "wave {} started after {:?}", index, before);
+            prop_assert!(
+                matches!(before, WaveStatus::Passed | WaveStatus::Accepted),
+                "wave {} started after {:?}",
+                index,
+                before
+            );
         }
-        prop_assert!(!plan.approval_required || wave.approved_by.is_some(), "wave {} started unapproved", index);
-        prop_assert!(rollout.infrastructure.gate_open, "wave {} started before the infrastructure gate", index);
+        prop_assert!(
+            !plan.approval_required || wave.approved_by.is_some(),
+            "wave {} started unapproved",
+            index
+        );
+        prop_assert!(
+            rollout.infrastructure.gate_open,
+            "wave {} started before the infrastructure gate",
+            index
+        );
     }
     Ok(())
 }

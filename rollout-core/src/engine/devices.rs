@@ -45,7 +45,7 @@ impl Rollout {
         let mut added = 0u64;
         let mut elsewhere = 0u64;
         for device in devices {
-            match self.devices.get(device) {
+            match self.devices.get(device.as_str()) {
                 Some(record) if record.wave as usize != index => elsewhere += 1,
                 Some(_) => {}
                 None => {
@@ -55,7 +55,7 @@ impl Rollout {
                         forward: Outcome::NotReported,
                         rollback: Outcome::NotReported,
                     };
-                    self.devices.insert(device.clone(), record);
+                    self.devices.insert(device.as_str().into(), record);
                     added += 1;
                 }
             }
@@ -81,7 +81,7 @@ impl Rollout {
 
     /// A device report: O(1) whatever the fleet size.
     pub(super) fn on_device_report(&mut self, report: &DeviceReport) {
-        let Some(record) = self.devices.get_mut(&report.device) else {
+        let Some(record) = self.devices.get_mut(report.device.as_str()) else {
             self.ignored_reports += 1;
             return;
         };
