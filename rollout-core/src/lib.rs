@@ -29,4 +29,4 @@ pub use update_id::{UpdateId, UpdateIdError};
 pub use window::Window;
 
 /// Classifies a device report against a target update (exposed for the shell's views).
-pub use engine::classify;
+pub use engine::{classify, effective_outcome};

@@ -286,10 +286,14 @@ pub struct Rollout {
     pub pause: Option<PauseRecord>,
     /// Set once a rollback opened.
     pub rollback: Option<RollbackProgress>,
-    /// Every known device.
+    /// Known devices. The shell may load only those an input concerns: no rule visits every
+    /// device.
     pub devices: DeviceTable,
-    /// The decision log.
+    /// Decisions recorded since the shell last drained them into the audit log (all of
+    /// them when nothing drains).
     pub decisions: Vec<Decision>,
+    /// Decisions recorded over the rollout's life (numbers lifecycle events).
+    pub decision_count: u64,
     /// Effects issued and not yet reported back.
     pub outstanding: BTreeMap<String, EffectKind>,
     /// Operator commands and maintenance events already applied (for redelivery).

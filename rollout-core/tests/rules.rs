@@ -628,3 +628,69 @@ fn a_failed_deployment_pauses_and_resume_retries_with_a_new_attempt() {
         .collect();
     assert_eq!(creates, ["pw-r1-w0a2:create"]);
 }
+
+#[test]
+fn after_the_deadline_only_a_final_outcome_replaces_a_timeout() {
+    let mut long_soak = wave("canary", 60.0, 45.0, 1, WaveFailure::Pause);
+    long_soak.soak_minutes = 600;
+    let mut s = Scenario::new(plan(vec![long_soak]));
+    s.members(0, devices("canary", 5), minutes(0));
+    s.succeed("canary-d0", minutes(1));
+    s.succeed("canary-d1", minutes(1));
+    s.succeed("canary-d4", minutes(1));
+    s.report("canary-d2", 6, None, minutes(1));
+    s.step(Input::Tick, minutes(10));
+    assert_eq!(s.state(), RolloutState::Soaking);
+    s.step(Input::Tick, minutes(120));
+    assert_eq!(
+        s.state(),
+        RolloutState::Soaking,
+        "2 of 5 timed out = 40% is not above 45%"
+    );
+    let counts = s.rollout.waves[0].counts;
+    assert_eq!(
+        (counts.succeeded, counts.timed_out, counts.in_progress),
+        (3, 2, 0)
+    );
+    s.report("canary-d2", 6, None, minutes(121));
+    assert_eq!(
+        s.rollout.waves[0].counts.timed_out, 2,
+        "still working is still timed out"
+    );
+    s.succeed("canary-d3", minutes(122));
+    let counts = s.rollout.waves[0].counts;
+    assert_eq!(
+        (counts.succeeded, counts.timed_out),
+        (4, 1),
+        "a late success counts"
+    );
+}
+
+#[test]
+fn no_rule_needs_every_device_record_loaded() {
+    let mut s = Scenario::new(plan(vec![wave(
+        "canary",
+        90.0,
+        30.0,
+        1,
+        WaveFailure::Rollback,
+    )]));
+    s.members(0, devices("canary", 1000), minutes(0));
+    // the shell may hold only the records an input concerns
+    s.rollout.devices.retain(|id, _| id.as_str() == "canary-d7");
+    s.succeed("canary-d7", minutes(5));
+    s.step(Input::Tick, minutes(120));
+    let counts = s.rollout.waves[0].counts;
+    assert_eq!(
+        (counts.total, counts.succeeded, counts.timed_out),
+        (1000, 1, 999)
+    );
+    assert_eq!(s.state(), RolloutState::RollingBack);
+    assert_eq!(
+        s.rollout
+            .rollback
+            .as_ref()
+            .map(|r| r.groups[0].counts.total),
+        Some(1000)
+    );
+}

@@ -28,6 +28,16 @@ pub fn classify(report: &DeviceReport, target: &UpdateId) -> Option<Outcome> {
     }
 }
 
+/// A recorded outcome as it counts: once the deadline passed, anything unfinished is timed
+/// out, and only a final outcome (success or failure) replaces that.
+pub fn effective_outcome(outcome: Outcome, deadline_passed: bool) -> Outcome {
+    if deadline_passed && !outcome.is_finished() {
+        Outcome::TimedOut
+    } else {
+        outcome
+    }
+}
+
 impl Rollout {
     /// The wave's devices arrived: record them, then request the deployment.
     pub(super) fn on_group_members(
@@ -93,23 +103,25 @@ impl Rollout {
         let wave = record.wave as usize;
         if let Some(rollback) = self.rollback.as_mut() {
             if let Some(group) = rollback.groups.iter_mut().find(|g| g.wave == wave) {
-                if let Some(outcome) = classify(report, &self.plan.rollback_update) {
-                    if outcome != record.rollback {
-                        group.counts.add(record.rollback, -1);
-                        group.counts.add(outcome, 1);
-                        record.rollback = outcome;
-                    }
+                if let Some(reported) = classify(report, &self.plan.rollback_update) {
+                    let old = effective_outcome(record.rollback, group.timeouts_applied);
+                    let new = effective_outcome(reported, group.timeouts_applied);
+                    group.counts.add(old, -1);
+                    group.counts.add(new, 1);
+                    record.rollback = new;
                 }
                 return;
             }
         }
-        if let Some(outcome) = classify(report, &self.plan.update) {
-            if outcome != record.forward {
-                let counts = &mut self.waves[wave].counts;
-                counts.add(record.forward, -1);
-                counts.add(outcome, 1);
-                record.forward = outcome;
-            }
+        let Some(progress) = self.waves.get_mut(wave) else {
+            return;
+        };
+        if let Some(reported) = classify(report, &self.plan.update) {
+            let old = effective_outcome(record.forward, progress.timeouts_applied);
+            let new = effective_outcome(reported, progress.timeouts_applied);
+            progress.counts.add(old, -1);
+            progress.counts.add(new, 1);
+            record.forward = new;
         }
     }
 }

@@ -7,7 +7,7 @@
 
 mod commands;
 mod devices;
-pub use devices::classify;
+pub use devices::{classify, effective_outcome};
 mod infrastructure;
 mod rollback;
 mod waves;
@@ -51,6 +51,7 @@ impl Rollout {
             rollback: None,
             devices: Default::default(),
             decisions: Vec::new(),
+            decision_count: 0,
             outstanding: Default::default(),
             applied: Default::default(),
             ignored_reports: 0,
@@ -148,7 +149,8 @@ impl Rollout {
         actor: Option<&str>,
         reason: String,
     ) {
-        let index = self.decisions.len();
+        let index = self.decision_count;
+        self.decision_count += 1;
         self.decisions.push(Decision {
             at: self.now,
             kind: kind.to_string(),

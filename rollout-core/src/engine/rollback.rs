@@ -4,7 +4,7 @@
 use super::infrastructure::short_name;
 use crate::effect::{deployment_id, Effect, EffectKind};
 use crate::judge::{judge, Verdict};
-use crate::state::{Outcome, RollbackGroup, RollbackProgress, Rollout, RolloutState, WaveStatus};
+use crate::state::{RollbackGroup, RollbackProgress, Rollout, RolloutState, WaveStatus};
 use chrono::Duration;
 
 impl Rollout {
@@ -173,16 +173,9 @@ impl Rollout {
         {
             return false;
         }
-        let wave = group.wave as u32;
-        let mut timed_out = 0u64;
-        for record in self.devices.values_mut().filter(|r| r.wave == wave) {
-            if !record.rollback.is_finished() {
-                group.counts.add(record.rollback, -1);
-                record.rollback = Outcome::TimedOut;
-                timed_out += 1;
-            }
-        }
+        let timed_out = group.counts.total.saturating_sub(group.counts.finished());
         group.counts.timed_out += timed_out;
+        group.counts.in_progress = 0;
         group.timeouts_applied = true;
         let wave_index = group.wave;
         if timed_out > 0 {

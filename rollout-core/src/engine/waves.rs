@@ -3,7 +3,7 @@
 use crate::effect::{deployment_id, Effect, EffectKind};
 use crate::judge::{judge, Verdict};
 use crate::plan::WaveFailure;
-use crate::state::{Outcome, PauseCause, PauseRecord, Rollout, RolloutState, WaveStatus};
+use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState, WaveStatus};
 use chrono::Duration;
 
 impl Rollout {
@@ -152,19 +152,12 @@ impl Rollout {
         if wave.timeouts_applied || !wave.members_known || !due {
             return false;
         }
-        let mut timed_out = 0u64;
-        for record in self
-            .devices
-            .values_mut()
-            .filter(|r| r.wave as usize == index)
-        {
-            if !record.forward.is_finished() {
-                self.waves[index].counts.add(record.forward, -1);
-                record.forward = Outcome::TimedOut;
-                timed_out += 1;
-            }
-        }
-        self.waves[index].counts.timed_out += timed_out;
+        // Counts only: a device record reads as timed out once its wave's deadline passed
+        // (see `effective_outcome`), so no device is visited here.
+        let counts = &mut self.waves[index].counts;
+        let timed_out = counts.total.saturating_sub(counts.finished());
+        counts.timed_out += timed_out;
+        counts.in_progress = 0;
         self.waves[index].timeouts_applied = true;
         if timed_out > 0 {
             let plan = &self.plan.waves[index];
