@@ -8,5 +8,6 @@ pub mod inputs;
 pub mod package;
 pub mod problem;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
 pub mod triggers;

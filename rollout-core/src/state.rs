@@ -287,7 +287,8 @@ pub struct Rollout {
     /// Set once a rollback opened.
     pub rollback: Option<RollbackProgress>,
     /// Known devices. The shell may load only those an input concerns: no rule visits every
-    /// device.
+    /// device. Not serialized with the rollout: the shell stores each device on its own.
+    #[serde(skip, default)]
     pub devices: DeviceTable,
     /// Decisions recorded since the shell last drained them into the audit log (all of
     /// them when nothing drains).

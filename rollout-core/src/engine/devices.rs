@@ -57,7 +57,8 @@ impl Rollout {
         for device in devices {
             match self.devices.get(device.as_str()) {
                 Some(record) if record.wave as usize != index => elsewhere += 1,
-                Some(_) => {}
+                // already stored by an earlier, interrupted attempt: still a member
+                Some(_) => added += 1,
                 None => {
                     let record = DeviceRecord {
                         wave: index as u32,

@@ -1,0 +1,169 @@
+//! Durable state behind one interface, with two real backends: SQLite (the embedded default)
+//! and Azure Table Storage. Every write is conditional on a version, so instances that write
+//! the same rollout at once never lose each other's updates.
+//!
+//! Layout, per rollout: the rollout document (everything but its devices), one record per
+//! device, the outbox of effects still to run, and the append-only audit log. Besides: a
+//! device → rollout index for routing reports, dead letters, and idempotency keys.
+
+pub mod sqlite;
+
+use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
+use serde::{Deserialize, Serialize};
+
+/// An opaque version (a row version or an ETag) for conditional writes.
+pub type Version = String;
+
+/// A value and the version it was read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// Its version.
+    pub version: Version,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost against another writer: reload and try again.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend failed (I/O, protocol, corrupt data).
+    #[error("store: {0}")]
+    Backend(String),
+}
+
+/// A device record to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceWrite {
+    /// Device id.
+    pub device: String,
+    /// The record.
+    pub record: DeviceRecord,
+    /// The version it was read at (`None` = it must not exist yet).
+    pub expected: Option<Version>,
+}
+
+/// Everything one step changed, written atomically: the rollout (conditional on
+/// `expected`), device records (each conditional), new outbox effects and audit entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// The rollout document (devices are not part of it).
+    pub rollout: Rollout,
+    /// The version the rollout was read at (`None` = create).
+    pub expected: Option<Version>,
+    /// Changed device records.
+    pub devices: Vec<DeviceWrite>,
+    /// Effects to add to the outbox, in order.
+    pub effects: Vec<Effect>,
+    /// Decisions to append to the audit log, numbered.
+    pub decisions: Vec<(u64, Decision)>,
+}
+
+impl Commit {
+    /// How many entities the commit writes (Table Storage takes at most 100 in one batch).
+    pub fn size(&self) -> usize {
+        1 + self.devices.len() + self.effects.len() + self.decisions.len()
+    }
+}
+
+/// An effect waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingEffect {
+    /// The rollout that asked for it.
+    pub rollout: String,
+    /// Ordering within the rollout (effects run in the order they were decided).
+    pub order: String,
+    /// The effect.
+    pub effect: Effect,
+}
+
+/// An input that should have been usable and was not, kept with its raw payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// Deterministic id (a redelivered bad event is kept once).
+    pub id: String,
+    /// When it was received (RFC 3339).
+    pub received_at: String,
+    /// The function that received it.
+    pub function: String,
+    /// The invocation.
+    pub invocation_id: String,
+    /// Why it could not be used.
+    pub reason: String,
+    /// The payload as it arrived.
+    pub raw: String,
+}
+
+impl DeadLetter {
+    /// A dead letter whose id is derived from where it came from and what it holds.
+    pub fn new(
+        received_at: &str,
+        function: &str,
+        invocation_id: &str,
+        reason: &str,
+        raw: &str,
+    ) -> Self {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for part in [function, reason, raw] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        DeadLetter {
+            id: hex::encode(&hash.finalize()[..16]),
+            received_at: received_at.into(),
+            function: function.into(),
+            invocation_id: invocation_id.into(),
+            reason: reason.into(),
+            raw: raw.into(),
+        }
+    }
+}
+
+/// The store. Implementations: [`sqlite::SqliteStore`] and the Table Storage store.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the backend is reachable.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Loads a rollout document.
+    async fn load_rollout(&self, id: &str) -> Result<Option<Versioned<Rollout>>, StoreError>;
+    /// Every rollout document (newest first).
+    async fn list_rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
+    /// The records of the named devices of a rollout (missing ones are left out).
+    async fn load_devices(
+        &self,
+        rollout: &str,
+        devices: &[String],
+    ) -> Result<Vec<(String, Versioned<DeviceRecord>)>, StoreError>;
+    /// Writes device records that must not exist yet, and indexes them to the rollout;
+    /// existing ones are left as they are (so a retried write is harmless).
+    async fn add_devices(
+        &self,
+        rollout: &str,
+        devices: &[(String, DeviceRecord)],
+    ) -> Result<(), StoreError>;
+    /// The rollout a device belongs to, if any.
+    async fn rollout_of_device(&self, device: &str) -> Result<Option<String>, StoreError>;
+    /// Applies a commit atomically; `Conflict` if any conditional write lost. Returns the
+    /// rollout's new version.
+    async fn commit(&self, commit: Commit) -> Result<Version, StoreError>;
+    /// Outbox effects not yet done, of one rollout or of all, in order.
+    async fn pending_effects(
+        &self,
+        rollout: Option<&str>,
+    ) -> Result<Vec<PendingEffect>, StoreError>;
+    /// Marks an outbox effect done.
+    async fn complete_effect(&self, rollout: &str, effect_id: &str) -> Result<(), StoreError>;
+    /// The audit log of a rollout, oldest first.
+    async fn audit(&self, rollout: &str) -> Result<Vec<Decision>, StoreError>;
+    /// Keeps a dead letter (once per id).
+    async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
+    /// Dead letters, newest first, at most `limit`.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Claims `key` for `value`; returns the value it already had if it was claimed before.
+    async fn claim_key(&self, key: &str, value: &str) -> Result<Option<String>, StoreError>;
+}

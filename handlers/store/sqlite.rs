@@ -1,0 +1,384 @@
+//! The embedded store: SQLite in WAL mode, one connection per store, work done on the
+//! blocking pool so the async threads never wait on disk.
+
+use super::{Commit, DeadLetter, PendingEffect, Store, StoreError, Version, Versioned};
+use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS rollouts (
+    id TEXT PRIMARY KEY, version INTEGER NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    rollout TEXT NOT NULL, device TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (rollout, device));
+CREATE TABLE IF NOT EXISTS device_index (device TEXT PRIMARY KEY, rollout TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    rollout TEXT NOT NULL, effect_id TEXT NOT NULL, ord TEXT NOT NULL, effect TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rollout, effect_id));
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (done, rollout, ord);
+CREATE TABLE IF NOT EXISTS audit (
+    rollout TEXT NOT NULL, seq INTEGER NOT NULL, decision TEXT NOT NULL, PRIMARY KEY (rollout, seq));
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY, received_at TEXT NOT NULL, function TEXT NOT NULL,
+    invocation_id TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency_keys (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// SQLite store on a file (`PATCHWAVE_STORE=sqlite:PATH`).
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(backend)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Backend(format!("stored document unreadable: {e}")))
+}
+
+impl SqliteStore {
+    /// Opens (and creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let connection = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+            .map_err(backend)?;
+        connection.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    /// Runs `work` with the connection on the blocking pool.
+    async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = connection
+                .lock()
+                .map_err(|_| backend("connection lock poisoned"))?;
+            work(&mut guard)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn write_commit(connection: &mut Connection, commit: &Commit) -> Result<Version, StoreError> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let id = &commit.rollout.id;
+    let doc = to_json(&commit.rollout)?;
+    let version: i64 = match &commit.expected {
+        None => {
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO rollouts (id, version, created_at, doc) VALUES (?1, 1, ?2, ?3)",
+                    params![id, commit.rollout.created_at.to_rfc3339(), doc],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("rollout {id} already exists")));
+            }
+            1
+        }
+        Some(expected) => {
+            let expected: i64 = expected.parse().map_err(|_| backend("bad version"))?;
+            let updated = tx
+                .execute(
+                    "UPDATE rollouts SET doc = ?1, version = version + 1 WHERE id = ?2 AND version = ?3",
+                    params![doc, id, expected],
+                )
+                .map_err(backend)?;
+            if updated == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "rollout {id} changed since version {expected}"
+                )));
+            }
+            expected + 1
+        }
+    };
+    for write in &commit.devices {
+        let record = to_json(&write.record)?;
+        let changed = match &write.expected {
+            None => tx.execute(
+                "INSERT OR IGNORE INTO devices (rollout, device, version, record) VALUES (?1, ?2, 1, ?3)",
+                params![id, write.device, record],
+            ),
+            Some(expected) => tx.execute(
+                "UPDATE devices SET record = ?1, version = version + 1 WHERE rollout = ?2 AND device = ?3 AND version = ?4",
+                params![record, id, write.device, expected.parse::<i64>().unwrap_or(-1)],
+            ),
+        }
+        .map_err(backend)?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "device {} of rollout {id} changed",
+                write.device
+            )));
+        }
+    }
+    for (index, effect) in commit.effects.iter().enumerate() {
+        tx.execute(
+            "INSERT OR IGNORE INTO outbox (rollout, effect_id, ord, effect) VALUES (?1, ?2, ?3, ?4)",
+            params![id, effect.id, format!("{version:012}-{index:05}"), to_json(effect)?],
+        )
+        .map_err(backend)?;
+    }
+    for (seq, decision) in &commit.decisions {
+        tx.execute(
+            "INSERT OR IGNORE INTO audit (rollout, seq, decision) VALUES (?1, ?2, ?3)",
+            params![id, *seq as i64, to_json(decision)?],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)?;
+    Ok(version.to_string())
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+
+    async fn load_rollout(&self, id: &str) -> Result<Option<Versioned<Rollout>>, StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let row: Option<(String, i64)> = c
+                .query_row(
+                    "SELECT doc, version FROM rollouts WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(doc, version)| {
+                Ok(Versioned {
+                    value: from_json(&doc)?,
+                    version: version.to_string(),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        self.with(|c| {
+            let mut statement = c
+                .prepare("SELECT doc FROM rollouts ORDER BY created_at DESC, id")
+                .map_err(backend)?;
+            let docs = statement
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            docs.map(|doc| from_json(&doc.map_err(backend)?)).collect()
+        })
+        .await
+    }
+
+    async fn load_devices(
+        &self,
+        rollout: &str,
+        devices: &[String],
+    ) -> Result<Vec<(String, Versioned<DeviceRecord>)>, StoreError> {
+        let rollout = rollout.to_string();
+        let devices = devices.to_vec();
+        self.with(move |c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT record, version FROM devices WHERE rollout = ?1 AND device = ?2",
+                )
+                .map_err(backend)?;
+            let mut found = Vec::new();
+            for device in devices {
+                let row: Option<(String, i64)> = statement
+                    .query_row(params![rollout, device], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(backend)?;
+                if let Some((record, version)) = row {
+                    found.push((
+                        device,
+                        Versioned {
+                            value: from_json(&record)?,
+                            version: version.to_string(),
+                        },
+                    ));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn add_devices(
+        &self,
+        rollout: &str,
+        devices: &[(String, DeviceRecord)],
+    ) -> Result<(), StoreError> {
+        let rollout = rollout.to_string();
+        let devices = devices.to_vec();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            {
+                let mut insert = tx
+                    .prepare_cached("INSERT OR IGNORE INTO devices (rollout, device, version, record) VALUES (?1, ?2, 1, ?3)")
+                    .map_err(backend)?;
+                let mut index = tx
+                    .prepare_cached("INSERT OR REPLACE INTO device_index (device, rollout) VALUES (?1, ?2)")
+                    .map_err(backend)?;
+                for (device, record) in &devices {
+                    insert.execute(params![rollout, device, to_json(record)?]).map_err(backend)?;
+                    index.execute(params![device, rollout]).map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn rollout_of_device(&self, device: &str) -> Result<Option<String>, StoreError> {
+        let device = device.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT rollout FROM device_index WHERE device = ?1",
+                [&device],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<Version, StoreError> {
+        self.with(move |c| write_commit(c, &commit)).await
+    }
+
+    async fn pending_effects(
+        &self,
+        rollout: Option<&str>,
+    ) -> Result<Vec<PendingEffect>, StoreError> {
+        let rollout = rollout.map(str::to_string);
+        self.with(move |c| {
+            let mut statement = c
+                .prepare(
+                    "SELECT rollout, ord, effect FROM outbox WHERE done = 0 AND (?1 IS NULL OR rollout = ?1) ORDER BY rollout, ord",
+                )
+                .map_err(backend)?;
+            let rows = statement
+                .query_map([rollout], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (rollout, order, effect) = row.map_err(backend)?;
+                Ok(PendingEffect { rollout, order, effect: from_json::<Effect>(&effect)? })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn complete_effect(&self, rollout: &str, effect_id: &str) -> Result<(), StoreError> {
+        let (rollout, effect_id) = (rollout.to_string(), effect_id.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE outbox SET done = 1 WHERE rollout = ?1 AND effect_id = ?2",
+                params![rollout, effect_id],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn audit(&self, rollout: &str) -> Result<Vec<Decision>, StoreError> {
+        let rollout = rollout.to_string();
+        self.with(move |c| {
+            let mut statement = c
+                .prepare("SELECT decision FROM audit WHERE rollout = ?1 ORDER BY seq")
+                .map_err(backend)?;
+            let rows = statement
+                .query_map([rollout], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            rows.map(|row| from_json(&row.map_err(backend)?)).collect()
+        })
+        .await
+    }
+
+    async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let letter = letter.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO dead_letters (id, received_at, function, invocation_id, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![letter.id, letter.received_at, letter.function, letter.invocation_id, letter.reason, letter.raw],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.with(move |c| {
+            let mut statement = c
+                .prepare("SELECT id, received_at, function, invocation_id, reason, raw FROM dead_letters ORDER BY received_at DESC, id LIMIT ?1")
+                .map_err(backend)?;
+            let rows = statement
+                .query_map([limit as i64], |r| {
+                    Ok(DeadLetter {
+                        id: r.get(0)?,
+                        received_at: r.get(1)?,
+                        function: r.get(2)?,
+                        invocation_id: r.get(3)?,
+                        reason: r.get(4)?,
+                        raw: r.get(5)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.map(|row| row.map_err(backend)).collect()
+        })
+        .await
+    }
+
+    async fn claim_key(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM idempotency_keys WHERE key = ?1",
+                    [&key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if existing.is_none() {
+                tx.execute(
+                    "INSERT INTO idempotency_keys (key, value) VALUES (?1, ?2)",
+                    params![key, value],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(existing)
+        })
+        .await
+    }
+}

@@ -1,0 +1,332 @@
+//! The conformance cases, written once against `dyn Store`. `conformance_tests!()` expands
+//! them into tests inside a backend module that provides `fresh()` and `another(&guard)`.
+
+use chrono::{TimeZone, Utc};
+use patchwave::store::{Commit, DeadLetter, DeviceWrite, Store, StoreError};
+use rollout_core::*;
+use std::sync::Arc;
+
+pub fn plan() -> RolloutPlan {
+    let update = |v: &str| UpdateId::new("Contoso", "Gateway", v).expect("id");
+    RolloutPlan {
+        name: "conformance".into(),
+        update: update("2.4.1"),
+        rollback_update: update("2.4.0"),
+        infrastructure: None,
+        waves: vec![WavePlan {
+            name: "canary".into(),
+            device_group: "canary".into(),
+            success_threshold_percent: 100.0,
+            failure_threshold_percent: 5.0,
+            min_devices_judged: 5,
+            soak_minutes: 30,
+            device_timeout_minutes: 120,
+            approval_required: false,
+            on_failure: WaveFailure::Rollback,
+        }],
+        window: None,
+        allow_self_approval: false,
+    }
+}
+
+pub fn new_rollout(id: &str) -> (Rollout, Vec<Effect>) {
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 23, 1, 0, 0)
+        .single()
+        .expect("time");
+    Rollout::create(id, plan(), "alice", now).expect("valid")
+}
+
+pub fn create_commit(id: &str) -> Commit {
+    let (mut rollout, effects) = new_rollout(id);
+    let decisions = std::mem::take(&mut rollout.decisions)
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| (i as u64, d))
+        .collect();
+    Commit {
+        rollout,
+        expected: None,
+        devices: vec![],
+        effects,
+        decisions,
+    }
+}
+
+fn record(wave: u32, version: u64, forward: Outcome) -> DeviceRecord {
+    DeviceRecord {
+        wave,
+        version,
+        forward,
+        rollback: Outcome::NotReported,
+    }
+}
+
+pub async fn create_load_and_refuse_a_second_create(store: Arc<dyn Store>) {
+    store.ping().await.expect("reachable");
+    let version = store.commit(create_commit("r-1")).await.expect("create");
+    let loaded = store
+        .load_rollout("r-1")
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(loaded.version, version);
+    assert_eq!(loaded.value.plan, plan());
+    assert_eq!(loaded.value.state, RolloutState::Deploying);
+    assert!(store.load_rollout("nope").await.expect("load").is_none());
+    let again = store.commit(create_commit("r-1")).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    store
+        .commit(create_commit("r-2"))
+        .await
+        .expect("second rollout");
+    let ids: Vec<String> = store
+        .list_rollouts()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"r-1".to_string()) && ids.contains(&"r-2".to_string()));
+}
+
+pub async fn stale_writes_conflict_and_change_nothing(store: Arc<dyn Store>) {
+    let v1 = store.commit(create_commit("r")).await.expect("create");
+    store
+        .add_devices("r", &[("d1".into(), record(0, 0, Outcome::NotReported))])
+        .await
+        .expect("devices");
+    let loaded = store
+        .load_rollout("r")
+        .await
+        .expect("load")
+        .expect("exists");
+    let devices = store
+        .load_devices("r", &["d1".into()])
+        .await
+        .expect("devices");
+    let device_version = devices[0].1.version.clone();
+
+    let mut changed = loaded.value.clone();
+    changed.ignored_reports = 7;
+    let write = |expected: &str, device_version: &str, outcome| Commit {
+        rollout: changed.clone(),
+        expected: Some(expected.to_string()),
+        devices: vec![DeviceWrite {
+            device: "d1".into(),
+            record: record(0, 3, outcome),
+            expected: Some(device_version.to_string()),
+        }],
+        effects: vec![],
+        decisions: vec![],
+    };
+    let v2 = store
+        .commit(write(&v1, &device_version, Outcome::Failed))
+        .await
+        .expect("first writer wins");
+    assert_ne!(v1, v2);
+    // the second writer read the same versions: its whole commit is refused
+    let lost = store
+        .commit(write(&v1, &device_version, Outcome::Succeeded))
+        .await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    let devices = store
+        .load_devices("r", &["d1".into()])
+        .await
+        .expect("devices");
+    assert_eq!(
+        devices[0].1.value.forward,
+        Outcome::Failed,
+        "the losing commit wrote nothing"
+    );
+    // a current head but a stale device version: refused as a whole too
+    let mixed = store
+        .commit(write(&v2, &device_version, Outcome::Succeeded))
+        .await;
+    assert!(matches!(mixed, Err(StoreError::Conflict(_))), "{mixed:?}");
+    let head = store
+        .load_rollout("r")
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(
+        head.version, v2,
+        "the head was not written by the refused commit"
+    );
+}
+
+pub async fn devices_are_added_once_indexed_and_loaded_by_id(store: Arc<dyn Store>) {
+    store.commit(create_commit("r")).await.expect("create");
+    let members: Vec<(String, DeviceRecord)> = (0..250)
+        .map(|i| (format!("dev-{i:03}"), record(0, 0, Outcome::NotReported)))
+        .collect();
+    store.add_devices("r", &members).await.expect("add");
+    // a retried add leaves existing records alone
+    store
+        .add_devices(
+            "r",
+            &[("dev-007".into(), record(0, 99, Outcome::Succeeded))],
+        )
+        .await
+        .expect("re-add");
+    let ids: Vec<String> = vec!["dev-007".into(), "dev-249".into(), "missing".into()];
+    let loaded = store.load_devices("r", &ids).await.expect("load");
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(loaded[0].0, "dev-007");
+    assert_eq!(loaded[0].1.value, record(0, 0, Outcome::NotReported));
+    assert_eq!(
+        store.rollout_of_device("dev-123").await.expect("index"),
+        Some("r".into())
+    );
+    assert_eq!(
+        store.rollout_of_device("stranger").await.expect("index"),
+        None
+    );
+}
+
+pub async fn outbox_keeps_order_ignores_duplicates_and_completes(store: Arc<dyn Store>) {
+    let create = create_commit("r");
+    let first_ids: Vec<String> = create.effects.iter().map(|e| e.id.clone()).collect();
+    let version = store.commit(create.clone()).await.expect("create");
+    let pending = store.pending_effects(Some("r")).await.expect("pending");
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| p.effect.id.clone())
+            .collect::<Vec<_>>(),
+        first_ids
+    );
+    // a later commit re-emitting an effect id does not duplicate it
+    let loaded = store
+        .load_rollout("r")
+        .await
+        .expect("load")
+        .expect("exists");
+    let extra = Effect {
+        id: "r:extra".into(),
+        kind: EffectKind::CancelMaintenanceRun {
+            run_id: "run-1".into(),
+        },
+    };
+    let commit = Commit {
+        rollout: loaded.value,
+        expected: Some(version),
+        devices: vec![],
+        effects: vec![create.effects[0].clone(), extra.clone()],
+        decisions: vec![],
+    };
+    store.commit(commit).await.expect("commit");
+    let pending = store.pending_effects(None).await.expect("pending");
+    let ids: Vec<String> = pending.iter().map(|p| p.effect.id.clone()).collect();
+    let mut expected = first_ids.clone();
+    expected.push("r:extra".into());
+    assert_eq!(ids, expected, "in order, once each");
+    assert_eq!(pending.last().map(|p| p.effect.clone()), Some(extra));
+    store
+        .complete_effect("r", &first_ids[0])
+        .await
+        .expect("complete");
+    let pending = store.pending_effects(Some("r")).await.expect("pending");
+    assert!(!pending.iter().any(|p| p.effect.id == first_ids[0]));
+    assert_eq!(pending.len(), expected.len() - 1);
+}
+
+pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
+    let create = create_commit("r");
+    let decisions = create.decisions.clone();
+    assert!(!decisions.is_empty());
+    let version = store.commit(create).await.expect("create");
+    let loaded = store
+        .load_rollout("r")
+        .await
+        .expect("load")
+        .expect("exists");
+    let mut later = decisions[0].1.clone();
+    later.kind = "rollout.paused".into();
+    let commit = Commit {
+        rollout: loaded.value,
+        expected: Some(version),
+        devices: vec![],
+        effects: vec![],
+        decisions: vec![(decisions.len() as u64, later.clone()), (0, later.clone())],
+    };
+    store.commit(commit).await.expect("commit");
+    let audit = store.audit("r").await.expect("audit");
+    assert_eq!(audit.len(), decisions.len() + 1);
+    assert_eq!(
+        audit[0], decisions[0].1,
+        "an existing entry is never overwritten"
+    );
+    assert_eq!(audit.last(), Some(&later));
+}
+
+pub async fn dead_letters_are_kept_once_and_listed_newest_first(store: Arc<dyn Store>) {
+    let old = DeadLetter::new(
+        "2026-11-23T01:00:00Z",
+        "TwinChanges",
+        "inv-1",
+        "message body is not JSON",
+        "{oops",
+    );
+    let new = DeadLetter::new(
+        "2026-11-23T02:00:00Z",
+        "PatchEvents",
+        "inv-2",
+        "event has no type",
+        "{}",
+    );
+    store.add_dead_letter(&old).await.expect("add");
+    store.add_dead_letter(&new).await.expect("add");
+    let redelivered = DeadLetter::new(
+        "2026-11-23T03:00:00Z",
+        "TwinChanges",
+        "inv-3",
+        "message body is not JSON",
+        "{oops",
+    );
+    assert_eq!(redelivered.id, old.id);
+    store
+        .add_dead_letter(&redelivered)
+        .await
+        .expect("add again");
+    let letters = store.dead_letters(10).await.expect("list");
+    assert_eq!(letters, vec![new.clone(), old.clone()]);
+    assert_eq!(store.dead_letters(1).await.expect("list"), vec![new]);
+}
+
+pub async fn idempotency_keys_are_claimed_once(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.claim_key("create:abc", "r-1").await.expect("claim"),
+        None
+    );
+    assert_eq!(
+        store.claim_key("create:abc", "r-2").await.expect("claim"),
+        Some("r-1".into())
+    );
+}
+
+/// Expands every case into a `#[tokio::test]` using the enclosing module's `fresh()`.
+#[macro_export]
+macro_rules! conformance_tests {
+    () => {
+        $crate::conformance_tests!(
+            create_load_and_refuse_a_second_create,
+            stale_writes_conflict_and_change_nothing,
+            devices_are_added_once_indexed_and_loaded_by_id,
+            outbox_keeps_order_ignores_duplicates_and_completes,
+            audit_is_append_only_and_ordered,
+            dead_letters_are_kept_once_and_listed_newest_first,
+            idempotency_keys_are_claimed_once
+        );
+    };
+    ($($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = fresh().await;
+                crate::suite::$case(store).await;
+            }
+        )+
+    };
+}
