@@ -325,7 +325,7 @@ macro_rules! conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let (store, _guard) = fresh().await;
-                crate::suite::$case(store).await;
+                $crate::suite::$case(store).await;
             }
         )+
     };
