@@ -161,15 +161,14 @@ impl Rollout {
             actor: actor.map(str::to_string),
             reason: reason.clone(),
         });
-        let id = format!("{}:event:{index}", self.id);
-        self.emit(
-            effects,
-            id,
-            EffectKind::PublishEvent {
+        // Lifecycle events are fire-and-forget: nothing waits for them to be reported back.
+        effects.push(Effect {
+            id: format!("{}:event:{index}", self.id),
+            kind: EffectKind::PublishEvent {
                 event_type: format!("patchwave.{kind}"),
                 summary: reason,
             },
-        );
+        });
     }
 
     /// Issues an effect and remembers it until it is reported back.

@@ -1,0 +1,81 @@
+//! The shell's ports: small traits for what effects need from the outside world, and the
+//! clock. Each has a real implementation; tests plug in their own.
+
+use chrono::{DateTime, Utc};
+use rollout_core::{Effect, PatchOutcome, Rollout};
+
+/// What carrying out an effect produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectOutcome {
+    /// Done; nothing to report back but success.
+    Done,
+    /// The devices of a group (answer to `FetchGroupMembers`).
+    Members(Vec<String>),
+    /// A machine's patch run ended (answer to `InstallPatches`).
+    Patched {
+        /// Outcome.
+        outcome: PatchOutcome,
+        /// Counts or error text.
+        detail: String,
+    },
+    /// Failed; `retryable` failures stay in the outbox and are tried again later.
+    Failed {
+        /// Why.
+        error: String,
+        /// Whether trying again later may succeed.
+        retryable: bool,
+    },
+}
+
+/// Carries effects out against Azure (Device Update, Resource Manager, IoT Hub, Event Hubs).
+#[async_trait::async_trait]
+pub trait EffectExecutor: Send + Sync + 'static {
+    /// Carries out one effect of `rollout`. Must be idempotent: the same effect id may be
+    /// executed again after a crash.
+    async fn execute(&self, rollout: &Rollout, effect: &Effect) -> EffectOutcome;
+}
+
+/// Where "now" comes from.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock: the one place patchwave reads the time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the shell's single clock read
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: std::sync::Mutex<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    /// A clock standing at `now`.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        ManualClock {
+            now: std::sync::Mutex::new(now),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        if let Ok(mut now) = self.now.lock() {
+            *now += by;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.now.lock().map(|now| *now).unwrap_or_default()
+    }
+}

@@ -1,0 +1,127 @@
+//! Running the outbox: execute pending effects in order, feed their results back to the
+//! engine, then mark them done. At-least-once: effects are idempotent by their ids.
+
+use super::{RolloutService, ServiceError};
+use crate::ports::EffectOutcome;
+use rollout_core::{EffectKind, Input};
+
+/// Rounds of "run pending, which may add more" per call.
+const MAX_ROUNDS: usize = 16;
+
+impl RolloutService {
+    /// Runs the pending effects of one rollout until none is left or one must wait.
+    /// Returns how many were carried out.
+    pub async fn run_effects(&self, rollout_id: &str) -> Result<usize, ServiceError> {
+        let mut executed = 0;
+        for _ in 0..MAX_ROUNDS {
+            let pending = self.store.pending_effects(Some(rollout_id)).await?;
+            if pending.is_empty() {
+                break;
+            }
+            let rollout = self.get(rollout_id).await?;
+            let mut progressed = false;
+            for item in pending {
+                let effect = item.effect;
+                let outcome = self.executor.execute(&rollout, &effect).await;
+                if let (EffectKind::PublishEvent { .. }, EffectOutcome::Failed { error, .. }) =
+                    (&effect.kind, &outcome)
+                {
+                    // a lost lifecycle event must not hold the rollout
+                    tracing::warn!(rollout = rollout_id, effect = %effect.id, error = %error, "lifecycle event not published");
+                }
+                let inputs = match outcome {
+                    EffectOutcome::Failed { .. }
+                        if matches!(effect.kind, EffectKind::PublishEvent { .. }) =>
+                    {
+                        Vec::new()
+                    }
+                    EffectOutcome::Failed {
+                        error,
+                        retryable: true,
+                    } => {
+                        tracing::warn!(rollout = rollout_id, effect = %effect.id, error = %error, "effect deferred; will retry");
+                        self.metrics.effects_deferred.add(1);
+                        // later effects may depend on this one: keep the order
+                        return Ok(executed);
+                    }
+                    outcome => results_as_inputs(&effect.id, &effect.kind, outcome),
+                };
+                if let Some(Input::EffectFailed { error, .. }) = inputs.first() {
+                    let raw = serde_json::to_string(&effect).unwrap_or_default();
+                    self.dead_letter(
+                        "effects",
+                        rollout_id,
+                        &format!("effect failed after retries: {error}"),
+                        &raw,
+                    )
+                    .await?;
+                }
+                if !inputs.is_empty() {
+                    match self.apply(rollout_id, &inputs).await {
+                        Ok(_) | Err(ServiceError::Rejected(_)) => {}
+                        Err(other) => return Err(other),
+                    }
+                }
+                self.store.complete_effect(rollout_id, &effect.id).await?;
+                self.metrics.effects_executed.add(1);
+                executed += 1;
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        Ok(executed)
+    }
+
+    /// Runs the pending effects of every rollout (the timer's sweep).
+    pub async fn run_all_effects(&self) -> Result<usize, ServiceError> {
+        let mut rollouts: Vec<String> = self
+            .store
+            .pending_effects(None)
+            .await?
+            .into_iter()
+            .map(|p| p.rollout)
+            .collect();
+        rollouts.dedup();
+        let mut executed = 0;
+        for rollout in rollouts {
+            executed += self.run_effects(&rollout).await?;
+        }
+        Ok(executed)
+    }
+}
+
+/// The engine inputs that report an effect's outcome back.
+fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome) -> Vec<Input> {
+    let succeeded = Input::EffectSucceeded {
+        effect_id: effect_id.to_string(),
+    };
+    match (kind, outcome) {
+        (EffectKind::PublishEvent { .. }, _) => Vec::new(),
+        (EffectKind::FetchGroupMembers { wave, .. }, EffectOutcome::Members(devices)) => {
+            vec![
+                Input::GroupMembers {
+                    wave: *wave,
+                    devices,
+                },
+                succeeded,
+            ]
+        }
+        (EffectKind::InstallPatches { machine }, EffectOutcome::Patched { outcome, detail }) => {
+            vec![
+                Input::MachinePatched {
+                    machine: machine.clone(),
+                    outcome,
+                    detail,
+                },
+                succeeded,
+            ]
+        }
+        (_, EffectOutcome::Failed { error, .. }) => vec![Input::EffectFailed {
+            effect_id: effect_id.to_string(),
+            error,
+        }],
+        (_, _) => vec![succeeded],
+    }
+}

@@ -1,0 +1,184 @@
+//! Trigger inputs into rollouts: device reports routed by device, maintenance events by
+//! configuration, ticks to every active rollout; unusable items become dead letters.
+
+use super::{RolloutService, ServiceError};
+use crate::decode::agent_report::AgentState;
+use crate::decode::event_grid::{MaintenanceEvent, MaintenancePhase, RunStatus};
+use crate::decode::twin_change::TwinChange;
+use crate::host::InvocationContext;
+use crate::inputs::{Delivery, InputSink, TriggerInput};
+use rollout_core::{DeviceReport, Input, MaintenanceRun, PatchOutcome};
+use std::collections::BTreeMap;
+
+/// Reports applied per load-step-commit (keeps a commit inside one Table batch of 100).
+const REPORTS_PER_COMMIT: usize = 64;
+
+/// The engine's view of a twin change; `None` when it carries no agent state or version.
+pub fn device_report(change: &TwinChange) -> Option<DeviceReport> {
+    let report = change.device_update.as_ref()?;
+    let agent_state = match report.state? {
+        AgentState::Idle => 0,
+        AgentState::DeploymentInProgress => 6,
+        AgentState::Failed => 255,
+        AgentState::Other(code) => code,
+    };
+    Some(DeviceReport {
+        device: change.device_id.clone(),
+        twin_version: change.twin_version.or(change.reported_version)?,
+        agent_state,
+        result_code: report
+            .last_install_result
+            .as_ref()
+            .and_then(|r| r.result_code),
+        installed_update: report.installed_update_id.clone(),
+    })
+}
+
+fn patch_outcome(status: Option<&RunStatus>) -> PatchOutcome {
+    match status {
+        Some(RunStatus::Succeeded) => PatchOutcome::Succeeded,
+        Some(RunStatus::CompletedWithWarnings) => PatchOutcome::SucceededWithWarnings,
+        Some(RunStatus::Cancelled) => PatchOutcome::Cancelled,
+        // not documented beyond Succeeded: anything else did not patch cleanly
+        _ => PatchOutcome::Failed,
+    }
+}
+
+impl RolloutService {
+    /// Applies device reports to the rollouts their devices belong to.
+    pub async fn deliver_reports(
+        &self,
+        context: &InvocationContext,
+        changes: &[TwinChange],
+    ) -> Result<(), ServiceError> {
+        let mut by_rollout: BTreeMap<String, Vec<(Input, &TwinChange)>> = BTreeMap::new();
+        for change in changes {
+            let Some(report) = device_report(change) else {
+                self.metrics.ordinary_traffic.add(1);
+                continue;
+            };
+            match self.store.rollout_of_device(&report.device).await? {
+                Some(rollout) => by_rollout
+                    .entry(rollout)
+                    .or_default()
+                    .push((Input::DeviceReport(report), change)),
+                None => self.metrics.ordinary_traffic.add(1),
+            }
+        }
+        for (rollout, reports) in by_rollout {
+            for chunk in reports.chunks(REPORTS_PER_COMMIT) {
+                let inputs: Vec<Input> = chunk.iter().map(|(input, _)| input.clone()).collect();
+                match self.apply(&rollout, &inputs).await {
+                    Ok(applied) => {
+                        self.metrics.reports_applied.add(inputs.len() as u64);
+                        if !applied.effects.is_empty() {
+                            self.run_effects(&applied.rollout.id).await?;
+                        }
+                    }
+                    Err(ServiceError::NotFound(_)) => {
+                        for (_, change) in chunk {
+                            let raw = serde_json::to_string(change).unwrap_or_default();
+                            let reason = format!(
+                                "device {} is indexed to rollout {rollout}, which does not exist",
+                                change.device_id
+                            );
+                            self.dead_letter(
+                                context.function,
+                                &context.invocation_id,
+                                &reason,
+                                &raw,
+                            )
+                            .await?;
+                        }
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a maintenance event to every active rollout that names its configuration.
+    pub async fn deliver_maintenance(
+        &self,
+        event: &MaintenanceEvent,
+    ) -> Result<usize, ServiceError> {
+        let run = MaintenanceRun {
+            run_id: event.correlation_id.clone(),
+            configuration_id: event.maintenance_configuration_id.clone(),
+            start: event.start,
+            cancellation_cutoff: event.cancellation_cutoff,
+        };
+        let input = match event.phase {
+            MaintenancePhase::Pre => Input::MaintenanceStarting(run),
+            MaintenancePhase::Post => Input::MaintenanceFinished {
+                run,
+                outcome: patch_outcome(event.status.as_ref()),
+            },
+        };
+        let mut delivered = 0;
+        for rollout in self.store.list_rollouts().await? {
+            let names = rollout.plan.infrastructure.as_ref().is_some_and(|infra| {
+                infra
+                    .maintenance_configuration_ids
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(&event.maintenance_configuration_id))
+            });
+            if rollout.state.is_terminal() || !names {
+                continue;
+            }
+            let applied = self
+                .apply(&rollout.id, std::slice::from_ref(&input))
+                .await?;
+            if !applied.effects.is_empty() {
+                self.run_effects(&rollout.id).await?;
+            }
+            delivered += 1;
+        }
+        if delivered == 0 {
+            self.metrics.maintenance_skipped.add(1);
+        }
+        Ok(delivered)
+    }
+
+    /// The timer: every active rollout judges "now", then every pending effect runs.
+    pub async fn tick(&self) -> Result<(), ServiceError> {
+        for rollout in self.store.list_rollouts().await? {
+            if rollout.state.is_terminal() {
+                continue;
+            }
+            self.apply(&rollout.id, &[Input::Tick]).await?;
+        }
+        self.run_all_effects().await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl InputSink for RolloutService {
+    async fn accept(&self, context: &InvocationContext, delivery: Delivery) -> anyhow::Result<()> {
+        for rejected in &delivery.rejected {
+            self.dead_letter(
+                context.function,
+                &context.invocation_id,
+                &rejected.to_string(),
+                &rejected.raw,
+            )
+            .await?;
+        }
+        let mut reports = Vec::new();
+        for input in delivery.inputs {
+            match input {
+                TriggerInput::DeviceReport(change) => reports.push(change),
+                TriggerInput::Maintenance(event) => {
+                    self.deliver_maintenance(&event).await?;
+                }
+                TriggerInput::Tick(_) => self.tick().await?,
+            }
+        }
+        if !reports.is_empty() {
+            self.deliver_reports(context, &reports).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,294 @@
+//! The imperative shell around `rollout-core`: load → step → store the new state and its
+//! effects in one conditional write (the outbox) → execute effects → mark them done. On a
+//! conflict it reloads and steps again; pending effects survive a crash and are picked up by
+//! the next invocation or the timer.
+
+mod effects;
+mod inputs;
+mod metrics;
+
+pub use metrics::Metrics;
+
+use crate::ports::{Clock, EffectExecutor};
+use crate::store::{Commit, DeadLetter, DeviceWrite, Store, StoreError, Version};
+use rollout_core::{DeviceRecord, Effect, Input, Rollout, RolloutPlan};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// Attempts at a conditional write before giving up (each after a reload).
+const MAX_ATTEMPTS: usize = 50;
+/// Device records read or written per store call.
+const DEVICE_CHUNK: usize = 500;
+
+/// Why a service call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// No such rollout.
+    #[error("rollout {0} not found")]
+    NotFound(String),
+    /// The plan is invalid; every problem listed.
+    #[error("invalid plan: {}", .0.join("; "))]
+    InvalidPlan(Vec<String>),
+    /// The engine refused the command in the rollout's state.
+    #[error("{0}")]
+    Rejected(String),
+    /// A conflicting rollout or too much contention.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The rollout service: one per process, shared by every trigger and the API.
+pub struct RolloutService {
+    store: Arc<dyn Store>,
+    executor: Arc<dyn EffectExecutor>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+}
+
+/// What one load-step-commit produced.
+pub(crate) struct Applied {
+    rollout: Rollout,
+    effects: Vec<Effect>,
+}
+
+impl RolloutService {
+    /// A service over a store, an effect executor and a clock.
+    pub fn new(
+        store: Arc<dyn Store>,
+        executor: Arc<dyn EffectExecutor>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        RolloutService {
+            store,
+            executor,
+            clock,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The store (for read-only views).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Counters of what was processed and skipped.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Creates a rollout; a repeated `idempotency_key` returns the rollout it created first.
+    pub async fn create(
+        &self,
+        plan: RolloutPlan,
+        creator: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Rollout, ServiceError> {
+        plan.validate().map_err(ServiceError::InvalidPlan)?;
+        let id = new_rollout_id();
+        if let Some(key) = idempotency_key {
+            if let Some(existing) = self
+                .store
+                .claim_key(&format!("create:{creator}:{key}"), &id)
+                .await?
+            {
+                return self.get(&existing).await;
+            }
+        }
+        self.refuse_busy_groups(&plan).await?;
+        let (mut rollout, effects) = Rollout::create(&id, plan, creator, self.clock.now())
+            .map_err(ServiceError::InvalidPlan)?;
+        let decisions = drain_decisions(&mut rollout);
+        let commit = Commit {
+            rollout: rollout.clone(),
+            expected: None,
+            devices: Vec::new(),
+            effects,
+            decisions,
+        };
+        self.store.commit(commit).await?;
+        self.run_effects(&id).await?;
+        self.get(&id).await
+    }
+
+    /// A device group belongs to at most one active rollout.
+    async fn refuse_busy_groups(&self, plan: &RolloutPlan) -> Result<(), ServiceError> {
+        for active in self
+            .store
+            .list_rollouts()
+            .await?
+            .into_iter()
+            .filter(|r| !r.state.is_terminal())
+        {
+            for group in plan.device_groups() {
+                if active
+                    .plan
+                    .device_groups()
+                    .any(|g| g.eq_ignore_ascii_case(group))
+                {
+                    return Err(ServiceError::Conflict(format!(
+                        "device group {group} is in active rollout {} ({:?})",
+                        active.id, active.state
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rollout as stored.
+    pub async fn get(&self, id: &str) -> Result<Rollout, ServiceError> {
+        self.store
+            .load_rollout(id)
+            .await?
+            .map(|loaded| loaded.value)
+            .ok_or_else(|| ServiceError::NotFound(id.to_string()))
+    }
+
+    /// Applies inputs to a rollout in one load-step-commit, reloading on conflict. A refused
+    /// single input (an operator command) is returned as `Rejected`.
+    pub(crate) async fn apply(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
+        for _ in 0..MAX_ATTEMPTS {
+            match self.try_apply(id, inputs).await {
+                Err(ServiceError::Store(StoreError::Conflict(_))) => {
+                    self.metrics.conflicts_retried.add(1)
+                }
+                other => return other,
+            }
+        }
+        Err(ServiceError::Conflict(format!(
+            "rollout {id}: too many concurrent writers, gave up after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn try_apply(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
+        let loaded = self
+            .store
+            .load_rollout(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+        let mut rollout = loaded.value;
+        let versions = self.load_devices_for(&mut rollout, inputs).await?;
+        let before: HashMap<String, DeviceRecord> = rollout
+            .devices
+            .iter()
+            .map(|(device, record)| (device.to_string(), *record))
+            .collect();
+        let now = self.clock.now();
+        let mut effects = Vec::new();
+        for input in inputs {
+            match rollout.step(input, now) {
+                Ok(produced) => effects.extend(produced),
+                Err(rejected) if inputs.len() == 1 => {
+                    return Err(ServiceError::Rejected(rejected.0))
+                }
+                Err(rejected) => tracing::info!(rollout = id, reason = %rejected, "input refused"),
+            }
+        }
+        let (changed, added) = split_device_changes(&rollout, &before, &versions);
+        for chunk in added.chunks(DEVICE_CHUNK) {
+            self.store.add_devices(id, chunk).await?;
+        }
+        let decisions = drain_decisions(&mut rollout);
+        let commit = Commit {
+            rollout: rollout.clone(),
+            expected: Some(loaded.version),
+            devices: changed,
+            effects: effects.clone(),
+            decisions,
+        };
+        self.store.commit(commit).await?;
+        Ok(Applied { rollout, effects })
+    }
+
+    /// Loads the device records the inputs touch; returns their versions.
+    async fn load_devices_for(
+        &self,
+        rollout: &mut Rollout,
+        inputs: &[Input],
+    ) -> Result<HashMap<String, Version>, StoreError> {
+        let mut wanted: Vec<String> = Vec::new();
+        for input in inputs {
+            match input {
+                Input::DeviceReport(report) => wanted.push(report.device.clone()),
+                Input::GroupMembers { devices, .. } => wanted.extend(devices.iter().cloned()),
+                _ => {}
+            }
+        }
+        wanted.sort();
+        wanted.dedup();
+        let mut versions = HashMap::new();
+        for chunk in wanted.chunks(DEVICE_CHUNK) {
+            for (device, record) in self.store.load_devices(&rollout.id, chunk).await? {
+                rollout.devices.insert(device.as_str().into(), record.value);
+                versions.insert(device, record.version);
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Keeps an unusable input with the reason.
+    pub async fn dead_letter(
+        &self,
+        function: &str,
+        invocation_id: &str,
+        reason: &str,
+        raw: &str,
+    ) -> Result<(), StoreError> {
+        let letter = DeadLetter::new(
+            &self.clock.now().to_rfc3339(),
+            function,
+            invocation_id,
+            reason,
+            raw,
+        );
+        tracing::warn!(function, reason, dead_letter = %letter.id, "dead letter kept");
+        self.metrics.dead_letters.add(1);
+        self.store.add_dead_letter(&letter).await
+    }
+}
+
+/// Records that changed (conditional writes) and records that are new (added first).
+fn split_device_changes(
+    rollout: &Rollout,
+    before: &HashMap<String, DeviceRecord>,
+    versions: &HashMap<String, Version>,
+) -> (Vec<DeviceWrite>, Vec<(String, DeviceRecord)>) {
+    let mut changed = Vec::new();
+    let mut added = Vec::new();
+    for (device, record) in &rollout.devices {
+        let device = device.to_string();
+        match versions.get(&device) {
+            Some(version) if before.get(&device) != Some(record) => changed.push(DeviceWrite {
+                device,
+                record: *record,
+                expected: Some(version.clone()),
+            }),
+            Some(_) => {}
+            None => added.push((device, *record)),
+        }
+    }
+    (changed, added)
+}
+
+/// Takes the decisions recorded since the last drain, numbered for the audit log.
+fn drain_decisions(rollout: &mut Rollout) -> Vec<(u64, rollout_core::Decision)> {
+    let decisions = std::mem::take(&mut rollout.decisions);
+    let first = rollout.decision_count - decisions.len() as u64;
+    decisions
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| (first + i as u64, d))
+        .collect()
+}
+
+/// A new rollout id: `ro-` and 16 random hex digits.
+fn new_rollout_id() -> String {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("ro-{random:016x}")
+}

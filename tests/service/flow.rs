@@ -1,0 +1,169 @@
+//! A whole rollout through the service: effects run from the outbox, reports counted,
+//! decisions in the audit log; unusable inputs become dead letters.
+
+use crate::support::*;
+use patchwave::decode::agent_report::AgentState;
+use rollout_core::RolloutState;
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_wave_runs_from_plan_to_completed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let azure = Arc::new(FakeAzure::with_group("canary", devices("gw", 20)));
+    let (service, clock, store) = sqlite_service(&dir, azure.clone());
+    let rollout = service
+        .create(one_wave_plan("canary", 100.0), "alice", None)
+        .await
+        .expect("created");
+    assert_eq!(rollout.state, RolloutState::Deploying);
+    assert_eq!(
+        rollout.waves[0].counts.total, 20,
+        "members fetched and stored through the outbox"
+    );
+    let executed = azure.executed();
+    assert!(
+        executed.iter().any(|id| id.ends_with(":members:w0a1")),
+        "{executed:?}"
+    );
+    assert!(
+        executed.iter().any(|id| id.ends_with("-w0a1:create")),
+        "{executed:?}"
+    );
+    assert!(store
+        .pending_effects(None)
+        .await
+        .expect("pending")
+        .is_empty());
+
+    let changes: Vec<_> = devices("gw", 20)
+        .iter()
+        .map(|d| twin_change(d, 5, AgentState::Idle, Some(update("2.4.1"))))
+        .collect();
+    service
+        .deliver_reports(&context(), &changes)
+        .await
+        .expect("reports");
+    let after = service.get(&rollout.id).await.expect("get");
+    assert_eq!(after.waves[0].counts.succeeded, 20);
+    assert_eq!(after.state, RolloutState::Soaking);
+
+    clock.advance(chrono::Duration::minutes(31));
+    service.tick().await.expect("tick");
+    let done = service.get(&rollout.id).await.expect("get");
+    assert_eq!(done.state, RolloutState::Completed);
+    let audit = store.audit(&rollout.id).await.expect("audit");
+    let kinds: Vec<&str> = audit.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"rollout.created"));
+    assert_eq!(kinds.last(), Some(&"rollout.completed"));
+    assert!(
+        kinds.contains(&"wave.threshold_met") && kinds.contains(&"wave.passed"),
+        "{kinds:?}"
+    );
+    assert_eq!(service.metrics().snapshot().reports_applied, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_devices_open_a_rollback_through_the_outbox() {
+    let dir = tempfile::tempdir().expect("dir");
+    let azure = Arc::new(FakeAzure::with_group("canary", devices("gw", 20)));
+    let (service, _clock, _store) = sqlite_service(&dir, azure.clone());
+    let rollout = service
+        .create(one_wave_plan("canary", 100.0), "alice", None)
+        .await
+        .expect("created");
+    let mut changes = Vec::new();
+    for (i, device) in devices("gw", 10).iter().enumerate() {
+        let state = if i < 2 {
+            AgentState::Failed
+        } else {
+            AgentState::Idle
+        };
+        changes.push(twin_change(device, 5, state, Some(update("2.4.1"))));
+    }
+    service
+        .deliver_reports(&context(), &changes)
+        .await
+        .expect("reports");
+    let after = service.get(&rollout.id).await.expect("get");
+    assert_eq!(after.state, RolloutState::RollingBack);
+    let executed = azure.executed();
+    assert!(
+        executed.iter().any(|id| id.ends_with("-rb0:create")),
+        "rollback deployment created: {executed:?}"
+    );
+    assert!(
+        executed.iter().any(|id| id.ends_with("-w0a1:cancel")),
+        "{executed:?}"
+    );
+    let reason = &service
+        .store()
+        .audit(&rollout.id)
+        .await
+        .expect("audit")
+        .into_iter()
+        .find(|d| d.kind == "wave.failed")
+        .expect("failed")
+        .reason;
+    assert_eq!(
+        reason,
+        "wave canary: 2 of 20 failed = 10.0% > 5%, judged after 10 finished; rolling back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_traffic_is_counted_not_dead_lettered() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (service, _clock, store) = sqlite_service(&dir, Arc::new(FakeAzure::default()));
+    let stranger = twin_change(
+        "not-in-any-rollout",
+        3,
+        AgentState::Idle,
+        Some(update("2.4.1")),
+    );
+    let mut no_report = twin_change("x", 1, AgentState::Idle, None);
+    no_report.device_update = None;
+    service
+        .deliver_reports(&context(), &[stranger, no_report])
+        .await
+        .expect("deliver");
+    assert_eq!(service.metrics().snapshot().ordinary_traffic, 2);
+    assert!(store.dead_letters(10).await.expect("list").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_problems_and_busy_groups_are_refused_and_create_is_idempotent() {
+    let dir = tempfile::tempdir().expect("dir");
+    let azure = Arc::new(FakeAzure::with_group("canary", devices("gw", 2)));
+    let (service, _clock, _store) = sqlite_service(&dir, azure);
+    let mut bad = one_wave_plan("canary", 100.0);
+    bad.waves[0].failure_threshold_percent = 150.0;
+    let refused = service
+        .create(bad, "alice", None)
+        .await
+        .expect_err("invalid");
+    assert!(
+        matches!(&refused, patchwave::service::ServiceError::InvalidPlan(p) if p.len() == 2),
+        "{refused:?}"
+    );
+    let first = service
+        .create(one_wave_plan("canary", 100.0), "alice", Some("key-1"))
+        .await
+        .expect("created");
+    let again = service
+        .create(one_wave_plan("canary", 100.0), "alice", Some("key-1"))
+        .await
+        .expect("same");
+    assert_eq!(
+        first.id, again.id,
+        "Idempotency-Key returns the first rollout"
+    );
+    let busy = service
+        .create(one_wave_plan("CANARY", 100.0), "alice", Some("key-2"))
+        .await
+        .expect_err("busy");
+    assert!(
+        busy.to_string()
+            .contains("device group CANARY is in active rollout"),
+        "{busy}"
+    );
+}

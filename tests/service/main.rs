@@ -1,0 +1,7 @@
+//! The service shell over real stores: full rollouts, restarts, concurrent instances, dead
+//! letters.
+
+mod concurrency;
+mod flow;
+mod restart;
+mod support;
