@@ -2,12 +2,89 @@
 
 /// Port used when neither the host nor the user names one.
 pub const DEFAULT_PORT: u16 = 7071;
+/// The embedded default store's file.
+pub const DEFAULT_SQLITE_PATH: &str = "patchwave.db";
 
 /// How the handler is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Port to listen on, on 127.0.0.1.
     pub port: u16,
+    /// Where state lives (`PATCHWAVE_STORE`).
+    pub store: StoreSpec,
+    /// Who may call the operator API.
+    pub auth: AuthSettings,
+}
+
+/// `PATCHWAVE_STORE`: `sqlite:PATH` or `table:CONNECTION_STRING_OR_ENDPOINT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// Azure Table Storage: a connection string or an endpoint URL.
+    Table(String),
+}
+
+impl StoreSpec {
+    /// Parses the variable's value.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if let Some(path) = value.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("sqlite: needs a file path, e.g. sqlite:patchwave.db".into());
+            }
+            return Ok(StoreSpec::Sqlite(path.into()));
+        }
+        if let Some(target) = value.strip_prefix("table:") {
+            if target.is_empty() {
+                return Err("table: needs a connection string or an endpoint URL".into());
+            }
+            return Ok(StoreSpec::Table(target.to_string()));
+        }
+        Err("must start with sqlite: or table:".into())
+    }
+
+    /// A description safe to log (no account key).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreSpec::Sqlite(path) => format!("sqlite:{}", path.display()),
+            StoreSpec::Table(target) if target.starts_with("http") => format!("table:{target}"),
+            StoreSpec::Table(_) => "table:(connection string)".into(),
+        }
+    }
+}
+
+/// How operator calls are authorised (design §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `PATCHWAVE_AUTH=open`: every caller has every role (local use only).
+    pub open: bool,
+    /// Roles of callers that present a function key (`PATCHWAVE_KEY_ROLES`).
+    pub key_roles: Vec<String>,
+    /// SHA-256 hex digests of the keys accepted when standalone (`PATCHWAVE_FUNCTION_KEYS`).
+    pub function_key_hashes: Vec<String>,
+    /// Running under the Functions host, which checked the key before forwarding.
+    pub behind_host: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            open: false,
+            key_roles: vec!["Rollout.Read".into(), "Rollout.Operate".into()],
+            function_key_hashes: Vec::new(),
+            behind_host: false,
+        }
+    }
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// A variable that is set but cannot be used.
@@ -46,7 +123,52 @@ impl Settings {
             })
             .transpose()?
             .unwrap_or(DEFAULT_PORT);
-        Ok(Settings { port })
+        let store = match lookup("PATCHWAVE_STORE").filter(|v| !v.trim().is_empty()) {
+            None => StoreSpec::Sqlite(DEFAULT_SQLITE_PATH.into()),
+            Some(value) => StoreSpec::parse(&value).map_err(|problem| ConfigError {
+                variable: "PATCHWAVE_STORE",
+                value: StoreSpec::parse(&value)
+                    .map(|s| s.describe())
+                    .unwrap_or_else(|_| "(unparsed)".into()),
+                problem,
+            })?,
+        };
+        let mut auth = AuthSettings::default();
+        match lookup("PATCHWAVE_AUTH").map(|v| v.trim().to_ascii_lowercase()) {
+            None => {}
+            Some(mode) if mode.is_empty() || mode == "azure" => {}
+            Some(mode) if mode == "open" => auth.open = true,
+            Some(mode) => {
+                return Err(ConfigError {
+                    variable: "PATCHWAVE_AUTH",
+                    value: mode,
+                    problem: "must be azure or open".into(),
+                })
+            }
+        }
+        if let Some(roles) = lookup("PATCHWAVE_KEY_ROLES").filter(|v| !v.trim().is_empty()) {
+            auth.key_roles = list(&roles);
+        }
+        if let Some(keys) = lookup("PATCHWAVE_FUNCTION_KEYS") {
+            auth.function_key_hashes = list(&keys)
+                .into_iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect();
+            if let Some(bad) = auth
+                .function_key_hashes
+                .iter()
+                .find(|k| k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(ConfigError {
+                    variable: "PATCHWAVE_FUNCTION_KEYS",
+                    value: format!("{}…", bad.chars().take(6).collect::<String>()),
+                    problem: "each entry must be the SHA-256 hex digest of a key (64 hex digits)"
+                        .into(),
+                });
+            }
+        }
+        auth.behind_host = lookup("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+        Ok(Settings { port, store, auth })
     }
 }
 

@@ -1,8 +1,10 @@
 //! patchwave's handler library: the Functions host protocol, trigger adapters, the operator
 //! API, and packaging. The pure rollout engine lives in the `rollout-core` crate.
 
+pub mod api;
 pub mod config;
 pub mod decode;
+pub mod executor;
 pub mod host;
 pub mod inputs;
 pub mod package;

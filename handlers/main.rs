@@ -1,9 +1,9 @@
 //! The `patchwave` binary: `serve` (what the Functions host starts) and `package`.
 
 use clap::{Parser, Subcommand};
-use patchwave::{config::Settings, inputs::LoggingSink, package, startup, telemetry};
+use patchwave::triggers::AppState;
+use patchwave::{config::Settings, package, startup, telemetry};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// patchwave: one rollout for host patches and device updates.
 #[derive(Parser)]
@@ -20,6 +20,12 @@ enum Command {
         /// Port to listen on (overrides FUNCTIONS_CUSTOMHANDLER_PORT and PATCHWAVE_PORT).
         #[arg(long)]
         port: Option<u16>,
+    },
+    /// List dead letters from the configured store (PATCHWAVE_STORE), newest first, as JSON lines.
+    Deadletters {
+        /// How many to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
     /// Assemble the deployable Function App: host.json, one folder per function, the binary.
     Package {
@@ -39,6 +45,14 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { port } => serve(port).await,
+        Command::Deadletters { limit } => {
+            let settings = Settings::from_env()?;
+            let store = startup::open_store(&settings.store).await?;
+            for letter in store.dead_letters(limit).await? {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+            Ok(())
+        }
         Command::Package { out, zip, binary } => {
             let binary = binary.map_or_else(std::env::current_exe, Ok)?;
             let report = package::assemble(&out, &binary, zip.as_deref())?;
@@ -52,7 +66,13 @@ async fn serve(port: Option<u16>) -> anyhow::Result<()> {
     telemetry::init();
     let settings = Settings::from_env()?;
     let port = port.unwrap_or(settings.port);
-    let app = startup::Application::bind(port, Arc::new(LoggingSink)).await?;
-    tracing::info!(address = %app.local_addr()?, "patchwave listening");
+    if settings.auth.open {
+        tracing::warn!("PATCHWAVE_AUTH=open: every caller may read, operate and approve; use only on a local machine");
+    }
+    let service = startup::build_service(&settings).await?;
+    let app =
+        startup::Application::bind(port, AppState::with_service(service, settings.auth.clone()))
+            .await?;
+    tracing::info!(address = %app.local_addr()?, store = %settings.store.describe(), "patchwave listening");
     app.serve(startup::shutdown_signal()).await
 }

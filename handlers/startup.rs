@@ -1,10 +1,36 @@
 //! Binding the listener and serving the router until shutdown.
 
-use crate::inputs::InputSink;
+use crate::config::{Settings, StoreSpec};
+use crate::ports::SystemClock;
+use crate::service::RolloutService;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
 use crate::triggers::{router, AppState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// Opens the store `PATCHWAVE_STORE` names.
+pub async fn open_store(spec: &StoreSpec) -> anyhow::Result<Arc<dyn Store>> {
+    match spec {
+        StoreSpec::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+        StoreSpec::Table(_) => {
+            anyhow::bail!("the Azure Table store is not built into this version yet")
+        }
+    }
+}
+
+/// The production service: the configured store, the system clock, the executor.
+pub async fn build_service(settings: &Settings) -> anyhow::Result<Arc<RolloutService>> {
+    let store = open_store(&settings.store).await?;
+    store.ping().await?;
+    let executor = Arc::new(crate::executor::UnconfiguredAzure);
+    Ok(Arc::new(RolloutService::new(
+        store,
+        executor,
+        Arc::new(SystemClock),
+    )))
+}
 
 /// A bound, not yet serving, handler.
 pub struct Application {
@@ -14,13 +40,13 @@ pub struct Application {
 
 impl Application {
     /// Binds `127.0.0.1:port` (`0` picks a free port) and builds the router.
-    pub async fn bind(port: u16, sink: Arc<dyn InputSink>) -> anyhow::Result<Self> {
+    pub async fn bind(port: u16, state: AppState) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
         Ok(Application {
             listener,
-            router: router(AppState { sink }),
+            router: router(state),
         })
     }
 

@@ -5,10 +5,12 @@ pub mod patch_events;
 pub mod rollout_tick;
 pub mod twin_changes;
 
+use crate::config::AuthSettings;
 use crate::host::context::INVOCATION_ID_HEADER;
 use crate::host::response::invocation_failed;
 use crate::host::{EnvelopeError, Invocation, InvocationContext, InvokeResponse};
 use crate::inputs::{Delivery, InputSink};
+use crate::service::RolloutService;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -29,6 +31,30 @@ pub const MAX_INVOCATION_BYTES: usize = 64 * 1024 * 1024;
 pub struct AppState {
     /// Where decoded inputs go.
     pub sink: Arc<dyn InputSink>,
+    /// The rollout service, when the handler runs with a store.
+    pub service: Option<Arc<RolloutService>>,
+    /// Who may call the operator API.
+    pub auth: Arc<AuthSettings>,
+}
+
+impl AppState {
+    /// Inputs go to `sink`; no store behind the API.
+    pub fn with_sink(sink: Arc<dyn InputSink>, auth: AuthSettings) -> Self {
+        AppState {
+            sink,
+            service: None,
+            auth: Arc::new(auth),
+        }
+    }
+
+    /// Inputs go to the rollout service, which also serves the API.
+    pub fn with_service(service: Arc<RolloutService>, auth: AuthSettings) -> Self {
+        AppState {
+            sink: service.clone(),
+            service: Some(service),
+            auth: Arc::new(auth),
+        }
+    }
 }
 
 /// The whole router: function routes, forwarded `/api` routes, readiness probe.
@@ -42,8 +68,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(ready))
         .merge(functions)
-        .nest("/api", operator::api_router())
-        .fallback(operator::not_found)
+        .nest("/api", crate::api::router())
+        .fallback(crate::api::not_found)
         .layer(middleware::from_fn(invocation_span))
         .with_state(state)
 }

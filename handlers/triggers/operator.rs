@@ -7,47 +7,14 @@
 use super::{context, parse_envelope, AppState};
 use crate::decode::http_request::{decode_http_request, HostHttpRequest};
 use crate::host::InvokeResponse;
-use crate::problem::Problem;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, OriginalUri, State};
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::{json, Map, Value};
 use tower::ServiceExt;
-
-/// Largest operator request body accepted.
-pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
-
-/// Routes under `/api` (mounted there by the caller).
-pub fn api_router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
-}
-
-/// `GET /api/health`: the handler is up.
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
-}
-
-/// Any unknown path: `404` as problem+json.
-pub async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
-    Problem::new(StatusCode::NOT_FOUND, "Not Found")
-        .detail(format!("no route for {}", uri.path()))
-        .into_response()
-}
-
-/// A known path with the wrong method: `405` as problem+json.
-pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> Response {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-        .detail(format!("{method} is not allowed on {}", uri.path()))
-        .into_response()
-}
 
 /// `POST /Operator`: a non-forwarded HTTP invocation, replayed into the API router.
 pub async fn handle_envelope(
@@ -99,8 +66,8 @@ async fn replay(
         .body(Body::from(request.body))
         .map_err(|e| bad(format!("not a valid request: {e}")))?;
     let router = Router::new()
-        .nest("/api", api_router())
-        .fallback(not_found)
+        .nest("/api", crate::api::router())
+        .fallback(crate::api::not_found)
         .with_state(state);
     let response = router
         .oneshot(replayed)
@@ -118,7 +85,7 @@ async fn http_output(response: Response) -> Value {
             headers.insert(name.as_str().to_string(), Value::String(value.to_string()));
         }
     }
-    let body = to_bytes(response.into_body(), MAX_API_BODY_BYTES * 16)
+    let body = to_bytes(response.into_body(), crate::api::MAX_API_BODY_BYTES * 16)
         .await
         .unwrap_or_default();
     json!({"statusCode": status, "headers": headers, "body": String::from_utf8_lossy(&body)})

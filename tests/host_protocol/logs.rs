@@ -7,9 +7,14 @@ use std::process::{Command, Stdio};
 
 #[tokio::test]
 async fn every_invocation_log_line_names_function_and_invocation_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_patchwave"))
         .arg("serve")
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
+        .env(
+            "PATCHWAVE_STORE",
+            format!("sqlite:{}", dir.path().join("logs.db").display()),
+        )
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -3,5 +3,6 @@
 
 mod concurrency;
 mod flow;
+mod http;
 mod restart;
 mod support;

@@ -1,0 +1,108 @@
+//! The operator API under `/api` (design §3): health, dead letters; errors as problem+json.
+
+pub mod auth;
+
+use crate::problem::Problem;
+use crate::triggers::AppState;
+use auth::{authenticate, Caller, READ};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Largest operator request body accepted.
+pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
+/// Most dead letters one listing returns.
+const MAX_LIST: usize = 1000;
+
+/// Routes under `/api` (mounted there by the caller).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/deadletters", get(dead_letters))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+}
+
+/// The `code` query parameter, which Functions accepts in place of `x-functions-key`.
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyQuery {
+    code: Option<String>,
+    limit: Option<usize>,
+}
+
+fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &KeyQuery,
+    role: &str,
+) -> Result<Caller, Problem> {
+    let caller = authenticate(headers, query.code.as_deref(), &state.auth)?;
+    caller.require(role)?;
+    Ok(caller)
+}
+
+/// `GET /api/health`: liveness, store reachability and counters. Open to probes.
+async fn health(State(state): State<AppState>) -> Response {
+    let Some(service) = &state.service else {
+        return Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})).into_response();
+    };
+    let store = service.store().ping().await;
+    let body = json!({
+        "status": if store.is_ok() { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "store": match &store { Ok(()) => "reachable".to_string(), Err(e) => e.to_string() },
+        "counters": service.metrics().snapshot(),
+    });
+    let status = if store.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /api/deadletters?limit=N`: inputs that could not be used, newest first.
+async fn dead_letters(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<KeyQuery>,
+) -> Response {
+    if let Err(problem) = caller(&state, &headers, &query, READ) {
+        return problem.into_response();
+    }
+    let Some(service) = &state.service else {
+        return unavailable();
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIST);
+    match service.store().dead_letters(limit).await {
+        Ok(letters) => Json(json!({"value": letters})).into_response(),
+        Err(error) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable")
+            .detail(error.to_string())
+            .into_response(),
+    }
+}
+
+fn unavailable() -> Response {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "No store")
+        .detail("this handler runs without a store")
+        .into_response()
+}
+
+/// Any unknown path: `404` as problem+json.
+pub async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
+    Problem::new(StatusCode::NOT_FOUND, "Not Found")
+        .detail(format!("no route for {}", uri.path()))
+        .into_response()
+}
+
+/// A known path with the wrong method: `405` as problem+json.
+pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> Response {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        .detail(format!("{method} is not allowed on {}", uri.path()))
+        .into_response()
+}
