@@ -7,6 +7,7 @@
 //! device → rollout index for routing reports, dead letters, and idempotency keys.
 
 pub mod sqlite;
+pub mod table;
 
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use serde::{Deserialize, Serialize};

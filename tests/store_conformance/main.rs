@@ -1,7 +1,10 @@
-//! One conformance suite for every store backend: SQLite in a temp dir here, Table Storage
-//! against Azurite in `table.rs`.
+//! One conformance suite for every store backend: SQLite in a temp dir, and Table Storage
+//! against Azurite (started once for this binary by `azurite.rs`), each test in its own tables.
 
+mod azurite;
+mod identity;
 mod suite;
+mod table_only;
 
 mod sqlite {
     use patchwave::store::sqlite::SqliteStore;
@@ -19,6 +22,41 @@ mod sqlite {
     #[allow(dead_code)]
     pub async fn another(dir: &tempfile::TempDir) -> Arc<dyn Store> {
         Arc::new(SqliteStore::open(&dir.path().join("patchwave.db")).expect("open"))
+    }
+
+    crate::conformance_tests!();
+}
+
+mod table {
+    use patchwave::store::table::TableStore;
+    use patchwave::store::Store;
+    use std::sync::Arc;
+
+    /// Where a test's tables are: the service and the test's own table-name prefix.
+    pub struct Guard {
+        pub spec: String,
+        pub prefix: String,
+    }
+
+    /// A fresh store per test: the shared Azurite, tables of a prefix no other test uses.
+    pub async fn fresh() -> (Arc<dyn Store>, Guard) {
+        let guard = Guard {
+            spec: crate::azurite::connection_string(),
+            prefix: crate::azurite::unique_prefix(),
+        };
+        let store = TableStore::connect_with_prefix(&guard.spec, &guard.prefix)
+            .await
+            .expect("connect to azurite");
+        (Arc::new(store), guard)
+    }
+
+    /// A second store on the same account and tables: another instance of the Function App.
+    pub async fn another(guard: &Guard) -> Arc<dyn Store> {
+        Arc::new(
+            TableStore::connect_with_prefix(&guard.spec, &guard.prefix)
+                .await
+                .expect("connect to azurite"),
+        )
     }
 
     crate::conformance_tests!();

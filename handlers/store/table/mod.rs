@@ -1,0 +1,398 @@
+//! The Azure Table Storage store (`PATCHWAVE_STORE=table:…`): the Table REST protocol over
+//! reqwest, every write conditional on an ETag, each commit one entity group transaction.
+//!
+//! Tables (all names start with a prefix, `patchwave` unless told otherwise):
+//! - `Rollouts`: one partition per rollout (its id, key-encoded) holding the `head` row (the
+//!   rollout document and a commit sequence number), `device_{id}` rows, `effect_{id}` outbox
+//!   rows (ordered by their `Order` property, `Done` once run) and `audit_{seq:020}` rows.
+//!   Everything a commit touches is in one partition, so it is one transaction.
+//! - `Catalog`: one row per rollout ever created (listing without scanning every device).
+//! - `DeviceIndex`: device → rollout, partitioned by a hash nibble of the device id.
+//! - `DeadLetters`: an `id_{id}` marker (dedupe) and an `at_{inverted time}_{id}` row
+//!   (newest first), written together.
+//! - `Keys`: idempotency keys, one partition each.
+
+mod auth;
+mod batch;
+mod client;
+mod entity;
+mod write;
+
+pub use auth::{ManagedIdentity, TokenProvider, DEV_ACCOUNT, DEV_KEY, STORAGE_RESOURCE};
+
+use super::{DeadLetter, PendingEffect, Store, StoreError, Version, Versioned};
+use crate::store::Commit;
+use batch::{Operation, Outcome};
+use client::Client;
+use entity::{get_doc, key, prefix_filter, put_doc, string, Entity};
+use rollout_core::{Decision, DeviceRecord, Rollout};
+use std::sync::Arc;
+
+/// The default table-name prefix.
+pub const DEFAULT_PREFIX: &str = "patchwave";
+const HEAD: &str = "head";
+const CATALOG_PARTITION: &str = "rollouts";
+const LETTERS_PARTITION: &str = "letters";
+/// Point reads in flight at once when loading devices.
+const READ_CONCURRENCY: usize = 16;
+
+/// The names of the store's tables.
+#[derive(Debug, Clone)]
+struct Tables {
+    rollouts: String,
+    catalog: String,
+    devices: String,
+    letters: String,
+    keys: String,
+}
+
+/// Table Storage store. Cheap to clone; clones share one HTTP connection pool.
+#[derive(Debug, Clone)]
+pub struct TableStore {
+    client: Arc<Client>,
+    tables: Arc<Tables>,
+}
+
+impl TableStore {
+    /// Connects with the default table names. `spec` is a connection string (or
+    /// `UseDevelopmentStorage=true`) or an endpoint URL (then managed identity tokens).
+    pub async fn connect(spec: &str) -> Result<Self, StoreError> {
+        TableStore::connect_with_prefix(spec, DEFAULT_PREFIX).await
+    }
+
+    /// Connects with table names starting with `prefix` (a letter, then letters and digits,
+    /// at most 50), creating the tables if they are missing.
+    pub async fn connect_with_prefix(spec: &str, prefix: &str) -> Result<Self, StoreError> {
+        TableStore::open(Client::new(spec)?, prefix).await
+    }
+
+    /// Connects to `endpoint` (`https://ACCOUNT.table.core.windows.net`) with bearer tokens
+    /// from `provider`, table names starting with `prefix`.
+    pub async fn connect_with_tokens(
+        endpoint: &str,
+        provider: Arc<dyn TokenProvider>,
+        prefix: &str,
+    ) -> Result<Self, StoreError> {
+        TableStore::open(Client::with_tokens(endpoint, provider)?, prefix).await
+    }
+
+    async fn open(client: Client, prefix: &str) -> Result<Self, StoreError> {
+        let valid = prefix.len() <= 50
+            && prefix
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+            && prefix.chars().all(|c| c.is_ascii_alphanumeric());
+        if !valid {
+            return Err(StoreError::Backend(format!(
+                "table prefix {prefix:?} must be a letter followed by at most 49 letters or digits"
+            )));
+        }
+        let tables = Tables {
+            rollouts: format!("{prefix}Rollouts"),
+            catalog: format!("{prefix}Catalog"),
+            devices: format!("{prefix}DeviceIndex"),
+            letters: format!("{prefix}DeadLetters"),
+            keys: format!("{prefix}Keys"),
+        };
+        for table in [
+            &tables.rollouts,
+            &tables.catalog,
+            &tables.devices,
+            &tables.letters,
+            &tables.keys,
+        ] {
+            client.create_table(table).await?;
+        }
+        Ok(TableStore {
+            client: Arc::new(client),
+            tables: Arc::new(tables),
+        })
+    }
+
+    /// The rollout ids in the catalog.
+    async fn rollout_ids(&self) -> Result<Vec<String>, StoreError> {
+        let filter = format!("PartitionKey eq {}", entity::literal(CATALOG_PARTITION));
+        let rows = self
+            .client
+            .query(&self.tables.catalog, &filter, Some("Id"), None)
+            .await?;
+        rows.iter().map(|row| string(row, "Id")).collect()
+    }
+
+    async fn pending_of(&self, rollout: &str) -> Result<Vec<PendingEffect>, StoreError> {
+        let filter = format!(
+            "{} and Done eq false",
+            prefix_filter(&key(rollout), write::EFFECT)
+        );
+        let rows = self
+            .client
+            .query(&self.tables.rollouts, &filter, None, None)
+            .await?;
+        let mut pending = rows
+            .iter()
+            .map(|row| {
+                Ok(PendingEffect {
+                    rollout: string(row, "Rollout")?,
+                    order: string(row, "Order")?,
+                    effect: get_doc(row)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        pending.sort_by(|a, b| a.order.cmp(&b.order));
+        Ok(pending)
+    }
+}
+
+/// The device-index partition of a device: one hex digit of its hash (16 partitions, so
+/// index writes batch well and no partition is hot).
+fn device_bucket(device: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(device.as_bytes());
+    format!("{:x}", hash[0] >> 4)
+}
+
+/// Row key of a dead letter's listing row: newest first, then by id.
+fn letter_row(letter: &DeadLetter) -> String {
+    const LATEST: i64 = 999_999_999_999_999;
+    let millis = chrono::DateTime::parse_from_rfc3339(&letter.received_at)
+        .map(|t| t.timestamp_millis().clamp(0, LATEST))
+        .unwrap_or(0);
+    format!("at_{:015}_{}", LATEST - millis, key(&letter.id))
+}
+
+#[async_trait::async_trait]
+impl Store for TableStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .get(&self.tables.catalog, "ping", "ping")
+            .await
+            .map(|_| ())
+    }
+
+    async fn load_rollout(&self, id: &str) -> Result<Option<Versioned<Rollout>>, StoreError> {
+        match self
+            .client
+            .get(&self.tables.rollouts, &key(id), HEAD)
+            .await?
+        {
+            None => Ok(None),
+            Some((head, etag)) => Ok(Some(Versioned {
+                value: get_doc(&head)?,
+                version: etag,
+            })),
+        }
+    }
+
+    async fn list_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let mut rollouts = Vec::new();
+        for id in self.rollout_ids().await? {
+            // a catalog row whose create never committed has no head: skipped
+            if let Some(loaded) = self.load_rollout(&id).await? {
+                rollouts.push(loaded.value);
+            }
+        }
+        rollouts.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(rollouts)
+    }
+
+    async fn load_devices(
+        &self,
+        rollout: &str,
+        devices: &[String],
+    ) -> Result<Vec<(String, Versioned<DeviceRecord>)>, StoreError> {
+        let partition = key(rollout);
+        let mut found = Vec::new();
+        for chunk in devices.chunks(READ_CONCURRENCY) {
+            let mut reads = tokio::task::JoinSet::new();
+            for (index, device) in chunk.iter().enumerate() {
+                let (client, table, partition) = (
+                    self.client.clone(),
+                    self.tables.rollouts.clone(),
+                    partition.clone(),
+                );
+                let row = write::device_row(device);
+                reads.spawn(async move { (index, client.get(&table, &partition, &row).await) });
+            }
+            let mut results: Vec<Option<(Entity, String)>> = vec![None; chunk.len()];
+            while let Some(joined) = reads.join_next().await {
+                let (index, read) =
+                    joined.map_err(|e| StoreError::Backend(format!("device read: {e}")))?;
+                results[index] = read?;
+            }
+            for (device, result) in chunk.iter().zip(results) {
+                if let Some((row, etag)) = result {
+                    found.push((
+                        device.clone(),
+                        Versioned {
+                            value: get_doc(&row)?,
+                            version: etag,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn add_devices(
+        &self,
+        rollout: &str,
+        devices: &[(String, DeviceRecord)],
+    ) -> Result<(), StoreError> {
+        write::add_devices(&self.client, &self.tables.rollouts, rollout, devices).await?;
+        let mut buckets: std::collections::BTreeMap<String, Vec<Operation>> = Default::default();
+        for (device, _) in devices {
+            let bucket = device_bucket(device);
+            let mut row = entity::entity(&bucket, &key(device));
+            row.insert("Device".into(), device.clone().into());
+            row.insert("Rollout".into(), rollout.into());
+            buckets
+                .entry(bucket)
+                .or_default()
+                .push(Operation::Upsert(row));
+        }
+        for (bucket, mut operations) in buckets {
+            // one operation per entity in a changeset: the last write of a device wins
+            let mut seen = std::collections::HashSet::new();
+            operations.reverse();
+            operations.retain(|op| match op {
+                Operation::Upsert(row) => seen.insert(row.get("RowKey").cloned()),
+                _ => true,
+            });
+            for chunk in operations.chunks(batch::MAX_OPERATIONS) {
+                if let Outcome::Failed {
+                    status,
+                    code,
+                    message,
+                } = self.client.batch(&self.tables.devices, chunk).await?
+                {
+                    return Err(StoreError::Backend(format!(
+                        "device index bucket {bucket}: {status} {code} {message}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn rollout_of_device(&self, device: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client
+            .get(&self.tables.devices, &device_bucket(device), &key(device))
+            .await?;
+        row.map(|(row, _)| string(&row, "Rollout")).transpose()
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<Version, StoreError> {
+        if commit.expected.is_none() {
+            let id = &commit.rollout.id;
+            let mut row = entity::entity(CATALOG_PARTITION, &key(id));
+            row.insert("Id".into(), id.clone().into());
+            row.insert(
+                "CreatedAt".into(),
+                commit.rollout.created_at.to_rfc3339().into(),
+            );
+            // listed before it exists; a create that then fails leaves a row list_rollouts skips
+            self.client.insert(&self.tables.catalog, &row).await?;
+        }
+        write::commit(&self.client, &self.tables.rollouts, &commit).await
+    }
+
+    async fn pending_effects(
+        &self,
+        rollout: Option<&str>,
+    ) -> Result<Vec<PendingEffect>, StoreError> {
+        match rollout {
+            Some(rollout) => self.pending_of(rollout).await,
+            None => {
+                let mut pending = Vec::new();
+                for id in self.rollout_ids().await? {
+                    pending.extend(self.pending_of(&id).await?);
+                }
+                pending.sort_by(|a, b| {
+                    a.rollout
+                        .cmp(&b.rollout)
+                        .then_with(|| a.order.cmp(&b.order))
+                });
+                Ok(pending)
+            }
+        }
+    }
+
+    async fn complete_effect(&self, rollout: &str, effect_id: &str) -> Result<(), StoreError> {
+        let mut done = Entity::new();
+        done.insert("Done".into(), true.into());
+        let row = format!("{}{}", write::EFFECT, key(effect_id));
+        // an effect that is not in the outbox has nothing to complete
+        self.client
+            .merge_any(&self.tables.rollouts, &done, &key(rollout), &row)
+            .await
+            .map(|_| ())
+    }
+
+    async fn audit(&self, rollout: &str) -> Result<Vec<Decision>, StoreError> {
+        let filter = prefix_filter(&key(rollout), write::AUDIT);
+        let mut rows = self
+            .client
+            .query(&self.tables.rollouts, &filter, None, None)
+            .await?;
+        rows.sort_by_key(|row| string(row, "RowKey").unwrap_or_default());
+        rows.iter().map(get_doc).collect()
+    }
+
+    async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let marker = entity::entity(LETTERS_PARTITION, &format!("id_{}", key(&letter.id)));
+        let mut row = entity::entity(LETTERS_PARTITION, &letter_row(letter));
+        put_doc(&mut row, letter)?;
+        let operations = [Operation::Insert(marker), Operation::Insert(row)];
+        match self.client.batch(&self.tables.letters, &operations).await? {
+            Outcome::Applied(_) => Ok(()),
+            // the marker exists: this letter is kept already
+            Outcome::Failed { status: 409, .. } => Ok(()),
+            Outcome::Failed {
+                status,
+                code,
+                message,
+            } => Err(StoreError::Backend(format!(
+                "dead letter {}: {status} {code} {message}",
+                letter.id
+            ))),
+        }
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let filter = prefix_filter(LETTERS_PARTITION, "at_");
+        let rows = self
+            .client
+            .query(&self.tables.letters, &filter, None, Some(limit))
+            .await?;
+        rows.iter().map(get_doc).collect()
+    }
+
+    async fn claim_key(&self, claim: &str, value: &str) -> Result<Option<String>, StoreError> {
+        let partition = key(claim);
+        let mut row = entity::entity(&partition, "claim");
+        entity::put_text(&mut row, "Value", value);
+        if self.client.insert(&self.tables.keys, &row).await? {
+            return Ok(None);
+        }
+        match self
+            .client
+            .get(&self.tables.keys, &partition, "claim")
+            .await?
+        {
+            Some((existing, _)) => Ok(Some(entity::get_text(&existing, "Value")?)),
+            None => Err(StoreError::Backend(format!(
+                "key {claim} claimed and then gone"
+            ))),
+        }
+    }
+}

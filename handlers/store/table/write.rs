@@ -1,0 +1,243 @@
+//! The writes to a rollout's partition: a commit as one entity group transaction, and adding
+//! devices in transactions of up to 100 that leave existing records alone.
+
+use super::batch::{Operation, Outcome, MAX_OPERATIONS};
+use super::client::Client;
+use super::entity::{entity, key, literal, put_doc, string, Entity};
+use super::HEAD;
+use crate::store::{Commit, StoreError, Version};
+use rollout_core::DeviceRecord;
+use std::collections::{BTreeMap, HashSet};
+
+pub(super) const DEVICE: &str = "device_";
+pub(super) const EFFECT: &str = "effect_";
+pub(super) const AUDIT: &str = "audit_";
+/// RowKey comparisons per existence query (the service allows 15 comparisons per filter).
+const KEYS_PER_QUERY: usize = 14;
+/// Attempts at adding one chunk of devices while other writers race us.
+const ADD_ATTEMPTS: usize = 5;
+
+pub(super) fn device_row(device: &str) -> String {
+    format!("{DEVICE}{}", key(device))
+}
+
+fn effect_row(effect_id: &str) -> String {
+    format!("{EFFECT}{}", key(effect_id))
+}
+
+fn audit_row(seq: u64) -> String {
+    format!("{AUDIT}{seq:020}")
+}
+
+/// Which of `rows` exist in the partition.
+async fn existing_rows(
+    client: &Client,
+    table: &str,
+    partition: &str,
+    rows: &[String],
+) -> Result<HashSet<String>, StoreError> {
+    let mut existing = HashSet::new();
+    for chunk in rows.chunks(KEYS_PER_QUERY) {
+        let any: Vec<String> = chunk
+            .iter()
+            .map(|row| format!("RowKey eq {}", literal(row)))
+            .collect();
+        let filter = format!(
+            "PartitionKey eq {} and ({})",
+            literal(partition),
+            any.join(" or ")
+        );
+        for found in client.query(table, &filter, Some("RowKey"), None).await? {
+            existing.insert(string(&found, "RowKey")?);
+        }
+    }
+    Ok(existing)
+}
+
+/// Applies a commit as one transaction in the rollout's partition: the head (inserted, or
+/// replaced if its ETag still matches), each device (inserted, or replaced on its ETag), and
+/// the outbox effects and audit entries not yet stored (existing ones are never overwritten:
+/// they are looked up first and left out). Returns the head's new ETag.
+pub(super) async fn commit(
+    client: &Client,
+    table: &str,
+    commit: &Commit,
+) -> Result<Version, StoreError> {
+    let size = commit.size();
+    if size > MAX_OPERATIONS {
+        return Err(StoreError::Backend(format!(
+            "commit too large for one entity group transaction: {size} operations"
+        )));
+    }
+    let id = &commit.rollout.id;
+    let partition = key(id);
+    // the head's commit number orders the outbox
+    let seq: u64 = match &commit.expected {
+        None => 1,
+        Some(expected) => {
+            let Some((head, etag)) = client.get(table, &partition, HEAD).await? else {
+                return Err(StoreError::Conflict(format!("rollout {id} does not exist")));
+            };
+            if &etag != expected {
+                return Err(StoreError::Conflict(format!(
+                    "rollout {id} changed since it was read"
+                )));
+            }
+            let seq: u64 = string(&head, "Seq")?
+                .parse()
+                .map_err(|_| StoreError::Backend(format!("rollout {id}: bad Seq")))?;
+            seq + 1
+        }
+    };
+
+    let mut head = entity(&partition, HEAD);
+    head.insert("Id".into(), id.clone().into());
+    head.insert("Seq".into(), format!("{seq:012}").into());
+    head.insert(
+        "CreatedAt".into(),
+        commit.rollout.created_at.to_rfc3339().into(),
+    );
+    put_doc(&mut head, &commit.rollout)?;
+    let mut operations = vec![match &commit.expected {
+        None => Operation::Insert(head),
+        Some(etag) => Operation::Replace {
+            entity: head,
+            if_match: etag.clone(),
+        },
+    }];
+
+    for write in &commit.devices {
+        let mut row = entity(&partition, &device_row(&write.device));
+        row.insert("Device".into(), write.device.clone().into());
+        put_doc(&mut row, &write.record)?;
+        operations.push(match &write.expected {
+            None => Operation::Insert(row),
+            Some(etag) => Operation::Replace {
+                entity: row,
+                if_match: etag.clone(),
+            },
+        });
+    }
+
+    // new outbox effects and audit entries, the first of any repeated id winning
+    let mut appends: Vec<(String, Entity)> = Vec::new();
+    let mut seen = HashSet::new();
+    for (index, effect) in commit.effects.iter().enumerate() {
+        let row_key = effect_row(&effect.id);
+        if seen.insert(row_key.clone()) {
+            let mut row = entity(&partition, &row_key);
+            row.insert("Rollout".into(), id.clone().into());
+            row.insert("EffectId".into(), effect.id.clone().into());
+            row.insert("Order".into(), format!("{seq:012}-{index:05}").into());
+            row.insert("Done".into(), false.into());
+            put_doc(&mut row, effect)?;
+            appends.push((row_key, row));
+        }
+    }
+    for (number, decision) in &commit.decisions {
+        let row_key = audit_row(*number);
+        if seen.insert(row_key.clone()) {
+            let mut row = entity(&partition, &row_key);
+            put_doc(&mut row, decision)?;
+            appends.push((row_key, row));
+        }
+    }
+    if commit.expected.is_some() && !appends.is_empty() {
+        let keys: Vec<String> = appends.iter().map(|(row_key, _)| row_key.clone()).collect();
+        let existing = existing_rows(client, table, &partition, &keys).await?;
+        appends.retain(|(row_key, _)| !existing.contains(row_key));
+    }
+    operations.extend(appends.into_iter().map(|(_, row)| Operation::Insert(row)));
+
+    match client.batch(table, &operations).await? {
+        Outcome::Applied(etags) => match etags.into_iter().next().flatten() {
+            Some(etag) => Ok(etag),
+            // the service always sends one; should it not, read the head back
+            None => client
+                .get(table, &partition, HEAD)
+                .await?
+                .map(|(_, etag)| etag)
+                .ok_or_else(|| {
+                    StoreError::Backend(format!("rollout {id} vanished after its commit"))
+                }),
+        },
+        // 409: exists already; 412: changed since read; 404: gone since read
+        Outcome::Failed {
+            status: status @ (404 | 409 | 412),
+            code,
+            message,
+        } => Err(StoreError::Conflict(format!(
+            "rollout {id}: {status} {code} {message}"
+        ))),
+        Outcome::Failed {
+            status,
+            code,
+            message,
+        } => Err(StoreError::Backend(format!(
+            "commit of rollout {id}: {status} {code} {message}"
+        ))),
+    }
+}
+
+/// Inserts the device records that do not exist yet, 100 per transaction. Each chunk first
+/// reads which of its rows exist (one range query over the sorted chunk) and inserts the
+/// rest; a writer that inserts one of them in between makes the transaction fail whole, and
+/// the chunk is read and tried again.
+pub(super) async fn add_devices(
+    client: &Client,
+    table: &str,
+    rollout: &str,
+    devices: &[(String, DeviceRecord)],
+) -> Result<(), StoreError> {
+    let partition = key(rollout);
+    // sorted by row key, the first of any repeated device winning
+    let mut rows: BTreeMap<String, (&String, &DeviceRecord)> = BTreeMap::new();
+    for (device, record) in devices {
+        rows.entry(device_row(device)).or_insert((device, record));
+    }
+    let rows: Vec<(String, (&String, &DeviceRecord))> = rows.into_iter().collect();
+    for chunk in rows.chunks(MAX_OPERATIONS) {
+        let (Some((first, _)), Some((last, _))) = (chunk.first(), chunk.last()) else {
+            continue;
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let filter = format!(
+                "PartitionKey eq {} and RowKey ge {} and RowKey le {}",
+                literal(&partition),
+                literal(first),
+                literal(last)
+            );
+            let existing: HashSet<String> = client
+                .query(table, &filter, Some("RowKey"), None)
+                .await?
+                .iter()
+                .map(|row| string(row, "RowKey"))
+                .collect::<Result<_, _>>()?;
+            let mut operations = Vec::new();
+            for (row_key, (device, record)) in chunk {
+                if !existing.contains(row_key) {
+                    let mut row = entity(&partition, row_key);
+                    row.insert("Device".into(), (*device).clone().into());
+                    put_doc(&mut row, record)?;
+                    operations.push(Operation::Insert(row));
+                }
+            }
+            match client.batch(table, &operations).await? {
+                Outcome::Applied(_) => break,
+                Outcome::Failed { status: 409, .. } if attempt < ADD_ATTEMPTS => continue,
+                Outcome::Failed {
+                    status,
+                    code,
+                    message,
+                } => {
+                    return Err(StoreError::Backend(format!(
+                        "adding devices to rollout {rollout}: {status} {code} {message}"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Table Storage cases beyond the shared suite: two instances on the same tables, the
+//! 100-operation limit of one transaction, documents over the 64 KiB property limit, ids
+//! that are not key-safe, and queries long enough to need continuation tokens.
+
+use crate::suite::{create_commit, new_rollout};
+use crate::table::{another, fresh};
+use patchwave::store::{Commit, StoreError};
+use rollout_core::{Decision, Effect, EffectKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_sees_writes_and_loses_with_a_stale_version() {
+    let (first, guard) = fresh().await;
+    let second = another(&guard).await;
+    let v1 = first.commit(create_commit("r")).await.expect("create");
+    let seen = second
+        .load_rollout("r")
+        .await
+        .expect("load")
+        .expect("the other instance sees it");
+    assert_eq!(seen.version, v1);
+
+    let mut changed = seen.value.clone();
+    changed.ignored_reports = 1;
+    let commit = |expected: &str| Commit {
+        rollout: changed.clone(),
+        expected: Some(expected.to_string()),
+        devices: vec![],
+        effects: vec![],
+        decisions: vec![],
+    };
+    let v2 = second
+        .commit(commit(&v1))
+        .await
+        .expect("second instance writes");
+    let lost = first.commit(commit(&v1)).await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    let reloaded = first
+        .load_rollout("r")
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!((reloaded.version, reloaded.value.ignored_reports), (v2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_over_one_transaction_is_refused_whole() {
+    let (store, _guard) = fresh().await;
+    let mut commit = create_commit("big");
+    let template = commit.decisions[0].1.clone();
+    commit.decisions = (0..100).map(|i| (i, template.clone())).collect();
+    let size = commit.size();
+    assert!(size > 100);
+    let refused = store.commit(commit).await;
+    match refused {
+        Err(StoreError::Backend(message)) => assert_eq!(
+            message,
+            format!("commit too large for one entity group transaction: {size} operations")
+        ),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    assert!(store.load_rollout("big").await.expect("load").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_documents_and_awkward_ids_round_trip() {
+    let (store, _guard) = fresh().await;
+    let id = "rollouts/2026 #1?'é";
+    let (mut rollout, effects) = new_rollout(id);
+    rollout.decisions.clear();
+    // far beyond one string property's 64 KiB
+    rollout.applied = (0..6000)
+        .map(|i| format!("operator-command-{i:08}-✓"))
+        .collect();
+    let effect = Effect {
+        id: format!("{id}:cancel/run:1"),
+        kind: EffectKind::CancelMaintenanceRun {
+            run_id: "run/1".into(),
+        },
+    };
+    let commit = Commit {
+        rollout: rollout.clone(),
+        expected: None,
+        devices: vec![],
+        effects: vec![effects[0].clone(), effect.clone()],
+        decisions: vec![],
+    };
+    let version = store.commit(commit).await.expect("create");
+    let loaded = store.load_rollout(id).await.expect("load").expect("exists");
+    assert_eq!(loaded.version, version);
+    assert_eq!(loaded.value, rollout);
+    let pending = store.pending_effects(Some(id)).await.expect("pending");
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[1].effect, effect);
+    assert_eq!(pending[1].rollout, id);
+    store
+        .complete_effect(id, &effect.id)
+        .await
+        .expect("complete");
+    store
+        .complete_effect(id, "never-issued")
+        .await
+        .expect("nothing to complete");
+    assert_eq!(
+        store
+            .pending_effects(Some(id))
+            .await
+            .expect("pending")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.claim_key("create/'key'#", "a").await.expect("claim"),
+        None
+    );
+    assert_eq!(
+        store.claim_key("create/'key'#", "b").await.expect("claim"),
+        Some("a".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_follow_continuation_tokens() {
+    let (store, _guard) = fresh().await;
+    let mut version = store.commit(create_commit("r")).await.expect("create");
+    let mut expected: Vec<Decision> = store.audit("r").await.expect("audit");
+    let template = expected[0].clone();
+    // more audit rows than one page (the service returns at most 1,000 per response)
+    for round in 0..11u64 {
+        let loaded = store
+            .load_rollout("r")
+            .await
+            .expect("load")
+            .expect("exists");
+        let first = expected.len() as u64;
+        let decisions: Vec<(u64, Decision)> = (0..99)
+            .map(|i| {
+                let mut decision = template.clone();
+                decision.reason = format!("round {round} entry {i}");
+                (first + i, decision)
+            })
+            .collect();
+        expected.extend(decisions.iter().map(|(_, d)| d.clone()));
+        let commit = Commit {
+            rollout: loaded.value,
+            expected: Some(version),
+            devices: vec![],
+            effects: vec![],
+            decisions,
+        };
+        version = store.commit(commit).await.expect("commit");
+    }
+    let audit = store.audit("r").await.expect("audit");
+    assert_eq!(audit.len(), expected.len());
+    assert!(audit.len() > 1000);
+    assert_eq!(audit, expected, "every entry, in order");
+}
