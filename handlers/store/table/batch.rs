@@ -195,7 +195,19 @@ pub(crate) fn outcome(text: &str, expected: usize) -> Result<Outcome, StoreError
 pub(crate) fn odata_error(body: &str) -> (String, String) {
     let json: serde_json::Value = match serde_json::from_str(body.trim()) {
         Ok(json) => json,
-        Err(_) => return (String::new(), body.trim().chars().take(300).collect()),
+        Err(_) => {
+            // some errors (authorization among them) come as XML: <Code>…</Code><Message>…
+            let element = |name: &str| {
+                let open = format!("<{name}>");
+                body.split_once(&open)
+                    .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+                    .map(|(text, _)| text.lines().next().unwrap_or_default().to_string())
+            };
+            return match (element("Code"), element("Message")) {
+                (Some(code), Some(message)) => (code, message),
+                _ => (String::new(), body.trim().chars().take(300).collect()),
+            };
+        }
     };
     let error = json.get("odata.error").or_else(|| json.get("error"));
     let code = error
@@ -242,6 +254,27 @@ mod tests {
             Accept: application/json;odata=nometadata\r\nPrefer: return-no-content\r\nDataServiceVersion: 3.0;\r\n\r\n\
             {\"PartitionKey\":\"p\",\"RowKey\":\"audit_1\"}\r\n--changeset_2--\r\n--batch_1--\r\n";
         assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn errors_are_read_from_json_or_xml() {
+        let xml = "<?xml version=\"1.0\"?>\n<Error>\n  <Code>AuthorizationFailure</Code>\n  \
+            <Message>Server failed to authenticate the request.\nRequestId:1</Message>\n</Error>";
+        assert_eq!(
+            odata_error(xml),
+            (
+                "AuthorizationFailure".into(),
+                "Server failed to authenticate the request.".into()
+            )
+        );
+        let json = r#"{"odata.error":{"code":"TableNotFound","message":{"lang":"en-US","value":"The table specified does not exist.\nRequestId:1"}}}"#;
+        assert_eq!(
+            odata_error(json),
+            (
+                "TableNotFound".into(),
+                "The table specified does not exist.".into()
+            )
+        );
     }
 
     #[test]

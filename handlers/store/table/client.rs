@@ -41,7 +41,10 @@ impl Reply {
 
     /// A backend error naming what was attempted, the status and the service's message.
     pub fn error(&self, what: &str) -> StoreError {
-        let (code, message) = batch::odata_error(&self.body);
+        let (mut code, message) = batch::odata_error(&self.body);
+        if let Some(header) = self.header("x-ms-error-code") {
+            code = header;
+        }
         StoreError::Backend(
             format!("{what}: {} {code} {message}", self.status.as_u16())
                 .trim_end()

@@ -166,7 +166,7 @@ pub(super) async fn commit(
             status: status @ (404 | 409 | 412),
             code,
             message,
-        } => Err(StoreError::Conflict(format!(
+        } if code != "TableNotFound" => Err(StoreError::Conflict(format!(
             "rollout {id}: {status} {code} {message}"
         ))),
         Outcome::Failed {
