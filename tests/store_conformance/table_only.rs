@@ -154,3 +154,49 @@ async fn queries_follow_continuation_tokens() {
     assert!(audit.len() > 1000);
     assert_eq!(audit, expected, "every entry, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_instances_never_both_win() {
+    let (first, guard) = fresh().await;
+    let second = another(&guard).await;
+    first.commit(create_commit("r")).await.expect("create");
+    for round in 0..10u64 {
+        let read = first
+            .load_rollout("r")
+            .await
+            .expect("load")
+            .expect("exists");
+        let attempt = |store: std::sync::Arc<dyn patchwave::store::Store>, reports: u64| {
+            let mut rollout = read.value.clone();
+            rollout.ignored_reports = reports;
+            let commit = Commit {
+                rollout,
+                expected: Some(read.version.clone()),
+                devices: vec![],
+                effects: vec![],
+                decisions: vec![],
+            };
+            tokio::spawn(async move { store.commit(commit).await })
+        };
+        let a = attempt(first.clone(), 2 * round);
+        let b = attempt(second.clone(), 2 * round + 1);
+        let (a, b) = (a.await.expect("join"), b.await.expect("join"));
+        let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {a:?} {b:?}");
+        for result in [&a, &b] {
+            if let Err(error) = result {
+                assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+            }
+        }
+        let now = first
+            .load_rollout("r")
+            .await
+            .expect("load")
+            .expect("exists");
+        let winner = if a.is_ok() { 2 * round } else { 2 * round + 1 };
+        assert_eq!(
+            now.value.ignored_reports, winner,
+            "the winner's write is the one kept"
+        );
+    }
+}
