@@ -2,6 +2,7 @@
 //! API, and packaging. The pure rollout engine lives in the `rollout-core` crate.
 
 pub mod api;
+pub mod azure;
 pub mod config;
 pub mod decode;
 pub mod executor;

@@ -1,0 +1,188 @@
+//! Talking to Azure: one small client per service behind the shell's `EffectExecutor` port,
+//! over one REST pipeline (tokens, retries, typed errors).
+
+pub mod credential;
+pub mod device_update;
+pub mod events;
+pub mod iot_hub;
+pub mod resource_manager;
+pub mod rest;
+
+use crate::ports::{EffectExecutor, EffectOutcome};
+use device_update::DeviceUpdateClient;
+use events::{cloud_event, LifecycleSink};
+use iot_hub::IotHubClient;
+use resource_manager::{Operation, PatchRun, ResourceManagerClient};
+use rest::AzureError;
+use rollout_core::{Effect, EffectKind, Rollout};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Carries effects out with the configured clients; an effect whose client is missing waits
+/// in the outbox with a message naming the setting to configure.
+pub struct AzureExecutor {
+    /// Device Update client.
+    pub device_update: Option<DeviceUpdateClient>,
+    /// Resource Manager client.
+    pub resource_manager: Option<ResourceManagerClient>,
+    /// IoT Hub client.
+    pub iot_hub: Option<IotHubClient>,
+    /// Lifecycle events.
+    pub events: Arc<dyn LifecycleSink>,
+    /// How long one invocation follows a patch run before leaving it for the next.
+    pub patch_budget: Duration,
+    /// Poll interval while following a patch run.
+    pub poll_interval: Duration,
+    running: Mutex<HashMap<String, Operation>>,
+}
+
+impl AzureExecutor {
+    /// An executor over the given clients.
+    pub fn new(
+        device_update: Option<DeviceUpdateClient>,
+        resource_manager: Option<ResourceManagerClient>,
+        iot_hub: Option<IotHubClient>,
+        events: Arc<dyn LifecycleSink>,
+    ) -> Self {
+        AzureExecutor {
+            device_update,
+            resource_manager,
+            iot_hub,
+            events,
+            patch_budget: Duration::from_secs(20),
+            poll_interval: Duration::from_secs(1),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn run(&self, rollout: &Rollout, effect: &Effect) -> Result<EffectOutcome, AzureError> {
+        let missing = |what: &str| {
+            Ok(EffectOutcome::Failed {
+                error: format!("not configured: {what}"),
+                retryable: true,
+            })
+        };
+        match &effect.kind {
+            EffectKind::FetchGroupMembers { group, .. } => match &self.iot_hub {
+                Some(hub) => Ok(EffectOutcome::Members(hub.group_devices(group).await?)),
+                None => missing("PATCHWAVE_IOTHUB_HOST"),
+            },
+            EffectKind::CreateDeployment {
+                deployment_id,
+                group,
+                update,
+            }
+            | EffectKind::CreateRollbackDeployment {
+                deployment_id,
+                group,
+                update,
+            } => match &self.device_update {
+                Some(du) => du
+                    .create_deployment(group, deployment_id, update, rollout.now, None)
+                    .await
+                    .map(|_| EffectOutcome::Done),
+                None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
+            },
+            EffectKind::CancelDeployment {
+                deployment_id,
+                group,
+            } => match &self.device_update {
+                Some(du) => du
+                    .cancel_deployment(group, deployment_id)
+                    .await
+                    .map(|_| EffectOutcome::Done),
+                None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
+            },
+            EffectKind::DeleteDeployment {
+                deployment_id,
+                group,
+            } => match &self.device_update {
+                Some(du) => du
+                    .delete_deployment(group, deployment_id)
+                    .await
+                    .map(|_| EffectOutcome::Done),
+                None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
+            },
+            EffectKind::InstallPatches { machine } => match &self.resource_manager {
+                Some(arm) => self.install_patches(arm, &effect.id, machine).await,
+                None => missing("PATCHWAVE_ARM_ENDPOINT"),
+            },
+            EffectKind::CancelMaintenanceRun { run_id } => match &self.resource_manager {
+                Some(arm) => arm
+                    .cancel_maintenance_run(run_id)
+                    .await
+                    .map(|_| EffectOutcome::Done),
+                None => missing("PATCHWAVE_ARM_ENDPOINT"),
+            },
+            EffectKind::PublishEvent {
+                event_type,
+                summary,
+            } => {
+                let event = cloud_event(&effect.id, &rollout.id, event_type, summary, rollout.now);
+                Ok(match self.events.publish(&event).await {
+                    Ok(()) => EffectOutcome::Done,
+                    Err(error) => EffectOutcome::Failed {
+                        error,
+                        retryable: true,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Starts (once) and follows a patch run; a run still going after the budget is resumed
+    /// from where it stood on the next attempt.
+    async fn install_patches(
+        &self,
+        arm: &ResourceManagerClient,
+        effect_id: &str,
+        machine: &str,
+    ) -> Result<EffectOutcome, AzureError> {
+        let known = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|running| running.get(effect_id).cloned());
+        let run = match known {
+            Some(operation) => arm.poll(&operation).await?,
+            None => arm.start_install_patches(machine).await?,
+        };
+        match arm
+            .follow(run, self.patch_budget, self.poll_interval)
+            .await?
+        {
+            PatchRun::Finished(result) => {
+                if let Ok(mut running) = self.running.lock() {
+                    running.remove(effect_id);
+                }
+                Ok(EffectOutcome::Patched {
+                    outcome: result.outcome,
+                    detail: result.detail,
+                })
+            }
+            PatchRun::Running(operation) => {
+                if let Ok(mut running) = self.running.lock() {
+                    running.insert(effect_id.to_string(), operation);
+                }
+                Ok(EffectOutcome::Failed {
+                    error: format!("patch run on {machine} still in progress"),
+                    retryable: true,
+                })
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EffectExecutor for AzureExecutor {
+    async fn execute(&self, rollout: &Rollout, effect: &Effect) -> EffectOutcome {
+        match self.run(rollout, effect).await {
+            Ok(outcome) => outcome,
+            Err(error) => EffectOutcome::Failed {
+                retryable: error.retryable(),
+                error: error.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! One REST pipeline for every Azure client: bearer token, timeout, bounded retries with
+//! backoff for 5xx, 408 and transport errors, `429` waited out per `Retry-After`, and errors
+//! typed as retryable or not. Tokens and keys never reach a log line.
+
+use super::credential::TokenSource;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (the first one included).
+    pub max_attempts: u32,
+    /// First backoff; doubles each retry.
+    pub base_delay: Duration,
+    /// Longest backoff or `Retry-After` honoured.
+    pub max_delay: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A failed Azure call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AzureError {
+    /// The service answered with an error status.
+    #[error("{method} {path}: HTTP {status} {code}: {message}")]
+    Http {
+        /// Method.
+        method: String,
+        /// Path (no query string, no secrets).
+        path: String,
+        /// Status code.
+        status: u16,
+        /// Error code from the body, if any.
+        code: String,
+        /// Error message from the body, if any.
+        message: String,
+    },
+    /// No answer (connection, timeout).
+    #[error("{method} {path}: {message}")]
+    Transport {
+        /// Method.
+        method: String,
+        /// Path.
+        path: String,
+        /// What happened.
+        message: String,
+    },
+    /// An answer that could not be read.
+    #[error("{0}")]
+    Decode(String),
+    /// No token could be had.
+    #[error("credential: {0}")]
+    Credential(String),
+}
+
+impl AzureError {
+    /// Whether trying again later may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            AzureError::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            AzureError::Transport { .. } | AzureError::Credential(_) => true,
+            AzureError::Decode(_) => false,
+        }
+    }
+
+    /// The HTTP status, if the service answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            AzureError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A response that succeeded.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body as JSON (`Null` when empty).
+    pub body: Value,
+}
+
+impl Reply {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
+/// A REST client for one Azure service: base URL, token scope, retry policy.
+#[derive(Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    base: String,
+    scope: String,
+    credential: Arc<dyn TokenSource>,
+    policy: RetryPolicy,
+}
+
+impl RestClient {
+    /// A client for `base` (e.g. `https://management.azure.com`, or a stand-in's URL).
+    pub fn new(
+        base: &str,
+        scope: &str,
+        credential: Arc<dyn TokenSource>,
+        policy: RetryPolicy,
+    ) -> Result<Self, AzureError> {
+        let http = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .build()
+            .map_err(|e| AzureError::Credential(format!("HTTP client: {e}")))?;
+        Ok(RestClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            scope: scope.to_string(),
+            credential,
+            policy,
+        })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request to `target` (a path under the base, or an absolute URL the service
+    /// returned, e.g. a `Location`), retrying as the policy says.
+    pub async fn send(
+        &self,
+        method: Method,
+        target: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, AzureError> {
+        let url = if target.starts_with("http://") || target.starts_with("https://") {
+            target.to_string()
+        } else {
+            format!("{}{}", self.base, target)
+        };
+        let path = url.split('?').next().unwrap_or_default().to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once(method.clone(), &url, body, headers).await {
+                Ok(reply) => return Ok(reply),
+                Err((error, wait)) => {
+                    if !error.retryable() || attempt >= self.policy.max_attempts {
+                        return Err(error);
+                    }
+                    let delay = wait
+                        .unwrap_or_else(|| self.backoff(attempt))
+                        .min(self.policy.max_delay);
+                    tracing::warn!(method = %method, path = %path, attempt, delay_ms = delay.as_millis() as u64, error = %error, "Azure call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.policy
+            .base_delay
+            .saturating_mul(1 << (attempt - 1).min(10))
+    }
+
+    /// One attempt; on failure, the error and the wait the service asked for.
+    async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, (AzureError, Option<Duration>)> {
+        let path = url.split('?').next().unwrap_or_default().to_string();
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header("Accept", "application/json");
+        if let Some(token) = self
+            .credential
+            .token(&self.scope)
+            .await
+            .map_err(|e| (e, None))?
+        {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            let error = AzureError::Transport {
+                method: method.to_string(),
+                path: path.clone(),
+                message: transport_message(&e),
+            };
+            (error, None)
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_success() {
+            return Ok(Reply {
+                status,
+                headers,
+                body,
+            });
+        }
+        let (code, message) = error_fields(&body);
+        let wait = retry_after(&headers);
+        Err((
+            AzureError::Http {
+                method: method.to_string(),
+                path,
+                status: status.as_u16(),
+                code,
+                message,
+            },
+            wait,
+        ))
+    }
+}
+
+fn transport_message(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "could not connect".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+/// `{"error":{"code","message"}}` as Azure services send it.
+fn error_fields(body: &Value) -> (String, String) {
+    let error = body.get("error").unwrap_or(body);
+    let text = |key: &str| {
+        error
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let message = match text("message") {
+        m if m.is_empty() => body
+            .as_str()
+            .map(|s| s.chars().take(200).collect())
+            .unwrap_or_default(),
+        m => m,
+    };
+    (text("code"), message)
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .to_string();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(&value).ok()?;
+    #[allow(clippy::disallowed_methods)] // converting an absolute Retry-After needs the clock
+    let now = chrono::Utc::now();
+    (when.with_timezone(&chrono::Utc) - now).to_std().ok()
+}
+
+/// Characters escaped in a path segment (RFC 3986 reserved and unsafe ones).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// Percent-encodes one path segment.
+pub fn segment(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
+}

@@ -1,0 +1,318 @@
+//! Each client's requests against the official examples.
+
+use crate::recorder::*;
+use chrono::DateTime;
+use patchwave::azure::device_update::{DeviceUpdateClient, RollbackPolicy};
+use patchwave::azure::iot_hub::IotHubClient;
+use patchwave::azure::resource_manager::{PatchRun, ResourceManagerClient};
+use rollout_core::{PatchOutcome, UpdateId};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test]
+async fn device_update_create_deployment_sends_the_official_request() {
+    let spec = example("adu-create-deployment.x-ms-example.json");
+    let response = spec["responses"]["200"]["body"].clone();
+    let recorder = Recorder::start(Arc::new(move |_, _| ok(response.clone()))).await;
+    let client = DeviceUpdateClient::new(
+        client(&recorder, "https://api.adu.microsoft.com/.default"),
+        "blue",
+    );
+    let p = &spec["parameters"];
+    let deployment = &p["deployment"];
+    let id = |v: &Value| {
+        UpdateId::new(
+            v["provider"].as_str().expect("p"),
+            v["name"].as_str().expect("n"),
+            v["version"].as_str().expect("v"),
+        )
+        .expect("id")
+    };
+    let start = DateTime::parse_from_rfc3339(deployment["startDateTime"].as_str().expect("start"))
+        .expect("time")
+        .to_utc();
+    let rollback = RollbackPolicy {
+        update: id(&deployment["rollbackPolicy"]["update"]["updateId"]),
+        devices_failed_percentage: 50,
+        devices_failed_count: 100,
+    };
+    let answer = client
+        .create_deployment(
+            "TestGroup",
+            "deploymentId",
+            &id(&deployment["update"]["updateId"]),
+            start,
+            Some(&rollback),
+        )
+        .await
+        .expect("created");
+    assert_eq!(answer, spec["responses"]["200"]["body"]);
+    let [request] = <[Recorded; 1]>::try_from(recorder.requests()).expect("one request");
+    assert_eq!(request.method, "PUT");
+    assert_eq!(
+        request.path,
+        "/deviceUpdate/blue/management/groups/TestGroup/deployments/deploymentId"
+    );
+    assert_eq!(
+        request.query,
+        format!("api-version={}", p["api-version"].as_str().expect("v"))
+    );
+    let scope = "https://api.adu.microsoft.com/.default";
+    assert_eq!(
+        request.header("authorization"),
+        Some(format!("Bearer token-for-{}", scope.len()).as_str())
+    );
+    let mut sent = request.body.clone();
+    let mut expected = deployment.clone();
+    let sent_start =
+        DateTime::parse_from_rfc3339(sent["startDateTime"].as_str().expect("start")).expect("time");
+    assert_eq!(sent_start, start, "same instant");
+    sent["startDateTime"] = Value::Null;
+    expected["startDateTime"] = Value::Null;
+    assert_eq!(sent, expected, "body equals the spec example");
+}
+
+#[tokio::test]
+async fn device_update_cancel_goes_to_every_subgroup_and_status_sums_them() {
+    let subgroups = example("adu-list-device-class-subgroups-response.json");
+    let cancelled = example("adu-cancel-deployment-response.json");
+    let status = example("adu-deployment-status-response.json");
+    let recorder = Recorder::start(Arc::new(move |r, _| {
+        if r.path.ends_with("/deviceClassSubgroups") {
+            ok(subgroups.clone())
+        } else if r.path.ends_with(":cancel") {
+            ok(cancelled.clone())
+        } else {
+            ok(status.clone())
+        }
+    }))
+    .await;
+    let client = DeviceUpdateClient::new(client(&recorder, "s"), "blue");
+    let expected_classes: Vec<String> = example("adu-list-device-class-subgroups-response.json")
+        ["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|v| v["deviceClassId"].as_str().expect("id").to_string())
+        .collect();
+    let count = client
+        .cancel_deployment("TestGroup", "pw-ro-1-w0a1")
+        .await
+        .expect("cancel");
+    assert_eq!(count, expected_classes.len());
+    let posts: Vec<String> = recorder
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.path.clone())
+        .collect();
+    let expected: Vec<String> = expected_classes
+        .iter()
+        .map(|class| format!("/deviceUpdate/blue/management/groups/TestGroup/deviceClassSubgroups/{class}/deployments/pw-ro-1-w0a1:cancel"))
+        .collect();
+    assert_eq!(posts, expected);
+    assert!(recorder
+        .requests()
+        .iter()
+        .all(|r| r.query == "api-version=2022-10-01"));
+
+    let (state, counts) = client
+        .deployment_status("TestGroup", "pw-ro-1-w0a1")
+        .await
+        .expect("status");
+    let example_status = example("adu-deployment-status-response.json");
+    assert_eq!(
+        state,
+        example_status["deploymentState"].as_str().expect("state")
+    );
+    let sum = |key: &str| {
+        example_status["subgroupStatus"]
+            .as_array()
+            .expect("subgroups")
+            .iter()
+            .map(|s| s[key].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(counts.total, sum("totalDevices"));
+    assert_eq!(counts.failed, sum("devicesCompletedFailedCount"));
+    assert_eq!(counts.succeeded, sum("devicesCompletedSucceededCount"));
+}
+
+#[tokio::test]
+async fn install_patches_follows_the_long_running_operation_to_its_result() {
+    let result = example("compute-install-patches-result.json");
+    let recorder = Recorder::start(Arc::new(move |r, _| {
+        if r.path.ends_with("/installPatches") {
+            let base = r.header("host").map(|h| format!("http://{h}")).unwrap_or_default();
+            return (
+                202,
+                vec![
+                    ("Location".into(), format!("{base}/subscriptions/s/providers/Microsoft.Compute/locations/westus/operations/op1?monitor=true&api-version=2025-04-01")),
+                    ("Azure-AsyncOperation".into(), format!("{base}/subscriptions/s/providers/Microsoft.Compute/locations/westus/operations/op1?api-version=2025-04-01")),
+                    ("Retry-After".into(), "1".into()),
+                ],
+                Value::Null,
+            );
+        }
+        if r.query.contains("monitor=true") {
+            return ok(result.clone());
+        }
+        ok(json!({"status": "Succeeded", "name": "op1"}))
+    }))
+    .await;
+    let arm =
+        ResourceManagerClient::new(client(&recorder, "https://management.azure.com/.default"));
+    let spec = example("compute-install-patches.x-ms-example.json");
+    let vm = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
+        spec["parameters"]["subscriptionId"].as_str().expect("sub"),
+        spec["parameters"]["resourceGroupName"]
+            .as_str()
+            .expect("rg"),
+        spec["parameters"]["vmName"].as_str().expect("vm")
+    );
+    let started = arm.start_install_patches(&vm).await.expect("started");
+    assert!(matches!(started, PatchRun::Running(_)), "{started:?}");
+    let finished = arm
+        .follow(started, Duration::from_secs(10), Duration::from_millis(20))
+        .await
+        .expect("followed");
+    let PatchRun::Finished(outcome) = finished else {
+        panic!("not finished")
+    };
+    let expected = example("compute-install-patches-result.json");
+    let expected_outcome = if expected["status"] == "Succeeded" {
+        PatchOutcome::Succeeded
+    } else {
+        PatchOutcome::Failed
+    };
+    assert_eq!(outcome.outcome, expected_outcome, "{}", outcome.detail);
+    assert!(
+        outcome
+            .detail
+            .contains(&format!("{} installed", expected["installedPatchCount"])),
+        "{}",
+        outcome.detail
+    );
+    let first = &recorder.requests()[0];
+    assert_eq!(first.method, "POST");
+    assert_eq!(
+        first.path,
+        format!(
+            "{}/installPatches",
+            vm.replace("{subscription-id}", "%7Bsubscription-id%7D")
+        )
+    );
+    assert_eq!(
+        first.query,
+        format!(
+            "api-version={}",
+            spec["parameters"]["api-version"].as_str().expect("v")
+        )
+    );
+    let input = &spec["parameters"]["installPatchesInput"];
+    assert_eq!(first.body["maximumDuration"], input["maximumDuration"]);
+    assert_eq!(first.body["rebootSetting"], input["rebootSetting"]);
+    assert_eq!(
+        first.body["windowsParameters"]["classificationsToInclude"],
+        input["windowsParameters"]["classificationsToInclude"]
+    );
+    let request = example("compute-install-patches-request-linux.constructed.json");
+    assert_eq!(
+        first.body["linuxParameters"]["classificationsToInclude"],
+        request["linuxParameters"]["classificationsToInclude"]
+    );
+}
+
+#[tokio::test]
+async fn arc_machines_use_their_own_api_version_and_a_200_is_a_finished_run() {
+    let result = example("arc-install-patches-result.json");
+    let recorder = Recorder::start(Arc::new(move |_, _| ok(result.clone()))).await;
+    let arm = ResourceManagerClient::new(client(&recorder, "s"));
+    let machine =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/edge-01";
+    let run = arm.start_install_patches(machine).await.expect("run");
+    assert!(matches!(run, PatchRun::Finished(_)), "{run:?}");
+    let request = &recorder.requests()[0];
+    assert_eq!(
+        request.query,
+        format!(
+            "api-version={}",
+            example("arc-install-patches.x-ms-example.json")["parameters"]["api-version"]
+                .as_str()
+                .expect("v")
+        )
+    );
+    assert_eq!(request.path, format!("{machine}/installPatches"));
+    assert!(arm
+        .start_install_patches("/subscriptions/s/something/else")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn cancel_maintenance_run_puts_status_cancel() {
+    let spec = example("maintenance-applyupdates-cancel.x-ms-example.json");
+    let response = example("maintenance-applyupdates-cancel-response.json");
+    let recorder = Recorder::start(Arc::new(move |_, _| ok(response.clone()))).await;
+    let arm = ResourceManagerClient::new(client(&recorder, "s"));
+    let run_id = "/subscriptions/5b4b650e-28b9-4790-b3ab-ddbd88d727c4/resourceGroups/examplerg/providers/Microsoft.Maintenance/maintenanceConfigurations/maintenanceConfig1/providers/Microsoft.Maintenance/applyUpdates/20230901121200";
+    let status = arm.cancel_maintenance_run(run_id).await.expect("cancel");
+    assert_eq!(
+        status,
+        example("maintenance-applyupdates-cancel-response.json")["properties"]["status"]
+            .as_str()
+            .expect("status")
+    );
+    let request = &recorder.requests()[0];
+    assert_eq!(request.method, "PUT");
+    assert_eq!(request.path, run_id);
+    assert_eq!(
+        request.query,
+        format!(
+            "api-version={}",
+            spec["parameters"]["api-version"].as_str().expect("v")
+        )
+    );
+    assert_eq!(
+        request.body,
+        example("maintenance-applyupdates-cancel-request.json")
+    );
+}
+
+#[tokio::test]
+async fn iot_hub_twin_query_pages_with_continuation() {
+    let recorder = Recorder::start(Arc::new(|r, _| {
+        if r.header("x-ms-continuation") == Some("page-2") {
+            ok(json!([{"deviceId": "d3", "tags": {"ADUGroup": "canary"}}]))
+        } else {
+            (
+                200,
+                vec![("x-ms-continuation".into(), "page-2".into())],
+                json!([{"deviceId": "d1"}, {"deviceId": "d2"}]),
+            )
+        }
+    }))
+    .await;
+    let hub = IotHubClient::new(client(&recorder, "https://iothubs.azure.net/.default"));
+    assert_eq!(
+        hub.group_devices("can'ary").await.expect("devices"),
+        ["d1", "d2", "d3"]
+    );
+    let requests = recorder.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        (
+            requests[0].method.as_str(),
+            requests[0].path.as_str(),
+            requests[0].query.as_str()
+        ),
+        ("POST", "/devices/query", "api-version=2021-04-12")
+    );
+    assert_eq!(
+        requests[0].body,
+        json!({"query": "SELECT * FROM devices WHERE tags.ADUGroup = 'can''ary'"})
+    );
+    assert!(requests[0].header("x-ms-max-item-count").is_some());
+}

@@ -1,0 +1,6 @@
+//! The Azure clients over real HTTP against a recording server: paths, query strings,
+//! api-versions and bodies checked against the official examples; retries and errors.
+
+mod clients;
+mod recorder;
+mod retries;
