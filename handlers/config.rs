@@ -14,6 +14,129 @@ pub struct Settings {
     pub store: StoreSpec,
     /// Who may call the operator API.
     pub auth: AuthSettings,
+    /// Where Azure is, and as whom patchwave calls it.
+    pub azure: AzureSettings,
+}
+
+/// The Azure services patchwave calls (design §7, §8). Each endpoint accepts a full base URL
+/// (`http://127.0.0.1:PORT` for a stand-in) as well as the usual Azure value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AzureSettings {
+    /// Device Update account endpoint (`PATCHWAVE_ADU_ENDPOINT`), as a base URL.
+    pub adu_endpoint: Option<String>,
+    /// Device Update instance (`PATCHWAVE_ADU_INSTANCE`).
+    pub adu_instance: Option<String>,
+    /// Resource Manager base URL (`PATCHWAVE_ARM_ENDPOINT`).
+    pub arm_endpoint: String,
+    /// IoT Hub host (`PATCHWAVE_IOTHUB_HOST`), as a base URL.
+    pub iothub: Option<String>,
+    /// Which credential (`PATCHWAVE_CREDENTIAL`).
+    pub credential: crate::azure::credential::CredentialKind,
+    /// Service principal for `client-secret`: tenant, client id, secret (never printed).
+    pub client_secret: Option<(String, String, String)>,
+    /// Event Hubs namespace and hub for lifecycle events (`PATCHWAVE_EVENTHUB_*`).
+    pub eventhub: Option<(String, String)>,
+    /// JSON-lines file for lifecycle events when no Event Hub is set (`PATCHWAVE_EVENTS_FILE`).
+    pub events_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for AzureSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSettings")
+            .field("adu_endpoint", &self.adu_endpoint)
+            .field("adu_instance", &self.adu_instance)
+            .field("arm_endpoint", &self.arm_endpoint)
+            .field("iothub", &self.iothub)
+            .field("credential", &self.credential)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "(set)"),
+            )
+            .field("eventhub", &self.eventhub)
+            .field("events_file", &self.events_file)
+            .finish()
+    }
+}
+
+/// Default Resource Manager endpoint.
+pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
+
+/// A host name or URL as a base URL (`https://` when no scheme is given).
+fn base_url(value: &str) -> String {
+    let value = value.trim().trim_end_matches('/');
+    if value.starts_with("http://") || value.starts_with("https://") {
+        value.to_string()
+    } else {
+        format!("https://{value}")
+    }
+}
+
+fn azure_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+    behind_host: bool,
+) -> Result<AzureSettings, ConfigError> {
+    use crate::azure::credential::CredentialKind;
+    let get = |name: &str| {
+        lookup(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let credential = match get("PATCHWAVE_CREDENTIAL") {
+        Some(value) => CredentialKind::parse(&value).map_err(|problem| ConfigError {
+            variable: "PATCHWAVE_CREDENTIAL",
+            value,
+            problem,
+        })?,
+        None if behind_host => CredentialKind::ManagedIdentity,
+        None => CredentialKind::DeveloperTools,
+    };
+    let client_secret = match (
+        get("AZURE_TENANT_ID"),
+        get("AZURE_CLIENT_ID"),
+        get("AZURE_CLIENT_SECRET"),
+    ) {
+        (Some(tenant), Some(client), Some(secret)) => Some((tenant, client, secret)),
+        _ if credential == CredentialKind::ClientSecret => {
+            return Err(ConfigError {
+                variable: "PATCHWAVE_CREDENTIAL",
+                value: "client-secret".into(),
+                problem: "needs AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".into(),
+            })
+        }
+        _ => None,
+    };
+    let eventhub = match (
+        get("PATCHWAVE_EVENTHUB_NAMESPACE"),
+        get("PATCHWAVE_EVENTHUB_NAME"),
+    ) {
+        (Some(namespace), Some(name)) => Some((namespace, name)),
+        (None, None) => None,
+        (namespace, _) => {
+            let variable = if namespace.is_some() {
+                "PATCHWAVE_EVENTHUB_NAME"
+            } else {
+                "PATCHWAVE_EVENTHUB_NAMESPACE"
+            };
+            return Err(ConfigError {
+                variable,
+                value: String::new(),
+                problem:
+                    "set both PATCHWAVE_EVENTHUB_NAMESPACE and PATCHWAVE_EVENTHUB_NAME, or neither"
+                        .into(),
+            });
+        }
+    };
+    Ok(AzureSettings {
+        adu_endpoint: get("PATCHWAVE_ADU_ENDPOINT").map(|v| base_url(&v)),
+        adu_instance: get("PATCHWAVE_ADU_INSTANCE"),
+        arm_endpoint: get("PATCHWAVE_ARM_ENDPOINT")
+            .map_or_else(|| DEFAULT_ARM_ENDPOINT.to_string(), |v| base_url(&v)),
+        iothub: get("PATCHWAVE_IOTHUB_HOST").map(|v| base_url(&v)),
+        credential,
+        client_secret,
+        eventhub,
+        events_file: get("PATCHWAVE_EVENTS_FILE").map(std::path::PathBuf::from),
+    })
 }
 
 /// `PATCHWAVE_STORE`: `sqlite:PATH` or `table:CONNECTION_STRING_OR_ENDPOINT`.
@@ -168,7 +291,13 @@ impl Settings {
             }
         }
         auth.behind_host = lookup("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
-        Ok(Settings { port, store, auth })
+        let azure = azure_settings(&lookup, auth.behind_host)?;
+        Ok(Settings {
+            port,
+            store,
+            auth,
+            azure,
+        })
     }
 }
 

@@ -5,7 +5,6 @@ pub mod api;
 pub mod azure;
 pub mod config;
 pub mod decode;
-pub mod executor;
 pub mod host;
 pub mod inputs;
 pub mod package;

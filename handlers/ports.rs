@@ -18,6 +18,14 @@ pub enum EffectOutcome {
         /// Counts or error text.
         detail: String,
     },
+    /// Still running (a long-running operation); `checkpoint` says where it stands and is
+    /// handed back on the next attempt, which resumes instead of starting again.
+    InProgress {
+        /// Opaque resume point (e.g. the operation's status URL).
+        checkpoint: String,
+        /// What is happening, for the log.
+        note: String,
+    },
     /// Failed; `retryable` failures stay in the outbox and are tried again later.
     Failed {
         /// Why.
@@ -30,9 +38,14 @@ pub enum EffectOutcome {
 /// Carries effects out against Azure (Device Update, Resource Manager, IoT Hub, Event Hubs).
 #[async_trait::async_trait]
 pub trait EffectExecutor: Send + Sync + 'static {
-    /// Carries out one effect of `rollout`. Must be idempotent: the same effect id may be
-    /// executed again after a crash.
-    async fn execute(&self, rollout: &Rollout, effect: &Effect) -> EffectOutcome;
+    /// Carries out one effect of `rollout`, resuming from `checkpoint` when an earlier attempt
+    /// left one. Must be idempotent: the same effect id may be executed again after a crash.
+    async fn execute(
+        &self,
+        rollout: &Rollout,
+        effect: &Effect,
+        checkpoint: Option<&str>,
+    ) -> EffectOutcome;
 }
 
 /// Where "now" comes from.

@@ -1,6 +1,13 @@
 //! Binding the listener and serving the router until shutdown.
 
-use crate::config::{Settings, StoreSpec};
+use crate::azure::credential::{AzureCredential, NoCredential, TokenSource};
+use crate::azure::device_update::{self, DeviceUpdateClient};
+use crate::azure::events::{EventHubsSink, JsonLinesSink, LifecycleSink};
+use crate::azure::iot_hub::{self, IotHubClient};
+use crate::azure::resource_manager::{self, ResourceManagerClient};
+use crate::azure::rest::{RestClient, RetryPolicy};
+use crate::azure::AzureExecutor;
+use crate::config::{AzureSettings, Settings, StoreSpec};
 use crate::ports::SystemClock;
 use crate::service::RolloutService;
 use crate::store::sqlite::SqliteStore;
@@ -14,9 +21,9 @@ use tokio::net::TcpListener;
 pub async fn open_store(spec: &StoreSpec) -> anyhow::Result<Arc<dyn Store>> {
     match spec {
         StoreSpec::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
-        StoreSpec::Table(_) => {
-            anyhow::bail!("the Azure Table store is not built into this version yet")
-        }
+        StoreSpec::Table(target) => Ok(Arc::new(
+            crate::store::table::TableStore::connect(target).await?,
+        )),
     }
 }
 
@@ -24,12 +31,61 @@ pub async fn open_store(spec: &StoreSpec) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn build_service(settings: &Settings) -> anyhow::Result<Arc<RolloutService>> {
     let store = open_store(&settings.store).await?;
     store.ping().await?;
-    let executor = Arc::new(crate::executor::UnconfiguredAzure);
+    let executor = Arc::new(build_executor(&settings.azure)?);
     Ok(Arc::new(RolloutService::new(
         store,
         executor,
         Arc::new(SystemClock),
     )))
+}
+
+/// The Azure clients the settings name; an effect whose service is not configured waits in
+/// the outbox with a message naming the variable to set.
+pub fn build_executor(azure: &AzureSettings) -> anyhow::Result<AzureExecutor> {
+    let credential = AzureCredential::build(azure.credential, azure.client_secret.as_ref())
+        .map_err(|e| anyhow::anyhow!("PATCHWAVE_CREDENTIAL: {e}"))?;
+    let tokens: Arc<dyn TokenSource> = match &credential {
+        Some(inner) => Arc::new(AzureCredential::new(inner.clone())),
+        None => Arc::new(NoCredential),
+    };
+    let rest = |base: &str, scope: &str| {
+        RestClient::new(base, scope, tokens.clone(), RetryPolicy::default())
+    };
+    let device_update = match (&azure.adu_endpoint, &azure.adu_instance) {
+        (Some(endpoint), Some(instance)) => Some(DeviceUpdateClient::new(
+            rest(endpoint, device_update::SCOPE)?,
+            instance,
+        )),
+        (None, None) => None,
+        _ => {
+            anyhow::bail!("set both PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE, or neither")
+        }
+    };
+    let resource_manager = Some(ResourceManagerClient::new(rest(
+        &azure.arm_endpoint,
+        resource_manager::SCOPE,
+    )?));
+    let iot_hub = azure
+        .iothub
+        .as_deref()
+        .map(|host| rest(host, iot_hub::SCOPE).map(IotHubClient::new))
+        .transpose()?;
+    let events: Arc<dyn LifecycleSink> = match (&azure.eventhub, &credential, &azure.events_file) {
+        (Some((namespace, hub)), Some(credential), _) => {
+            Arc::new(EventHubsSink::new(namespace, hub, credential.clone()))
+        }
+        (Some(_), None, _) => anyhow::bail!(
+            "lifecycle events to Event Hubs need a credential (PATCHWAVE_CREDENTIAL is none)"
+        ),
+        (None, _, Some(path)) => Arc::new(JsonLinesSink::file(path.clone())?),
+        (None, _, None) => Arc::new(JsonLinesSink::stdout()),
+    };
+    Ok(AzureExecutor::new(
+        device_update,
+        resource_manager,
+        iot_hub,
+        events,
+    ))
 }
 
 /// A bound, not yet serving, handler.

@@ -92,3 +92,79 @@ impl LifecycleSink for JsonLinesSink {
         }
     }
 }
+
+/// Publishes lifecycle events to an Event Hub (`PATCHWAVE_EVENTHUB_NAMESPACE`,
+/// `PATCHWAVE_EVENTHUB_NAME`) with the managed identity; the connection opens on first use.
+pub struct EventHubsSink {
+    namespace: String,
+    event_hub: String,
+    credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
+    retry: Option<azure_messaging_eventhubs::RetryOptions>,
+    producer: tokio::sync::OnceCell<azure_messaging_eventhubs::ProducerClient>,
+}
+
+impl EventHubsSink {
+    /// A sink for `event_hub` in `namespace` (`<name>.servicebus.windows.net`).
+    pub fn new(
+        namespace: &str,
+        event_hub: &str,
+        credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
+    ) -> Self {
+        let namespace = if namespace.contains('.') {
+            namespace.to_string()
+        } else {
+            format!("{namespace}.servicebus.windows.net")
+        };
+        EventHubsSink {
+            namespace,
+            event_hub: event_hub.to_string(),
+            credential,
+            retry: None,
+            producer: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Overrides the client's retry options (the crate's defaults retry for up to a minute).
+    pub fn with_retry(mut self, retry: azure_messaging_eventhubs::RetryOptions) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// The fully qualified namespace events go to.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+}
+
+#[async_trait::async_trait]
+impl LifecycleSink for EventHubsSink {
+    async fn publish(&self, event: &Value) -> Result<(), String> {
+        let producer = self
+            .producer
+            .get_or_try_init(|| async {
+                let mut builder = azure_messaging_eventhubs::ProducerClient::builder()
+                    .with_application_id("patchwave".to_string());
+                if let Some(retry) = &self.retry {
+                    builder = builder.with_retry_options(retry.clone());
+                }
+                builder
+                    .open(&self.namespace, &self.event_hub, self.credential.clone())
+                    .await
+            })
+            .await
+            .map_err(|e| {
+                format!(
+                    "opening Event Hub {}/{}: {e}",
+                    self.namespace, self.event_hub
+                )
+            })?;
+        let data = azure_messaging_eventhubs::models::EventData::builder()
+            .with_body(event.to_string())
+            .with_content_type("application/cloudevents+json; charset=utf-8".to_string())
+            .build();
+        producer
+            .send_event(data, None)
+            .await
+            .map_err(|e| format!("sending to Event Hub {}: {e}", self.event_hub))
+    }
+}

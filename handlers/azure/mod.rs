@@ -15,8 +15,7 @@ use iot_hub::IotHubClient;
 use resource_manager::{Operation, PatchRun, ResourceManagerClient};
 use rest::AzureError;
 use rollout_core::{Effect, EffectKind, Rollout};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Carries effects out with the configured clients; an effect whose client is missing waits
@@ -34,7 +33,6 @@ pub struct AzureExecutor {
     pub patch_budget: Duration,
     /// Poll interval while following a patch run.
     pub poll_interval: Duration,
-    running: Mutex<HashMap<String, Operation>>,
 }
 
 impl AzureExecutor {
@@ -52,11 +50,15 @@ impl AzureExecutor {
             events,
             patch_budget: Duration::from_secs(20),
             poll_interval: Duration::from_secs(1),
-            running: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn run(&self, rollout: &Rollout, effect: &Effect) -> Result<EffectOutcome, AzureError> {
+    async fn run(
+        &self,
+        rollout: &Rollout,
+        effect: &Effect,
+        checkpoint: Option<&str>,
+    ) -> Result<EffectOutcome, AzureError> {
         let missing = |what: &str| {
             Ok(EffectOutcome::Failed {
                 error: format!("not configured: {what}"),
@@ -105,7 +107,7 @@ impl AzureExecutor {
                 None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
             },
             EffectKind::InstallPatches { machine } => match &self.resource_manager {
-                Some(arm) => self.install_patches(arm, &effect.id, machine).await,
+                Some(arm) => self.install_patches(arm, machine, checkpoint).await,
                 None => missing("PATCHWAVE_ARM_ENDPOINT"),
             },
             EffectKind::CancelMaintenanceRun { run_id } => match &self.resource_manager {
@@ -131,53 +133,47 @@ impl AzureExecutor {
         }
     }
 
-    /// Starts (once) and follows a patch run; a run still going after the budget is resumed
-    /// from where it stood on the next attempt.
+    /// Starts a patch run, or resumes following it from the checkpoint an earlier attempt
+    /// left (so a run is never started twice), for up to the budget.
     async fn install_patches(
         &self,
         arm: &ResourceManagerClient,
-        effect_id: &str,
         machine: &str,
+        checkpoint: Option<&str>,
     ) -> Result<EffectOutcome, AzureError> {
-        let known = self
-            .running
-            .lock()
-            .ok()
-            .and_then(|running| running.get(effect_id).cloned());
-        let run = match known {
+        let resumed = checkpoint.and_then(|c| serde_json::from_str::<Operation>(c).ok());
+        let run = match resumed {
             Some(operation) => arm.poll(&operation).await?,
             None => arm.start_install_patches(machine).await?,
         };
-        match arm
-            .follow(run, self.patch_budget, self.poll_interval)
-            .await?
-        {
-            PatchRun::Finished(result) => {
-                if let Ok(mut running) = self.running.lock() {
-                    running.remove(effect_id);
-                }
-                Ok(EffectOutcome::Patched {
+        Ok(
+            match arm
+                .follow(run, self.patch_budget, self.poll_interval)
+                .await?
+            {
+                PatchRun::Finished(result) => EffectOutcome::Patched {
                     outcome: result.outcome,
                     detail: result.detail,
-                })
-            }
-            PatchRun::Running(operation) => {
-                if let Ok(mut running) = self.running.lock() {
-                    running.insert(effect_id.to_string(), operation);
-                }
-                Ok(EffectOutcome::Failed {
-                    error: format!("patch run on {machine} still in progress"),
-                    retryable: true,
-                })
-            }
-        }
+                },
+                PatchRun::Running(operation) => EffectOutcome::InProgress {
+                    checkpoint: serde_json::to_string(&operation)
+                        .map_err(|e| AzureError::Decode(e.to_string()))?,
+                    note: format!("patch run on {machine} still in progress"),
+                },
+            },
+        )
     }
 }
 
 #[async_trait::async_trait]
 impl EffectExecutor for AzureExecutor {
-    async fn execute(&self, rollout: &Rollout, effect: &Effect) -> EffectOutcome {
-        match self.run(rollout, effect).await {
+    async fn execute(
+        &self,
+        rollout: &Rollout,
+        effect: &Effect,
+        checkpoint: Option<&str>,
+    ) -> EffectOutcome {
+        match self.run(rollout, effect, checkpoint).await {
             Ok(outcome) => outcome,
             Err(error) => EffectOutcome::Failed {
                 retryable: error.retryable(),

@@ -22,7 +22,18 @@ impl RolloutService {
             let mut progressed = false;
             for item in pending {
                 let effect = item.effect;
-                let outcome = self.executor.execute(&rollout, &effect).await;
+                let outcome = self
+                    .executor
+                    .execute(&rollout, &effect, item.checkpoint.as_deref())
+                    .await;
+                if let EffectOutcome::InProgress { checkpoint, note } = &outcome {
+                    tracing::info!(rollout = rollout_id, effect = %effect.id, "{note}");
+                    self.store
+                        .checkpoint_effect(rollout_id, &effect.id, checkpoint)
+                        .await?;
+                    // later effects may depend on this one: keep the order
+                    return Ok(executed);
+                }
                 if let (EffectKind::PublishEvent { .. }, EffectOutcome::Failed { error, .. }) =
                     (&effect.kind, &outcome)
                 {

@@ -79,6 +79,9 @@ pub struct PendingEffect {
     pub order: String,
     /// The effect.
     pub effect: Effect,
+    /// Where a long-running effect stood when it was last left (e.g. the URL to poll).
+    #[serde(default)]
+    pub checkpoint: Option<String>,
 }
 
 /// An input that should have been usable and was not, kept with its raw payload.
@@ -159,6 +162,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<PendingEffect>, StoreError>;
     /// Marks an outbox effect done.
     async fn complete_effect(&self, rollout: &str, effect_id: &str) -> Result<(), StoreError>;
+    /// Records where a long-running effect stands, so the next attempt resumes it.
+    async fn checkpoint_effect(
+        &self,
+        rollout: &str,
+        effect_id: &str,
+        checkpoint: &str,
+    ) -> Result<(), StoreError>;
     /// The audit log of a rollout, oldest first.
     async fn audit(&self, rollout: &str) -> Result<Vec<Decision>, StoreError>;
     /// Keeps a dead letter (once per id).

@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS devices (
 CREATE TABLE IF NOT EXISTS device_index (device TEXT PRIMARY KEY, rollout TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     rollout TEXT NOT NULL, effect_id TEXT NOT NULL, ord TEXT NOT NULL, effect TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rollout, effect_id));
+    done INTEGER NOT NULL DEFAULT 0, checkpoint TEXT, PRIMARY KEY (rollout, effect_id));
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (done, rollout, ord);
 CREATE TABLE IF NOT EXISTS audit (
     rollout TEXT NOT NULL, seq INTEGER NOT NULL, decision TEXT NOT NULL, PRIMARY KEY (rollout, seq));
@@ -54,6 +54,15 @@ impl SqliteStore {
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
             .map_err(backend)?;
         connection.execute_batch(SCHEMA).map_err(backend)?;
+        // databases made before effects had checkpoints
+        let has_checkpoint = connection
+            .prepare("SELECT checkpoint FROM outbox LIMIT 0")
+            .is_ok();
+        if !has_checkpoint {
+            connection
+                .execute_batch("ALTER TABLE outbox ADD COLUMN checkpoint TEXT")
+                .map_err(backend)?;
+        }
         Ok(SqliteStore {
             connection: Arc::new(Mutex::new(connection)),
         })
@@ -278,15 +287,17 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let mut statement = c
                 .prepare(
-                    "SELECT rollout, ord, effect FROM outbox WHERE done = 0 AND (?1 IS NULL OR rollout = ?1) ORDER BY rollout, ord",
+                    "SELECT rollout, ord, effect, checkpoint FROM outbox WHERE done = 0 AND (?1 IS NULL OR rollout = ?1) ORDER BY rollout, ord",
                 )
                 .map_err(backend)?;
             let rows = statement
-                .query_map([rollout], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .query_map([rollout], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?))
+                })
                 .map_err(backend)?;
             rows.map(|row| {
-                let (rollout, order, effect) = row.map_err(backend)?;
-                Ok(PendingEffect { rollout, order, effect: from_json::<Effect>(&effect)? })
+                let (rollout, order, effect, checkpoint) = row.map_err(backend)?;
+                Ok(PendingEffect { rollout, order, effect: from_json::<Effect>(&effect)?, checkpoint })
             })
             .collect()
         })
@@ -299,6 +310,28 @@ impl Store for SqliteStore {
             c.execute(
                 "UPDATE outbox SET done = 1 WHERE rollout = ?1 AND effect_id = ?2",
                 params![rollout, effect_id],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn checkpoint_effect(
+        &self,
+        rollout: &str,
+        effect_id: &str,
+        checkpoint: &str,
+    ) -> Result<(), StoreError> {
+        let (rollout, effect_id, checkpoint) = (
+            rollout.to_string(),
+            effect_id.to_string(),
+            checkpoint.to_string(),
+        );
+        self.with(move |c| {
+            c.execute(
+                "UPDATE outbox SET checkpoint = ?1 WHERE rollout = ?2 AND effect_id = ?3",
+                params![checkpoint, rollout, effect_id],
             )
             .map(|_| ())
             .map_err(backend)

@@ -2,5 +2,6 @@
 //! api-versions and bodies checked against the official examples; retries and errors.
 
 mod clients;
+mod events;
 mod recorder;
 mod retries;

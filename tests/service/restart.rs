@@ -78,3 +78,82 @@ async fn pending_effects_survive_a_restart_and_run_exactly_once() {
         3
     );
 }
+
+/// A patch run that outlives one attempt: the first attempt leaves a checkpoint, a new
+/// process resumes from it instead of starting a second run.
+struct SlowPatches {
+    seen: std::sync::Mutex<Vec<Option<String>>>,
+}
+
+#[async_trait::async_trait]
+impl patchwave::ports::EffectExecutor for SlowPatches {
+    async fn execute(
+        &self,
+        _rollout: &Rollout,
+        effect: &rollout_core::Effect,
+        checkpoint: Option<&str>,
+    ) -> patchwave::ports::EffectOutcome {
+        use patchwave::ports::EffectOutcome;
+        if !matches!(effect.kind, rollout_core::EffectKind::InstallPatches { .. }) {
+            return EffectOutcome::Done;
+        }
+        self.seen
+            .lock()
+            .expect("lock")
+            .push(checkpoint.map(String::from));
+        match checkpoint {
+            None => EffectOutcome::InProgress {
+                checkpoint: "operation-42".into(),
+                note: "patching".into(),
+            },
+            Some(_) => EffectOutcome::Patched {
+                outcome: rollout_core::PatchOutcome::Succeeded,
+                detail: "3 installed".into(),
+            },
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_patch_run_resumes_from_its_checkpoint_after_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("patchwave.db");
+    let machine =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/gw-01";
+    let mut plan = one_wave_plan("canary", 100.0);
+    plan.infrastructure = Some(rollout_core::InfrastructurePlan {
+        maintenance_configuration_ids: vec![],
+        machines: vec![machine.into()],
+        on_failure: rollout_core::InfrastructureFailure::Block,
+    });
+    let first = Arc::new(SlowPatches {
+        seen: Default::default(),
+    });
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open"));
+    let service = RolloutService::new(store, first.clone(), Arc::new(ManualClock::new(t0())));
+    let rollout = service.create(plan, "alice", None).await.expect("created");
+    assert_eq!(
+        rollout.state,
+        rollout_core::RolloutState::PatchingInfrastructure
+    );
+    assert_eq!(*first.seen.lock().expect("lock"), vec![None]);
+    drop(service);
+
+    let second = Arc::new(SlowPatches {
+        seen: Default::default(),
+    });
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("reopen"));
+    let service = RolloutService::new(store, second.clone(), Arc::new(ManualClock::new(t0())));
+    service.tick().await.expect("tick");
+    assert_eq!(
+        *second.seen.lock().expect("lock"),
+        vec![Some("operation-42".to_string())],
+        "resumed, not restarted"
+    );
+    let after = service.get(&rollout.id).await.expect("get");
+    assert_eq!(
+        after.state,
+        rollout_core::RolloutState::Deploying,
+        "host patched, devices go"
+    );
+}

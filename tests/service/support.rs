@@ -34,7 +34,12 @@ impl FakeAzure {
 
 #[async_trait::async_trait]
 impl EffectExecutor for FakeAzure {
-    async fn execute(&self, _rollout: &Rollout, effect: &Effect) -> EffectOutcome {
+    async fn execute(
+        &self,
+        _rollout: &Rollout,
+        effect: &Effect,
+        _checkpoint: Option<&str>,
+    ) -> EffectOutcome {
         self.executed.lock().expect("lock").push(effect.id.clone());
         match &effect.kind {
             EffectKind::FetchGroupMembers { group, .. } => {

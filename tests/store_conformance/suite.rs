@@ -232,6 +232,50 @@ pub async fn outbox_keeps_order_ignores_duplicates_and_completes(store: Arc<dyn 
     assert_eq!(pending.len(), expected.len() - 1);
 }
 
+pub async fn checkpoints_stay_with_pending_effects(store: Arc<dyn Store>) {
+    let create = create_commit("r");
+    let first = create.effects[0].id.clone();
+    store.commit(create).await.expect("create");
+    assert!(store
+        .pending_effects(Some("r"))
+        .await
+        .expect("pending")
+        .iter()
+        .all(|p| p.checkpoint.is_none()));
+    let url = "https://management.azure.com/subscriptions/s/providers/Microsoft.Compute/locations/westus/operations/op?api-version=2025-04-01";
+    let checkpoint = format!("{{\"statusUrl\":\"{url}\"}}");
+    store
+        .checkpoint_effect("r", &first, &checkpoint)
+        .await
+        .expect("checkpoint");
+    let pending = store.pending_effects(Some("r")).await.expect("pending");
+    let item = pending
+        .iter()
+        .find(|p| p.effect.id == first)
+        .expect("still pending");
+    assert_eq!(item.checkpoint.as_deref(), Some(checkpoint.as_str()));
+    store
+        .checkpoint_effect("r", &first, "second")
+        .await
+        .expect("overwrite");
+    let pending = store.pending_effects(None).await.expect("pending");
+    assert_eq!(
+        pending
+            .iter()
+            .find(|p| p.effect.id == first)
+            .and_then(|p| p.checkpoint.clone())
+            .as_deref(),
+        Some("second")
+    );
+    store.complete_effect("r", &first).await.expect("complete");
+    assert!(!store
+        .pending_effects(Some("r"))
+        .await
+        .expect("pending")
+        .iter()
+        .any(|p| p.effect.id == first));
+}
+
 pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
     let create = create_commit("r");
     let decisions = create.decisions.clone();
@@ -315,6 +359,7 @@ macro_rules! conformance_tests {
             stale_writes_conflict_and_change_nothing,
             devices_are_added_once_indexed_and_loaded_by_id,
             outbox_keeps_order_ignores_duplicates_and_completes,
+            checkpoints_stay_with_pending_effects,
             audit_is_append_only_and_ordered,
             dead_letters_are_kept_once_and_listed_newest_first,
             idempotency_keys_are_claimed_once

@@ -136,6 +136,7 @@ impl TableStore {
                     rollout: string(row, "Rollout")?,
                     order: string(row, "Order")?,
                     effect: get_doc(row)?,
+                    checkpoint: string(row, "Checkpoint").ok(),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -331,6 +332,21 @@ impl Store for TableStore {
         // an effect that is not in the outbox has nothing to complete
         self.client
             .merge_any(&self.tables.rollouts, &done, &key(rollout), &row)
+            .await
+            .map(|_| ())
+    }
+
+    async fn checkpoint_effect(
+        &self,
+        rollout: &str,
+        effect_id: &str,
+        checkpoint: &str,
+    ) -> Result<(), StoreError> {
+        let mut row = Entity::new();
+        row.insert("Checkpoint".into(), checkpoint.into());
+        let key_row = format!("{}{}", write::EFFECT, key(effect_id));
+        self.client
+            .merge_any(&self.tables.rollouts, &row, &key(rollout), &key_row)
             .await
             .map(|_| ())
     }
