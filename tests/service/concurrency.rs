@@ -12,12 +12,14 @@ use std::sync::Arc;
 const WRITERS: usize = 4;
 const REPORTS_PER_WRITER: usize = 1000;
 
-/// 4 instances deliver 1,000 reports each (10% of them sent twice) for one rollout.
-pub async fn concurrent_writers_keep_counts_exact(make_store: impl Fn() -> Arc<dyn Store>) {
+/// 4 instances deliver 1,000 reports each (10% of them sent twice) for one rollout. `stores`
+/// are five handles on one backend: the creator's and one per writer.
+pub async fn concurrent_writers_keep_counts_exact(mut stores: Vec<Arc<dyn Store>>) {
+    assert_eq!(stores.len(), WRITERS + 1);
     let fleet = devices("dev", WRITERS * REPORTS_PER_WRITER);
     let azure = Arc::new(FakeAzure::with_group("fleet", fleet.clone()));
     let clock = Arc::new(ManualClock::new(t0()));
-    let creator = RolloutService::new(make_store(), azure.clone(), clock.clone());
+    let creator = RolloutService::new(stores.remove(0), azure.clone(), clock.clone());
     let mut plan = one_wave_plan("fleet", 100.0);
     plan.waves[0].failure_threshold_percent = 50.0;
     plan.waves[0].min_devices_judged = 4000;
@@ -28,7 +30,7 @@ pub async fn concurrent_writers_keep_counts_exact(make_store: impl Fn() -> Arc<d
     let mut services = Vec::new();
     for writer in 0..WRITERS {
         let service = Arc::new(RolloutService::new(
-            make_store(),
+            stores.remove(0),
             azure.clone(),
             clock.clone(),
         ));
@@ -92,8 +94,22 @@ pub async fn concurrent_writers_keep_counts_exact(make_store: impl Fn() -> Arc<d
 async fn sqlite_concurrent_writers_keep_counts_exact() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("patchwave.db");
-    concurrent_writers_keep_counts_exact(move || {
-        Arc::new(SqliteStore::open(&path).expect("open")) as Arc<dyn Store>
-    })
-    .await;
+    let stores = (0..=WRITERS)
+        .map(|_| Arc::new(SqliteStore::open(&path).expect("open")) as Arc<dyn Store>)
+        .collect();
+    concurrent_writers_keep_counts_exact(stores).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn table_storage_concurrent_writers_keep_counts_exact() {
+    let spec = crate::azurite::connection_string();
+    let prefix = crate::azurite::unique_prefix();
+    let mut stores = Vec::new();
+    for _ in 0..=WRITERS {
+        let store = patchwave::store::table::TableStore::connect_with_prefix(&spec, &prefix)
+            .await
+            .expect("connect");
+        stores.push(Arc::new(store) as Arc<dyn Store>);
+    }
+    concurrent_writers_keep_counts_exact(stores).await;
 }

@@ -1,6 +1,8 @@
 //! The service shell over real stores: full rollouts, restarts, concurrent instances, dead
 //! letters.
 
+#[path = "../store_conformance/azurite.rs"]
+mod azurite;
 mod concurrency;
 mod flow;
 mod http;
