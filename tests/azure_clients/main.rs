@@ -2,6 +2,7 @@
 //! api-versions and bodies checked against the official examples; retries and errors.
 
 mod clients;
+mod credentials;
 mod events;
 mod recorder;
 mod retries;
