@@ -11,6 +11,7 @@ pub mod package;
 pub mod ports;
 pub mod problem;
 pub mod service;
+pub mod standin;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
