@@ -1,6 +1,9 @@
 //! The operator API under `/api` (design §3): health, dead letters; errors as problem+json.
 
 pub mod auth;
+pub mod openapi;
+pub mod rollouts;
+pub mod views;
 
 use crate::problem::Problem;
 use crate::triggers::AppState;
@@ -8,7 +11,7 @@ use auth::{authenticate, Caller, READ};
 use axum::extract::{DefaultBodyLimit, OriginalUri, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -23,6 +26,16 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/deadletters", get(dead_letters))
+        .route("/rollouts", get(rollouts::list).post(rollouts::create))
+        .route("/rollouts/{id}", get(rollouts::show))
+        .route("/rollouts/{id}/events", get(rollouts::events))
+        .route("/rollouts/{id}/pause", post(rollouts::pause))
+        .route("/rollouts/{id}/resume", post(rollouts::resume))
+        .route("/rollouts/{id}/approve", post(rollouts::approve))
+        .route("/rollouts/{id}/cancel", post(rollouts::cancel))
+        .route("/rollouts/{id}/rollback", post(rollouts::rollback))
+        .route("/compliance", get(rollouts::compliance))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
@@ -35,7 +48,8 @@ pub struct KeyQuery {
     limit: Option<usize>,
 }
 
-fn caller(
+/// Authenticates the caller and checks `role`.
+pub fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     query: &KeyQuery,
@@ -46,8 +60,10 @@ fn caller(
     Ok(caller)
 }
 
-/// `GET /api/health`: liveness, store reachability and counters. Open to probes.
-async fn health(State(state): State<AppState>) -> Response {
+/// Liveness, store reachability and counters. Open to probes.
+#[utoipa::path(get, path = "/api/health", tag = "service", security(()),
+    responses((status = 200, description = "up"), (status = 503, description = "the store is unreachable")))]
+pub async fn health(State(state): State<AppState>) -> Response {
     let Some(service) = &state.service else {
         return Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})).into_response();
     };
@@ -66,13 +82,23 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /api/deadletters?limit=N`: inputs that could not be used, newest first.
-async fn dead_letters(
+/// `{"value": [...]}` of dead letters.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeadLetterList {
+    /// Newest first.
+    pub value: Vec<crate::store::DeadLetter>,
+}
+
+/// Inputs that could not be used, newest first.
+#[utoipa::path(get, path = "/api/deadletters", tag = "service",
+    params(("limit" = Option<usize>, Query, description = "at most this many (1–1000, default 100)")),
+    responses((status = 200, body = DeadLetterList), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn dead_letters(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<KeyQuery>,
 ) -> Response {
-    if let Err(problem) = caller(&state, &headers, &query, READ) {
+    if let Err(problem) = authorize(&state, &headers, &query, READ) {
         return problem.into_response();
     }
     let Some(service) = &state.service else {
@@ -80,7 +106,7 @@ async fn dead_letters(
     };
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIST);
     match service.store().dead_letters(limit).await {
-        Ok(letters) => Json(json!({"value": letters})).into_response(),
+        Ok(letters) => Json(DeadLetterList { value: letters }).into_response(),
         Err(error) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable")
             .detail(error.to_string())
             .into_response(),

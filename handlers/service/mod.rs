@@ -292,3 +292,36 @@ fn new_rollout_id() -> String {
         .finish();
     format!("ro-{random:016x}")
 }
+
+impl RolloutService {
+    /// Applies an operator command and runs the effects it produced. A command the rollout
+    /// refuses in its state is `Rejected` with the reason.
+    pub async fn command(
+        &self,
+        id: &str,
+        command: rollout_core::Command,
+    ) -> Result<Rollout, ServiceError> {
+        let applied = self.apply(id, &[Input::Operator(command)]).await?;
+        if !applied.effects.is_empty() {
+            self.run_effects(id).await?;
+        }
+        self.get(id).await
+    }
+
+    /// Every rollout, newest first, optionally in one state.
+    pub async fn list(
+        &self,
+        state: Option<rollout_core::RolloutState>,
+    ) -> Result<Vec<Rollout>, ServiceError> {
+        let all = self.store.list_rollouts().await?;
+        Ok(all
+            .into_iter()
+            .filter(|r| state.is_none_or(|s| r.state == s))
+            .collect())
+    }
+
+    /// A new command id (for commands sent without an `Idempotency-Key`).
+    pub fn new_command_id(&self) -> String {
+        new_rollout_id().replacen("ro-", "cmd-", 1)
+    }
+}

@@ -85,7 +85,7 @@ pub struct PendingEffect {
 }
 
 /// An input that should have been usable and was not, kept with its raw payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     /// Deterministic id (a redelivered bad event is kept once).

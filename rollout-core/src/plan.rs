@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 /// What an operator submits: the update, the rollback update, infrastructure first, waves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RolloutPlan {
     /// A name for people.
     pub name: String,
@@ -31,6 +32,7 @@ pub struct RolloutPlan {
 /// Hosts patched by Azure Update Manager before the devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InfrastructurePlan {
     /// Maintenance configurations whose scheduled run must succeed.
     #[serde(default)]
@@ -46,6 +48,7 @@ pub struct InfrastructurePlan {
 /// `block` holds the devices until an operator resumes; `warn` records it and goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum InfrastructureFailure {
     /// Hold the device phase.
     #[default]
@@ -57,6 +60,7 @@ pub enum InfrastructureFailure {
 /// One wave of devices: a Device Update group and its gates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WavePlan {
     /// Wave name.
     pub name: String,
@@ -82,6 +86,7 @@ pub struct WavePlan {
 /// `pause` waits for an operator; `rollback` rolls every touched group back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WaveFailure {
     /// Pause the rollout.
     Pause,

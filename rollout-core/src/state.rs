@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The rollout states of design §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RolloutState {
     /// Created; waiting for a gate (window, approval given, first step).
     Pending,
@@ -48,6 +49,7 @@ impl RolloutState {
 
 /// Where one wave is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WaveStatus {
     /// Not started.
     Waiting,
@@ -68,6 +70,7 @@ pub enum WaveStatus {
 /// Per-outcome device counts of a wave (or of its rollback).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counts {
     /// Devices in the group.
     pub total: u64,
@@ -245,6 +248,7 @@ pub struct InfrastructureProgress {
 /// One recorded decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     /// When.
     pub at: DateTime<Utc>,

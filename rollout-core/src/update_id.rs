@@ -8,6 +8,7 @@ use std::fmt;
 /// All three parts are required by the Device Update REST API (`2022-10-01`). The device
 /// agent reports the installed update as this object serialized into a JSON string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateId {
     /// Publisher of the update, e.g. `Contoso`.
     pub provider: String,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// opens on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Window {
     /// Days the window opens on: `Mon` … `Sun`.
     pub days: Vec<String>,

@@ -74,9 +74,8 @@ fn credential_kinds_are_built_from_their_names() {
     assert!(AzureCredential::build(CredentialKind::None, None)
         .expect("none")
         .is_none());
-    let error = AzureCredential::build(CredentialKind::ClientSecret, None)
-        .err()
-        .expect("needs the secret");
+    let error =
+        AzureCredential::build(CredentialKind::ClientSecret, None).expect_err("needs the secret");
     assert!(error.contains("AZURE_CLIENT_SECRET"), "{error}");
     let secret = (
         "72f988bf-86f1-41af-91ab-2d7cd011db47".to_string(),

@@ -1,0 +1,334 @@
+//! `/api/rollouts`: create, list, show, operator commands, audit trail; `/api/compliance`.
+
+use super::auth::{self, Caller, CallerKind};
+use super::views::{
+    CommandBody, ComplianceView, EventList, RolloutCompliance, RolloutList, RolloutSummary,
+    RolloutView,
+};
+use super::{authorize, KeyQuery};
+use crate::problem::Problem;
+use crate::service::{RolloutService, ServiceError};
+use crate::triggers::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rollout_core::{Command, CommandAction, RolloutPlan, RolloutState};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Seconds a Logic App should wait before polling a rollout that is moving.
+const RETRY_AFTER_SECONDS: &str = "30";
+
+impl From<ServiceError> for Problem {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound(id) => Problem::new(StatusCode::NOT_FOUND, "Not Found")
+                .detail(format!("rollout {id} not found")),
+            ServiceError::InvalidPlan(problems) => {
+                let mut problem = Problem::new(StatusCode::BAD_REQUEST, "Invalid plan")
+                    .detail(format!("{} problem(s) in the plan", problems.len()));
+                problem.errors = problems;
+                problem
+            }
+            ServiceError::Rejected(reason) => {
+                Problem::new(StatusCode::CONFLICT, "Command refused").detail(reason)
+            }
+            ServiceError::Conflict(reason) => {
+                Problem::new(StatusCode::CONFLICT, "Conflict").detail(reason)
+            }
+            ServiceError::Store(error) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable")
+                    .detail(error.to_string())
+            }
+        }
+    }
+}
+
+fn service(state: &AppState) -> Result<&Arc<RolloutService>, Problem> {
+    state.service.as_ref().ok_or_else(|| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "No store")
+            .detail("this handler runs without a store")
+    })
+}
+
+fn location(id: &str) -> String {
+    format!("/api/rollouts/{id}")
+}
+
+/// Create a rollout from a plan.
+#[utoipa::path(post, path = "/api/rollouts", tag = "rollouts",
+    request_body = RolloutPlan,
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe create")),
+    responses(
+        (status = 201, description = "created", body = RolloutView, headers(("Location" = String, description = "the rollout"))),
+        (status = 400, description = "invalid plan; every problem listed", body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, description = "a device group is in another active rollout", body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<KeyQuery>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let caller = authorize(&state, &headers, &query, auth::OPERATE)?;
+        let plan: RolloutPlan = serde_json::from_slice(&body).map_err(|e| {
+            Problem::new(StatusCode::BAD_REQUEST, "Invalid plan").detail(format!(
+                "the plan is not valid JSON for the plan schema: {e}"
+            ))
+        })?;
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.trim().is_empty());
+        let rollout = service(&state)?.create(plan, &caller.name, key).await?;
+        Ok::<_, Problem>(rollout)
+    }
+    .await;
+    match result {
+        Ok(rollout) => {
+            let view = RolloutView::of(&rollout, None);
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location(&rollout.id))],
+                Json(view),
+            )
+                .into_response()
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// `?state=` filter of the list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only rollouts in this state.
+    state: Option<RolloutState>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    key: KeyQuery,
+}
+
+/// List rollouts, newest first.
+#[utoipa::path(get, path = "/api/rollouts", tag = "rollouts", params(ListQuery),
+    responses((status = 200, body = RolloutList), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let result = async {
+        authorize(&state, &headers, &query.key, auth::READ)?;
+        let rollouts = service(&state)?.list(query.state).await?;
+        Ok::<_, Problem>(RolloutList {
+            value: rollouts.iter().map(RolloutSummary::of).collect(),
+        })
+    }
+    .await;
+    respond(result.map(Json))
+}
+
+/// A rollout: state, waves with counts, and its decision log.
+#[utoipa::path(get, path = "/api/rollouts/{id}", tag = "rollouts", params(("id" = String, Path, description = "rollout id")),
+    responses((status = 200, body = RolloutView), (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<KeyQuery>,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        authorize(&state, &headers, &query, auth::READ)?;
+        let service = service(&state)?;
+        let rollout = service.get(&id).await?;
+        let decisions = service
+            .store()
+            .audit(&id)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok::<_, Problem>(RolloutView::of(&rollout, Some(decisions)))
+    }
+    .await;
+    respond(result.map(Json))
+}
+
+/// The audit trail of a rollout.
+#[utoipa::path(get, path = "/api/rollouts/{id}/events", tag = "rollouts", params(("id" = String, Path, description = "rollout id")),
+    responses((status = 200, body = EventList), (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<KeyQuery>,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        authorize(&state, &headers, &query, auth::READ)?;
+        let service = service(&state)?;
+        service.get(&id).await?;
+        let decisions = service
+            .store()
+            .audit(&id)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok::<_, Problem>(EventList { value: decisions })
+    }
+    .await;
+    respond(result.map(Json))
+}
+
+/// Hosts and devices side by side: on the target update, behind, or failed.
+#[utoipa::path(get, path = "/api/compliance", tag = "compliance",
+    responses((status = 200, body = ComplianceView), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn compliance(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<KeyQuery>,
+) -> Response {
+    let result = async {
+        authorize(&state, &headers, &query, auth::READ)?;
+        let rollouts = service(&state)?.list(None).await?;
+        let mut seen_groups = std::collections::BTreeSet::new();
+        let mut entries = Vec::new();
+        for rollout in &rollouts {
+            // newest first: a group's latest rollout speaks for it
+            let groups: Vec<String> = rollout
+                .plan
+                .device_groups()
+                .map(|g| g.to_ascii_lowercase())
+                .collect();
+            if groups.iter().all(|g| seen_groups.contains(g)) && rollout.state.is_terminal() {
+                continue;
+            }
+            seen_groups.extend(groups);
+            entries.push(RolloutCompliance::of(rollout));
+        }
+        Ok::<_, Problem>(ComplianceView { rollouts: entries })
+    }
+    .await;
+    respond(result.map(Json))
+}
+
+fn respond<T: IntoResponse>(result: Result<T, Problem>) -> Response {
+    match result {
+        Ok(body) => body.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn command(
+    state: AppState,
+    headers: HeaderMap,
+    query: KeyQuery,
+    id: String,
+    body: Bytes,
+    action: CommandAction,
+) -> Response {
+    let role = if action == CommandAction::Approve {
+        auth::APPROVE
+    } else {
+        auth::OPERATE
+    };
+    let result = async {
+        let caller: Caller = authorize(&state, &headers, &query, role)?;
+        if action == CommandAction::Approve && caller.kind == CallerKind::Key {
+            return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden")
+                .detail("an approval needs a named principal, not a function key"));
+        }
+        let body: CommandBody = serde_json::from_slice(&body).map_err(|e| {
+            Problem::new(StatusCode::BAD_REQUEST, "Invalid command")
+                .detail(format!("expected {{\"reason\": \"…\"}}: {e}"))
+        })?;
+        if body.reason.trim().is_empty() {
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid command")
+                .detail("a reason is required"));
+        }
+        let service = service(&state)?;
+        let command_id = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|k| format!("{}:{k}", caller.name))
+            .unwrap_or_else(|| service.new_command_id());
+        let command = Command {
+            id: command_id,
+            action,
+            actor: caller.name.clone(),
+            reason: body.reason,
+        };
+        Ok(service.command(&id, command).await?)
+    }
+    .await;
+    match result {
+        Ok(rollout) => {
+            let moving = !rollout.state.is_terminal();
+            let status = if moving {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            let mut response = (
+                status,
+                [(header::LOCATION, location(&rollout.id))],
+                Json(RolloutView::of(&rollout, None)),
+            )
+                .into_response();
+            if moving {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
+            response
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+macro_rules! command_route {
+    ($name:ident, $action:expr, $path:literal, $summary:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(post, path = $path, tag = "commands", params(("id" = String, Path, description = "rollout id")),
+            request_body = CommandBody,
+            responses(
+                (status = 202, description = "accepted; the rollout moves on (Logic Apps: poll Location)", body = RolloutView,
+                    headers(("Location" = String, description = "the rollout"), ("Retry-After" = String, description = "seconds"))),
+                (status = 200, description = "done; the rollout is in a final state", body = RolloutView),
+                (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+                (status = 404, body = Problem), (status = 409, description = "refused in the rollout's state", body = Problem)))]
+        pub async fn $name(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<KeyQuery>, Path(id): Path<String>, body: Bytes) -> Response {
+            command(state, headers, query, id, body, $action).await
+        }
+    };
+}
+
+command_route!(
+    pause,
+    CommandAction::Pause,
+    "/api/rollouts/{id}/pause",
+    "Pause: no new wave starts; deploying devices carry on."
+);
+command_route!(
+    resume,
+    CommandAction::Resume,
+    "/api/rollouts/{id}/resume",
+    "Resume after a pause (accepts a failed wave or a blocked host gate)."
+);
+command_route!(
+    approve,
+    CommandAction::Approve,
+    "/api/rollouts/{id}/approve",
+    "Approve the next wave (role Rollout.Approve, a named principal)."
+);
+command_route!(
+    cancel,
+    CommandAction::Cancel,
+    "/api/rollouts/{id}/cancel",
+    "Cancel the rollout and its active deployments."
+);
+command_route!(
+    rollback,
+    CommandAction::Rollback,
+    "/api/rollouts/{id}/rollback",
+    "Roll every touched group back to the rollback update."
+);
