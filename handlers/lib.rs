@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod azure;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod host;

@@ -1,6 +1,7 @@
 //! The `patchwave` binary: `serve` (what the Functions host starts) and `package`.
 
 use clap::{Parser, Subcommand};
+use patchwave::cli::{ApiTarget, RolloutsCommand};
 use patchwave::triggers::AppState;
 use patchwave::{config::Settings, package, startup, telemetry};
 use std::path::PathBuf;
@@ -20,6 +21,18 @@ enum Command {
         /// Port to listen on (overrides FUNCTIONS_CUSTOMHANDLER_PORT and PATCHWAVE_PORT).
         #[arg(long)]
         port: Option<u16>,
+    },
+    /// Operate rollouts through the API of a local or deployed instance.
+    Rollouts {
+        #[command(flatten)]
+        target: ApiTarget,
+        #[command(subcommand)]
+        command: RolloutsCommand,
+    },
+    /// Hosts and devices side by side: on the target update, behind, failed.
+    Compliance {
+        #[command(flatten)]
+        target: ApiTarget,
     },
     /// List dead letters from the configured store (PATCHWAVE_STORE), newest first, as JSON lines.
     Deadletters {
@@ -45,6 +58,16 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { port } => serve(port).await,
+        Command::Rollouts { target, command } => {
+            patchwave::cli::run_rollouts(&target, &command).await
+        }
+        Command::Compliance { target } => {
+            let answer =
+                patchwave::cli::call(&target, reqwest::Method::GET, "/api/compliance", None, &[])
+                    .await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
         Command::Deadletters { limit } => {
             let settings = Settings::from_env()?;
             let store = startup::open_store(&settings.store).await?;
