@@ -56,6 +56,14 @@ pub enum RolloutsCommand {
     Rollback(Reasoned),
 }
 
+/// One API call: method, path, JSON body, extra headers.
+pub type ApiRequest = (
+    reqwest::Method,
+    String,
+    Option<Value>,
+    Vec<(String, String)>,
+);
+
 /// A command on a rollout with its reason.
 #[derive(Debug, Clone, Args)]
 pub struct Reasoned {
@@ -68,14 +76,7 @@ pub struct Reasoned {
 
 impl RolloutsCommand {
     /// The HTTP call this command makes: method, path, body, extra headers.
-    pub fn request(
-        &self,
-    ) -> anyhow::Result<(
-        reqwest::Method,
-        String,
-        Option<Value>,
-        Vec<(String, String)>,
-    )> {
+    pub fn request(&self) -> anyhow::Result<ApiRequest> {
         use reqwest::Method;
         let command = |verb: &str, r: &Reasoned| {
             (
