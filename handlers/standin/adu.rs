@@ -2,9 +2,10 @@
 //! deployments, device class subgroups (list, `:cancel`, `:retry`, status) and devices.
 
 use super::fleet;
-use super::http::{azure_time, error, json, percent_encode, require_api_version};
+use super::http::{error, json};
 use super::model::*;
 use super::rng::SplitMix64;
+use super::subgroups;
 use super::world::State as WorldState;
 use super::World;
 use axum::body::Bytes;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 /// The Device Update api-version served.
 pub const API_VERSION: &str = "2022-10-01";
 
-type Q = Query<HashMap<String, String>>;
+pub(super) type Q = Query<HashMap<String, String>>;
 
 /// The Device Update routes.
 pub fn routes() -> Router<Arc<World>> {
@@ -39,38 +40,42 @@ pub fn routes() -> Router<Arc<World>> {
         )
         .route(
             &format!("{groups}/deviceClassSubgroups"),
-            get(list_subgroups),
+            get(subgroups::list_subgroups),
         )
         .route(
             &format!("{groups}/deviceClassSubgroups/{{class}}/deployments/{{action}}"),
-            post(subgroup_action),
+            post(subgroups::subgroup_action),
         )
         .route(
             &format!("{groups}/deviceClassSubgroups/{{class}}/deployments/{{deployment}}/status"),
-            get(subgroup_status),
+            get(subgroups::subgroup_status),
         )
         .route(
             "/deviceUpdate/{instance}/management/devices",
-            get(list_devices),
+            get(subgroups::list_devices),
         )
 }
 
+/// Returns the `400 InvalidApiVersion` answer unless the query has this api-version.
 macro_rules! api_version {
     ($query:expr) => {
-        if let Err(response) = require_api_version(&$query, API_VERSION) {
+        if let Err(response) =
+            $crate::standin::http::require_api_version(&$query, $crate::standin::adu::API_VERSION)
+        {
             return *response;
         }
     };
 }
+pub(super) use api_version;
 
-fn update_info(update: &UpdateId) -> Value {
+pub(super) fn update_info(update: &UpdateId) -> Value {
     json!({"updateId": {"provider": update.provider, "name": update.name, "version": update.version},
            "description": format!("{} {} {} (simulated by the stand-in)", update.provider, update.name, update.version),
            "friendlyName": format!("{} {} {}", update.provider, update.name, update.version)})
 }
 
 /// The `Deployment` body of `dep`.
-fn deployment_body(dep: &Deployment, classes: &[String]) -> Value {
+pub(super) fn deployment_body(dep: &Deployment, classes: &[String]) -> Value {
     let mut body = json!({
         "deploymentId": dep.id, "groupId": dep.group, "deviceClassSubgroups": classes,
         "startDateTime": dep.start, "update": update_info(&dep.update),
@@ -87,7 +92,7 @@ fn deployment_body(dep: &Deployment, classes: &[String]) -> Value {
     body
 }
 
-fn not_found(what: &str, id: &str) -> Response {
+pub(super) fn not_found(what: &str, id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
         &format!("{what}NotFound"),
@@ -95,7 +100,7 @@ fn not_found(what: &str, id: &str) -> Response {
     )
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
+pub(super) fn bad_request(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
 
@@ -287,7 +292,7 @@ async fn delete_deployment(
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn classes_of(state: &WorldState, group: &str) -> Vec<String> {
+pub(super) fn classes_of(state: &WorldState, group: &str) -> Vec<String> {
     state
         .groups
         .get(group)
@@ -295,7 +300,7 @@ fn classes_of(state: &WorldState, group: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn subgroup_status_body(state: &WorldState, dep: &Deployment, class: &str) -> Value {
+pub(super) fn subgroup_status_body(state: &WorldState, dep: &Deployment, class: &str) -> Value {
     let in_class: Vec<DevicePhase> = dep
         .devices
         .iter()
@@ -353,277 +358,9 @@ async fn deployment_status(
     )
 }
 
-async fn subgroup_status(
-    State(world): State<Arc<World>>,
-    Path((_instance, group, class, id)): Path<(String, String, String, String)>,
-    Query(query): Q,
-) -> Response {
-    api_version!(query);
-    let mut guard = world.lock();
-    if !classes_of(&guard, &group).contains(&class) {
-        return not_found("DeviceClassSubgroup", &class);
-    }
-    let Some(dep) = guard.deployment_mut(&group, &id).map(|d| d.clone()) else {
-        return not_found("Deployment", &id);
-    };
-    json(StatusCode::OK, subgroup_status_body(&guard, &dep, &class))
-}
-
-async fn list_subgroups(
-    State(world): State<Arc<World>>,
-    Path((_instance, group)): Path<(String, String)>,
-    Query(query): Q,
-) -> Response {
-    api_version!(query);
-    let state = world.lock();
-    let Some(g) = state.groups.get(&group) else {
-        return not_found("Group", &group);
-    };
-    let latest = state.latest_deployment(&group).map(|d| d.id.clone());
-    let value: Vec<Value> = g
-        .classes
-        .iter()
-        .map(|class| {
-            let count = g
-                .devices
-                .iter()
-                .filter(|d| {
-                    state
-                        .devices
-                        .get(*d)
-                        .is_some_and(|d| &d.device_class == class)
-                })
-                .count();
-            let mut item = json!({"deviceClassId": class, "groupId": group,
-                "createdDateTime": azure_time(g.created), "deviceCount": count});
-            if let Some(id) = &latest {
-                item["deploymentId"] = json!(id);
-            }
-            item
-        })
-        .collect();
-    json(StatusCode::OK, json!({"value": value}))
-}
-
-async fn subgroup_action(
-    State(world): State<Arc<World>>,
-    Path((_instance, group, class, action)): Path<(String, String, String, String)>,
-    Query(query): Q,
-) -> Response {
-    api_version!(query);
-    let Some((id, verb)) = action.rsplit_once(':') else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("No action in '{action}'; use :cancel or :retry."),
-        );
-    };
-    let (response, retry) = {
-        let mut guard = world.lock();
-        let state = &mut *guard;
-        let classes = classes_of(state, &group);
-        if !classes.contains(&class) {
-            return not_found("DeviceClassSubgroup", &class);
-        }
-        let in_class: Vec<String> = state
-            .devices
-            .values()
-            .filter(|d| d.group == group && d.device_class == class)
-            .map(|d| d.id.clone())
-            .collect();
-        let Some(dep) = state.deployment_mut(&group, id) else {
-            return not_found("Deployment", id);
-        };
-        let mut retry = None;
-        match verb {
-            "cancel" => {
-                dep.canceled_classes.insert(class.clone());
-                let mut canceled = Vec::new();
-                for device in &in_class {
-                    if let Some(phase) = dep.devices.get_mut(device).filter(|p| !p.is_final()) {
-                        *phase = DevicePhase::Canceled;
-                        canceled.push(device.clone());
-                    }
-                }
-                for device in canceled {
-                    if let Some(d) = state.devices.get_mut(&device) {
-                        d.status = Some(DevicePhase::Canceled);
-                        d.last_deployment = Some(id.to_string());
-                    }
-                }
-            }
-            "retry" => {
-                dep.retried = true;
-                dep.retries += 1;
-                let failed: Vec<String> = in_class
-                    .iter()
-                    .filter(|d| dep.devices.get(*d) == Some(&DevicePhase::Failed))
-                    .cloned()
-                    .collect();
-                retry = Some((failed, dep.retries));
-            }
-            other => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("Unknown action ':{other}'; use :cancel or :retry."),
-                )
-            }
-        }
-        let Some(dep) = state.deployment_mut(&group, id) else {
-            return not_found("Deployment", id);
-        };
-        let mut body = deployment_body(dep, &classes);
-        body["isCanceled"] = json!(dep.canceled_classes.contains(&class));
-        (json(StatusCode::OK, body), retry)
-    };
-    if let Some((devices, attempt)) = retry {
-        fleet::run_devices(&world, &group, id, devices, attempt);
-    }
-    response
-}
-
-/// One `filter` clause: a field and the value it must equal (`None` for `eq null`).
-fn parse_filter(filter: &str) -> Result<Vec<(String, Option<String>)>, String> {
-    let mut clauses = Vec::new();
-    let (mut current, mut quoted) = (String::new(), false);
-    let chars: Vec<char> = filter.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] == '\'' {
-            quoted = !quoted;
-        }
-        let rest: String = chars[i..].iter().take(5).collect();
-        if !quoted && rest.eq_ignore_ascii_case(" and ") {
-            clauses.push(std::mem::take(&mut current));
-            i += 5;
-            continue;
-        }
-        current.push(chars[i]);
-        i += 1;
-    }
-    clauses.push(current);
-    clauses
-        .iter()
-        .map(|clause| {
-            let lower = clause.to_ascii_lowercase();
-            let at = lower
-                .find(" eq ")
-                .ok_or_else(|| format!("unsupported filter clause '{clause}'"))?;
-            let key = clause[..at].trim().to_ascii_lowercase();
-            let value = clause[at + 4..].trim();
-            if !["groupid", "deviceclassid", "deploymentstatus"].contains(&key.as_str()) {
-                return Err(format!(
-                    "unsupported filter field '{}'",
-                    clause[..at].trim()
-                ));
-            }
-            if value.eq_ignore_ascii_case("null") {
-                return Ok((key, None));
-            }
-            let inner = value
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .ok_or_else(|| format!("filter value {value} must be quoted"))?;
-            Ok((key, Some(inner.replace("''", "'"))))
-        })
-        .collect()
-}
-
-fn device_body(state: &WorldState, device: &Device) -> Value {
-    let latest = state
-        .latest_deployment(&device.group)
-        .map(|d| d.update.clone());
-    let mut body = json!({
-        "deviceId": device.id, "deviceClassId": device.device_class, "groupId": device.group,
-        "installedUpdate": update_info(&device.installed),
-        "onLatestUpdate": latest.is_none_or(|u| u == device.installed),
-    });
-    if let Some(update) = &device.last_attempted {
-        body["lastAttemptedUpdate"] = update_info(update);
-    }
-    if let Some(status) = device.status {
-        body["deploymentStatus"] = json!(status.service_name());
-    }
-    if let Some(id) = &device.last_deployment {
-        body["lastDeploymentId"] = json!(id);
-    }
-    body
-}
-
-async fn list_devices(
-    State(world): State<Arc<World>>,
-    Path(instance): Path<String>,
-    Query(query): Q,
-) -> Response {
-    api_version!(query);
-    let filter = query.get("filter").map(String::as_str).unwrap_or_default();
-    let clauses = if filter.trim().is_empty() {
-        Vec::new()
-    } else {
-        match parse_filter(filter) {
-            Ok(clauses) => clauses,
-            Err(message) => return error(StatusCode::BAD_REQUEST, "InvalidFilter", message),
-        }
-    };
-    let skip: usize = match query.get("skipToken").map(|t| t.parse()) {
-        None => 0,
-        Some(Ok(skip)) => skip,
-        Some(Err(_)) => return bad_request("skipToken is not valid"),
-    };
-    let page = world.config.page_size.max(1);
-    let state = world.lock();
-    let matching: Vec<&Device> = state
-        .devices
-        .values()
-        .filter(|d| {
-            clauses.iter().all(|(key, value)| {
-                let actual = match key.as_str() {
-                    "groupid" => Some(d.group.clone()),
-                    "deviceclassid" => Some(d.device_class.clone()),
-                    _ => d.status.map(|s| s.service_name().to_string()),
-                };
-                actual.as_deref() == value.as_deref()
-            })
-        })
-        .collect();
-    let value: Vec<Value> = matching
-        .iter()
-        .skip(skip)
-        .take(page)
-        .map(|d| device_body(&state, d))
-        .collect();
-    let mut body = json!({"value": value});
-    if skip + page < matching.len() {
-        body["nextLink"] = json!(format!(
-            "{}/deviceUpdate/{}/management/devices?filter={}&api-version={API_VERSION}&skipToken={}",
-            world.base_url,
-            percent_encode(&instance),
-            percent_encode(filter),
-            skip + page
-        ));
-    }
-    json(StatusCode::OK, body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filters_parse() {
-        let clauses =
-            parse_filter("groupId eq 'can''ary' and deploymentStatus eq null").expect("filter");
-        assert_eq!(
-            clauses,
-            vec![
-                ("groupid".to_string(), Some("can'ary".to_string())),
-                ("deploymentstatus".to_string(), None)
-            ]
-        );
-        assert!(parse_filter("name gt 'x'").is_err());
-        assert!(parse_filter("groupId eq canary").is_err());
-    }
 
     #[test]
     fn deployment_ids_are_checked() {

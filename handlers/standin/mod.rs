@@ -28,6 +28,7 @@ pub mod iothub;
 pub mod maintenance;
 pub mod model;
 pub mod rng;
+pub mod subgroups;
 pub mod world;
 
 pub use model::*;

@@ -241,3 +241,55 @@ async fn cancelling_a_maintenance_run_answers_the_official_shape() {
         .expect("put");
     assert_eq!(wrong.status(), 400);
 }
+
+#[tokio::test]
+async fn fault_knobs_answer_429_and_500_but_spare_the_control_routes() {
+    let mut config = fast_config(vec![]);
+    config.faults.throttle_rate = 1.0;
+    let standin = start(config).await;
+    let http = client();
+    let throttled = http
+        .post(format!(
+            "{}{VM}/installPatches?api-version=2025-04-01",
+            standin.url()
+        ))
+        .json(&example("compute-install-patches-request.json"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(throttled.status(), 429);
+    assert_eq!(header(&throttled, "retry-after"), "1");
+    assert!(
+        standin.world().operations().is_empty(),
+        "a throttled call changes nothing"
+    );
+
+    let faults: Value = http
+        .put(format!("{}/_standin/faults", standin.url()))
+        .json(&json!({"serverErrorRate": 1.0}))
+        .send()
+        .await
+        .expect("faults")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(faults["throttleRate"], 0.0);
+    let failing = http
+        .post(format!(
+            "{}/devices/query?api-version=2021-04-12",
+            standin.url()
+        ))
+        .json(&json!({"query": "SELECT * FROM devices"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(failing.status(), 500);
+    let world = http
+        .get(format!("{}/_standin/world", standin.url()))
+        .send()
+        .await
+        .expect("world");
+    assert_eq!(world.status(), 200);
+    let stats = standin.world().stats();
+    assert_eq!((stats.injected_429, stats.injected_500), (1, 1));
+}

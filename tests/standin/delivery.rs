@@ -310,3 +310,44 @@ async fn without_a_handler_invocations_wait_and_fault_knobs_apply() {
     assert_eq!(dropped, 8);
     assert_eq!(world.stats().reports_dropped, 8);
 }
+
+#[tokio::test]
+async fn a_fleet_of_two_thousand_devices_finishes_in_seconds() {
+    let recorder = Recorder::start(0).await;
+    let mut config = fast_config(vec![GroupConfig::numbered("fleet", 2000, 0.02)]);
+    config.handler_url = Some(recorder.url.clone());
+    config.partitions = 4;
+    let standin = start(config).await;
+    let world = standin.world();
+    let begin = tokio::time::Instant::now();
+    deploy(&standin, "fleet", "big").await;
+    eventually("4,000 reports delivered", Duration::from_secs(20), || {
+        world.stats().twin_messages_delivered == 4000
+    })
+    .await;
+    assert!(
+        begin.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        begin.elapsed()
+    );
+    let calls = recorder.accepted("TwinChanges");
+    let mut partitions = BTreeSet::new();
+    let mut finals = 0;
+    for call in &calls {
+        let envelope: Value = serde_json::from_slice(&call.body).expect("json");
+        partitions
+            .insert(envelope["Metadata"]["TriggerPartitionContext"]["PartitionId"].to_string());
+        let changes = decode(&call.body);
+        assert!(changes.len() <= 100);
+        finals += changes
+            .iter()
+            .filter(|c| {
+                c.device_update.as_ref().and_then(|r| r.state)
+                    != Some(AgentState::DeploymentInProgress)
+            })
+            .count();
+    }
+    assert_eq!(finals, 2000);
+    assert_eq!(partitions.len(), 4);
+    assert_eq!(failed_devices(&standin).len(), 40);
+}

@@ -113,7 +113,7 @@ async fn a_cancelled_run_never_reports_succeeded() {
     let standin = start(config).await;
     schedule(
         &standin.url(),
-        json!({"configurationId": CONFIG_ID, "machines": ["gw-01"], "preWaitMs": 600}),
+        json!({"configurationId": CONFIG_ID, "machines": ["gw-01"], "preWaitMs": 1200}),
     )
     .await;
     eventually("the pre event", Duration::from_secs(5), || {
@@ -138,7 +138,7 @@ async fn a_cancelled_run_never_reports_succeeded() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["properties"]["status"], "Cancelled");
 
-    tokio::time::sleep(Duration::from_millis(600 + 300 + 400)).await;
+    tokio::time::sleep(Duration::from_millis(1200 + 500 + 400)).await;
     let posts: Vec<MaintenanceEvent> = recorder
         .accepted("PatchEvents")
         .iter()
@@ -156,4 +156,53 @@ async fn a_cancelled_run_never_reports_succeeded() {
     );
     assert_eq!(world.maintenance_runs()[0].state, RunState::Cancelled);
     assert_eq!(world.maintenance_runs()[0].post_status, None);
+}
+
+#[tokio::test]
+async fn a_cancelled_run_can_report_cancelled_and_a_started_run_cannot_be_cancelled() {
+    let recorder = Recorder::start(0).await;
+    let mut config = fast_config(vec![]);
+    config.handler_url = Some(recorder.url.clone());
+    config.cancelled_runs_post_event = true;
+    let standin = start(config).await;
+    let cancel = |run: String| {
+        client()
+            .put(format!(
+                "{}{run}?api-version=2023-10-01-preview",
+                standin.url()
+            ))
+            .json(&json!({"properties": {"status": "Cancel"}}))
+            .send()
+    };
+    let first = schedule(
+        &standin.url(),
+        json!({"configurationId": CONFIG_ID, "start": "2026-12-01T01:00:00Z", "preWaitMs": 800}),
+    )
+    .await;
+    let run = first["correlationId"].as_str().expect("id").to_string();
+    assert_eq!(cancel(run.clone()).await.expect("cancel").status(), 200);
+    eventually("pre and cancelled post", Duration::from_secs(10), || {
+        recorder.accepted("PatchEvents").len() == 2
+    })
+    .await;
+    let post = decode(&recorder.accepted("PatchEvents")[1]);
+    assert_eq!(post.phase, MaintenancePhase::Post);
+    assert_eq!(post.status, Some(RunStatus::Cancelled));
+    assert_eq!(post.correlation_id, run);
+
+    let second = schedule(
+        &standin.url(),
+        json!({"configurationId": CONFIG_ID, "start": "2026-12-02T01:00:00Z", "preWaitMs": 10}),
+    )
+    .await;
+    let run = second["correlationId"].as_str().expect("id").to_string();
+    let world = standin.world();
+    eventually("the run starts", Duration::from_secs(5), || {
+        world
+            .maintenance_runs()
+            .iter()
+            .any(|r| r.id == run && r.state != RunState::Scheduled)
+    })
+    .await;
+    assert_eq!(cancel(run).await.expect("cancel").status(), 409);
 }

@@ -13,7 +13,7 @@ pub fn fast_config(groups: Vec<GroupConfig>) -> StandinConfig {
         groups,
         report_delay_min: Duration::from_millis(5),
         report_delay_max: Duration::from_millis(60),
-        patch_duration: Duration::from_millis(300),
+        patch_duration: Duration::from_millis(500),
         maintenance_pre_wait: Duration::from_millis(300),
         batch_window: Duration::from_millis(20),
         redelivery_backoff_min: Duration::from_millis(50),
