@@ -3,6 +3,7 @@
 
 mod adu;
 mod arm;
+mod clients;
 mod delivery;
 mod iothub;
 mod maintenance;

@@ -1,0 +1,142 @@
+//! patchwave's own Azure clients against the stand-in: the routes they call are the ones it
+//! serves, including under injected throttling.
+
+use crate::support::*;
+use patchwave::azure::credential::NoCredential;
+use patchwave::azure::device_update::{self, DeviceUpdateClient, RollbackPolicy};
+use patchwave::azure::iot_hub::{self, IotHubClient};
+use patchwave::azure::resource_manager::{self, PatchRun, ResourceManagerClient};
+use patchwave::azure::rest::{RestClient, RetryPolicy};
+use patchwave::standin::{Faults, GroupConfig, MachineConfig};
+use rollout_core::{PatchOutcome, UpdateId};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn rest(base: &str, scope: &str) -> RestClient {
+    let policy = RetryPolicy {
+        max_attempts: 8,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(1500),
+        timeout: Duration::from_secs(5),
+    };
+    RestClient::new(base, scope, Arc::new(NoCredential), policy).expect("client")
+}
+
+fn update(version: &str) -> UpdateId {
+    UpdateId {
+        provider: "Contoso".into(),
+        name: "Gateway".into(),
+        version: version.into(),
+    }
+}
+
+#[tokio::test]
+async fn the_clients_work_against_the_stand_in() {
+    let mut group = GroupConfig::numbered("canary", 120, 0.0);
+    group.device_classes = 2;
+    let mut config = fast_config(vec![group]);
+    config.machines = vec![MachineConfig {
+        id: "gw-bad".into(),
+        fails: true,
+    }];
+    let standin = start(config).await;
+    let url = standin.url();
+    let world = standin.world();
+
+    let hub = IotHubClient::new(rest(&url, iot_hub::SCOPE));
+    let mut devices = hub.group_devices("canary").await.expect("group devices");
+    devices.sort();
+    assert_eq!(devices.len(), 120);
+
+    let adu = DeviceUpdateClient::new(rest(&url, device_update::SCOPE), "blue");
+    let rollback = RollbackPolicy {
+        update: update("2.4.0"),
+        devices_failed_percentage: 10,
+        devices_failed_count: 5,
+    };
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+        .expect("time")
+        .to_utc();
+    for _ in 0..2 {
+        adu.create_deployment(
+            "canary",
+            "pw-r1-w0a1",
+            &update("2.4.1"),
+            now,
+            Some(&rollback),
+        )
+        .await
+        .expect("create");
+    }
+    assert_eq!(world.deployments().len(), 1);
+    eventually("the wave finishes", Duration::from_secs(10), || {
+        world.deployments()[0]
+            .devices
+            .values()
+            .all(|p| p.is_final())
+    })
+    .await;
+    let (state, counts) = adu
+        .deployment_status("canary", "pw-r1-w0a1")
+        .await
+        .expect("status");
+    assert_eq!(state, "Active");
+    assert_eq!((counts.total, counts.succeeded), (120, 120));
+    assert_eq!(adu.subgroups("canary").await.expect("subgroups").len(), 2);
+    assert_eq!(
+        adu.cancel_deployment("canary", "pw-r1-w0a1")
+            .await
+            .expect("cancel"),
+        2
+    );
+    assert_eq!(
+        adu.retry_deployment("canary", "pw-r1-w0a1")
+            .await
+            .expect("retry"),
+        2
+    );
+    adu.delete_deployment("canary", "pw-r1-w0a1")
+        .await
+        .expect("delete");
+    adu.delete_deployment("canary", "pw-r1-w0a1")
+        .await
+        .expect("delete again");
+    assert!(world.deployments()[0].deleted);
+
+    // Some requests throttled, some failing: the clients wait it out.
+    world.set_faults(Faults {
+        throttle_rate: 0.1,
+        server_error_rate: 0.1,
+        ..Faults::default()
+    });
+    let arm = ResourceManagerClient::new(rest(&url, resource_manager::SCOPE));
+    for (machine, outcome) in [
+        (
+            "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/gw-01",
+            PatchOutcome::Succeeded,
+        ),
+        (
+            "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/gw-bad",
+            PatchOutcome::Failed,
+        ),
+    ] {
+        let run = arm.start_install_patches(machine).await.expect("install");
+        assert!(matches!(run, PatchRun::Running(_)), "{run:?}");
+        let run = arm
+            .follow(run, Duration::from_secs(15), Duration::from_millis(100))
+            .await
+            .expect("follow");
+        match run {
+            PatchRun::Finished(result) => assert_eq!(result.outcome, outcome, "{}", result.detail),
+            PatchRun::Running(_) => panic!("{machine} did not finish"),
+        }
+    }
+    let run = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/gw-hosts/providers/microsoft.maintenance/applyupdates/20261123010000";
+    assert_eq!(
+        arm.cancel_maintenance_run(run).await.expect("cancel run"),
+        "Cancelled"
+    );
+    assert_eq!(world.cancelled_maintenance_runs(), vec![run.to_string()]);
+    let stats = world.stats();
+    assert!(stats.injected_429 + stats.injected_500 > 0, "{stats:?}");
+}
