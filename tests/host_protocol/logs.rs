@@ -5,10 +5,20 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+/// Stops the server even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn every_invocation_log_line_names_function_and_invocation_id() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_patchwave"))
+    let child = Command::new(env!("CARGO_BIN_EXE_patchwave"))
         .arg("serve")
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
         .env(
@@ -16,18 +26,25 @@ async fn every_invocation_log_line_names_function_and_invocation_id() {
             format!("sqlite:{}", dir.path().join("logs.db").display()),
         )
         .env("RUST_LOG", "info")
+        .env("PATCHWAVE_CREDENTIAL", "none")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .expect("start patchwave serve");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("first log line");
-    let startup: Value = serde_json::from_str(&first).expect("JSON log line");
-    assert_eq!(
-        startup["fields"]["message"], "patchwave listening",
-        "{first}"
-    );
+    let mut child = KillOnDrop(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
+    // startup lines come first; the one announcing the address ends them
+    let startup: Value = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).expect("log line") > 0,
+            "serve exited before listening"
+        );
+        let log: Value = serde_json::from_str(&line).expect("JSON log line");
+        if log["fields"]["message"] == "patchwave listening" {
+            break log;
+        }
+    };
     let address = startup["fields"]["address"]
         .as_str()
         .expect("address")
@@ -50,8 +67,8 @@ async fn every_invocation_log_line_names_function_and_invocation_id() {
         .await
         .expect("invoke");
     assert_eq!(response.status(), 200);
-    child.kill().expect("stop");
-    let _ = child.wait();
+    child.0.kill().expect("stop");
+    let _ = child.0.wait();
 
     let lines: Vec<Value> = stdout
         .lines()
