@@ -6,6 +6,7 @@ pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod host;
 pub mod inputs;
 pub mod package;

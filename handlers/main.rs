@@ -22,6 +22,41 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Run a whole rollout on this machine: the Azure stand-in with a simulated fleet and the
+    /// handler on SQLite, through the real HTTP contract. Needs no Azure subscription.
+    Demo {
+        /// Devices in all (5% canary, 25% pilot, 70% fleet).
+        #[arg(long, default_value_t = 2000)]
+        devices: usize,
+        /// Share of the pilot wave's devices that fail (enough to open a rollback).
+        #[arg(long, default_value_t = 0.12)]
+        failure_rate: f64,
+        /// No failing wave: the rollout completes.
+        #[arg(long)]
+        healthy: bool,
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Folder for the database, the events and the JSON report.
+        #[arg(long, default_value = "patchwave-demo")]
+        out: PathBuf,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Serve the local Azure stand-in alone (Device Update, Resource Manager, IoT Hub), e.g.
+    /// to point a `patchwave serve` at it with PATCHWAVE_*_ENDPOINT variables.
+    Standin {
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 7090)]
+        port: u16,
+        /// The handler to deliver twin changes and maintenance events to.
+        #[arg(long)]
+        handler: Option<String>,
+        /// Devices per group (groups canary, pilot, fleet).
+        #[arg(long, default_value_t = 2000)]
+        devices: usize,
+    },
     /// Operate rollouts through the API of a local or deployed instance.
     Rollouts {
         #[command(flatten)]
@@ -58,6 +93,59 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { port } => serve(port).await,
+        Command::Demo {
+            devices,
+            failure_rate,
+            healthy,
+            seed,
+            out,
+            timeout,
+        } => {
+            let options = patchwave::demo::DemoOptions {
+                devices,
+                failure_rate,
+                healthy,
+                seed,
+                out,
+                limit: std::time::Duration::from_secs(timeout),
+            };
+            let last = patchwave::demo::run(options).await?;
+            let state = last["state"].as_str().unwrap_or_default();
+            anyhow::ensure!(
+                matches!(state, "Completed" | "RolledBack"),
+                "the demo rollout ended {state}"
+            );
+            Ok(())
+        }
+        Command::Standin {
+            port,
+            handler,
+            devices,
+        } => {
+            let options = patchwave::demo::DemoOptions {
+                devices,
+                failure_rate: 0.12,
+                healthy: false,
+                seed: 7,
+                out: PathBuf::new(),
+                limit: std::time::Duration::ZERO,
+            };
+            let mut config = patchwave::demo::standin_config(&options);
+            config.port = port;
+            config.handler_url = handler;
+            let standin = patchwave::standin::Standin::start(config).await?;
+            println!(
+                "Azure stand-in at {} (Device Update instance `{}`); Ctrl-C stops it",
+                standin.url(),
+                patchwave::demo::world::INSTANCE
+            );
+            standin
+                .run_until(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
+            Ok(())
+        }
         Command::Rollouts { target, command } => {
             patchwave::cli::run_rollouts(&target, &command).await
         }
