@@ -143,9 +143,21 @@ impl LocalWorld {
         machines: &[String],
         pre_wait: Duration,
     ) -> anyhow::Result<()> {
+        self.run_maintenance_at(configuration_id, machines, pre_wait, None)
+    }
+
+    /// Like [`LocalWorld::run_maintenance`], for the schedule instance starting at `start`
+    /// (which also names the run).
+    pub fn run_maintenance_at(
+        &self,
+        configuration_id: &str,
+        machines: &[String],
+        pre_wait: Duration,
+        start: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> anyhow::Result<()> {
         let request = MaintenanceRequest {
             configuration_id: configuration_id.to_string(),
-            start: None,
+            start,
             machines: machines.to_vec(),
             subscription_ids: None,
             pre_wait_ms: Some(pre_wait.as_millis() as u64),
