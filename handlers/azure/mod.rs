@@ -144,7 +144,17 @@ impl AzureExecutor {
         let resumed = checkpoint.and_then(|c| serde_json::from_str::<Operation>(c).ok());
         let run = match resumed {
             Some(operation) => arm.poll(&operation).await?,
-            None => arm.start_install_patches(machine).await?,
+            None => match arm.start_install_patches(machine).await {
+                // a run started by an attempt that crashed before keeping its checkpoint is
+                // still going: wait for it to end, then start again (patching twice is harmless)
+                Err(error) if error.status() == Some(409) => {
+                    return Ok(EffectOutcome::Failed {
+                        error: format!("another patch run is in progress on {machine}"),
+                        retryable: true,
+                    })
+                }
+                other => other?,
+            },
         };
         Ok(
             match arm
