@@ -92,7 +92,7 @@ pub struct DeadLetterList {
 /// Inputs that could not be used, newest first.
 #[utoipa::path(get, path = "/api/deadletters", tag = "service",
     params(("limit" = Option<usize>, Query, description = "at most this many (1–1000, default 100)")),
-    responses((status = 200, body = DeadLetterList), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = DeadLetterList), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     headers: HeaderMap,

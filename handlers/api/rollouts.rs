@@ -63,9 +63,9 @@ fn location(id: &str) -> String {
     params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe create")),
     responses(
         (status = 201, description = "created", body = RolloutView, headers(("Location" = String, description = "the rollout"))),
-        (status = 400, description = "invalid plan; every problem listed", body = Problem),
-        (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 409, description = "a device group is in another active rollout", body = Problem)))]
+        (status = 400, description = "invalid plan; every problem listed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a device group is in another active rollout", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -113,7 +113,7 @@ pub struct ListQuery {
 
 /// List rollouts, newest first.
 #[utoipa::path(get, path = "/api/rollouts", tag = "rollouts", params(ListQuery),
-    responses((status = 200, body = RolloutList), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = RolloutList), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -132,7 +132,7 @@ pub async fn list(
 
 /// A rollout: state, waves with counts, and its decision log.
 #[utoipa::path(get, path = "/api/rollouts/{id}", tag = "rollouts", params(("id" = String, Path, description = "rollout id")),
-    responses((status = 200, body = RolloutView), (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = RolloutView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -156,7 +156,7 @@ pub async fn show(
 
 /// The audit trail of a rollout.
 #[utoipa::path(get, path = "/api/rollouts/{id}/events", tag = "rollouts", params(("id" = String, Path, description = "rollout id")),
-    responses((status = 200, body = EventList), (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = EventList), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -180,7 +180,7 @@ pub async fn events(
 
 /// Hosts and devices side by side: on the target update, behind, or failed.
 #[utoipa::path(get, path = "/api/compliance", tag = "compliance",
-    responses((status = 200, body = ComplianceView), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = ComplianceView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn compliance(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -294,8 +294,8 @@ macro_rules! command_route {
                 (status = 202, description = "accepted; the rollout moves on (Logic Apps: poll Location)", body = RolloutView,
                     headers(("Location" = String, description = "the rollout"), ("Retry-After" = String, description = "seconds"))),
                 (status = 200, description = "done; the rollout is in a final state", body = RolloutView),
-                (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-                (status = 404, body = Problem), (status = 409, description = "refused in the rollout's state", body = Problem)))]
+                (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "refused in the rollout's state", body = Problem, content_type = "application/problem+json")))]
         pub async fn $name(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<KeyQuery>, Path(id): Path<String>, body: Bytes) -> Response {
             command(state, headers, query, id, body, $action).await
         }
