@@ -1,0 +1,331 @@
+// patchwave on Azure: the Function App running the custom handler and everything it listens
+// to or calls, wired with least privilege (issue 8, design §2, §7, §8).
+//
+//   az group create -n RG -l LOCATION
+//   az deployment group create -g RG -f infra/main.bicep -p infra/main.parameters.json
+//
+// The first deployment passes -p subscribePatchEvents=false: Event Grid only subscribes a
+// function that exists, and the code is deployed after the infrastructure (README).
+
+targetScope = 'resourceGroup'
+
+@description('Region of every resource.')
+param location string = resourceGroup().location
+
+@description('Prefix of resource names (lowercase letters, digits, hyphens).')
+@minLength(2)
+@maxLength(10)
+param namePrefix string = 'patchwave'
+
+@description('Tags on every resource.')
+param tags object = {
+  application: 'patchwave'
+}
+
+@description('FlexConsumption: serverless, identity-only storage. ElasticPremium: always warm (EP1+), keeps its content on an Azure Files share, which needs shared key access on the storage account.')
+@allowed(['FlexConsumption', 'ElasticPremium'])
+param hostingPlan string = 'FlexConsumption'
+
+@description('Elastic Premium size (ElasticPremium only).')
+@allowed(['EP1', 'EP2', 'EP3'])
+param premiumSku string = 'EP1'
+
+@description('Replication of the storage account.')
+@allowed(['Standard_GRS', 'Standard_GZRS', 'Standard_RAGRS', 'Standard_RAGZRS', 'Standard_ZRS'])
+param storageSku string = 'Standard_GRS'
+
+@description('S1 units of the IoT Hub.')
+@minValue(1)
+param iotHubCapacity int = 1
+
+@description('Turn off the IoT Hub\'s shared access policies (keep false while devices or DPS use SAS keys).')
+param iotHubDisableLocalAuth bool = false
+
+@description('Partitions of the twin-change Event Hub.')
+@minValue(1)
+@maxValue(32)
+param twinPartitionCount int = 4
+
+@description('Device Update instance name (PATCHWAVE_ADU_INSTANCE).')
+param deviceUpdateInstanceName string = 'fleet'
+
+@description('Object id of the "Azure Device Update" service principal of this tenant, to grant it IoT Hub Data Contributor on the hub (az ad sp list --display-name "Azure Device Update" --query [0].id -o tsv). Empty: grant it by hand.')
+param deviceUpdateServicePrincipalId string = ''
+
+@description('Resource groups (this subscription) holding the VMs and Arc-enabled servers patchwave patches. The identity gets its patching roles there and nowhere else, and the maintenance configuration\'s dynamic scope covers them.')
+param patchResourceGroups array = []
+
+@description('Machines join the maintenance schedule when they carry this tag...')
+param patchTagName string = 'patchwave-schedule'
+
+@description('...with one of these values.')
+param patchTagValues array = [
+  'weekly'
+]
+
+@description('Regions of the dynamic scope; empty for all.')
+param patchLocations array = []
+
+@description('First maintenance window start, "yyyy-MM-dd HH:mm".')
+param maintenanceWindowStart string = '2026-01-04 02:00'
+
+@description('Maintenance window length, "HH:mm".')
+param maintenanceWindowDuration string = '03:00'
+
+@description('Time zone of the window (Windows id).')
+param maintenanceWindowTimeZone string = 'UTC'
+
+@description('Weekly recurrence, e.g. "Week Sunday".')
+param maintenanceWindowRecurrence string = 'Week Sunday'
+
+@description('Linux classifications to install.')
+param linuxClassifications array = [
+  'Critical'
+  'Security'
+]
+
+@description('Windows classifications to install.')
+param windowsClassifications array = [
+  'Critical'
+  'Security'
+]
+
+@description('Subscribe the PatchEvents function to the maintenance events. False on the first deployment, before the code exists.')
+param subscribePatchEvents bool = true
+
+@description('E-mail address receiving alerts; empty for none.')
+param alertEmail string = ''
+
+@description('Roles of function-key callers (PATCHWAVE_KEY_ROLES).')
+param keyRoles string = 'Rollout.Read,Rollout.Operate'
+
+@description('Log filter of the handler (RUST_LOG).')
+param logFilter string = 'info'
+
+@description('Client id of the Entra app registration for App Service Authentication; empty leaves it off (approvals then need it turned on).')
+param authClientId string = ''
+
+@description('Deploy the example Logic App (needs authClientId for its approval step).')
+param deployExampleLogicApp bool = false
+
+@description('Function key for the Logic App; empty reads the host\'s default key.')
+@secure()
+param logicAppFunctionKey string = ''
+
+@description('Webhook the Logic App notifies of pending approvals.')
+param approvalNotificationUrl string = ''
+
+var token = uniqueString(resourceGroup().id)
+var compactPrefix = toLower(replace(namePrefix, '-', ''))
+var names = {
+  storage: take('${compactPrefix}${token}', 24)
+  workspace: '${namePrefix}-logs-${token}'
+  appInsights: '${namePrefix}-ai-${token}'
+  eventHubs: '${namePrefix}-ehns-${token}'
+  iotHub: '${namePrefix}-hub-${token}'
+  deviceUpdate: take('${namePrefix}-adu-${token}', 24)
+  plan: '${namePrefix}-plan-${token}'
+  functionApp: '${namePrefix}-func-${token}'
+  maintenance: '${namePrefix}-hosts-${token}'
+  logicApp: '${namePrefix}-approval-${token}'
+}
+
+// Must match function-definitions/TwinChanges/function.json (consumerGroup) and the
+// PATCHWAVE_TWIN_EVENTHUB_NAME setting; tests/infra.rs checks both.
+var twinHubName = 'iothub-twin-changes'
+var twinConsumerGroup = 'patchwave'
+var lifecycleHubName = 'patchwave-lifecycle'
+var deploymentContainerName = 'app-package'
+var deadLetterContainerName = 'eventgrid-deadletters'
+var contentShareName = hostingPlan == 'ElasticPremium' ? toLower(names.functionApp) : ''
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    workspaceName: names.workspace
+    appInsightsName: names.appInsights
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: names.storage
+    location: location
+    tags: tags
+    skuName: storageSku
+    allowSharedKeyAccess: hostingPlan == 'ElasticPremium'
+    deploymentContainerName: hostingPlan == 'FlexConsumption' ? deploymentContainerName : ''
+    contentShareName: contentShareName
+    deadLetterContainerName: deadLetterContainerName
+  }
+}
+
+module eventHubs 'modules/eventhubs.bicep' = {
+  name: 'eventhubs'
+  params: {
+    name: names.eventHubs
+    location: location
+    tags: tags
+    twinHubName: twinHubName
+    twinConsumerGroup: twinConsumerGroup
+    lifecycleHubName: lifecycleHubName
+    twinPartitionCount: twinPartitionCount
+  }
+}
+
+module iotHub 'modules/iothub.bicep' = {
+  name: 'iothub'
+  params: {
+    name: names.iotHub
+    location: location
+    tags: tags
+    capacity: iotHubCapacity
+    disableLocalAuth: iotHubDisableLocalAuth
+    eventHubNamespaceName: eventHubs.outputs.namespaceName
+    twinHubName: eventHubs.outputs.twinHubName
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module deviceUpdate 'modules/deviceupdate.bicep' = {
+  name: 'deviceupdate'
+  params: {
+    accountName: names.deviceUpdate
+    instanceName: deviceUpdateInstanceName
+    location: location
+    tags: tags
+    iotHubId: iotHub.outputs.id
+    workspaceId: monitoring.outputs.workspaceId
+    deviceUpdateServicePrincipalId: deviceUpdateServicePrincipalId
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    location: location
+    tags: tags
+    hostingPlan: hostingPlan
+    premiumSku: premiumSku
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    contentShareName: contentShareName
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    tableEndpoint: storage.outputs.tableEndpoint
+    aduEndpoint: deviceUpdate.outputs.hostName
+    aduInstance: deviceUpdate.outputs.instanceName
+    iotHubHostName: iotHub.outputs.hostName
+    eventHubsNamespace: eventHubs.outputs.fullyQualifiedNamespace
+    twinHubName: eventHubs.outputs.twinHubName
+    lifecycleHubName: eventHubs.outputs.lifecycleHubName
+    keyRoles: keyRoles
+    logFilter: logFilter
+    authClientId: authClientId
+  }
+}
+
+module maintenance 'modules/maintenance.bicep' = {
+  name: 'maintenance'
+  params: {
+    name: names.maintenance
+    location: location
+    tags: tags
+    windowStart: maintenanceWindowStart
+    windowDuration: maintenanceWindowDuration
+    windowTimeZone: maintenanceWindowTimeZone
+    windowRecurrence: maintenanceWindowRecurrence
+    linuxClassifications: linuxClassifications
+    windowsClassifications: windowsClassifications
+    functionAppId: functionApp.outputs.id
+    subscribePatchEvents: subscribePatchEvents
+    deadLetterStorageAccountName: storage.outputs.name
+    deadLetterContainerName: deadLetterContainerName
+  }
+}
+
+module maintenanceScope 'modules/maintenance-scope.bicep' = if (!empty(patchResourceGroups)) {
+  name: 'maintenance-scope'
+  scope: subscription()
+  params: {
+    name: '${names.maintenance}-${resourceGroup().name}'
+    maintenanceConfigurationId: maintenance.outputs.id
+    resourceGroups: patchResourceGroups
+    tagName: patchTagName
+    tagValues: patchTagValues
+    locations: patchLocations
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    principalId: functionApp.outputs.principalId
+    storageAccountName: storage.outputs.name
+    eventHubNamespaceName: eventHubs.outputs.namespaceName
+    twinHubName: eventHubs.outputs.twinHubName
+    lifecycleHubName: eventHubs.outputs.lifecycleHubName
+    iotHubName: iotHub.outputs.name
+    deviceUpdateAccountName: deviceUpdate.outputs.accountName
+    maintenanceConfigurationName: maintenance.outputs.name
+  }
+}
+
+module patchingRoles 'modules/patching-roles.bicep' = [
+  for group in patchResourceGroups: {
+    name: 'patching-roles-${group}'
+    scope: resourceGroup(group)
+    params: {
+      principalId: functionApp.outputs.principalId
+    }
+  }
+]
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    appInsightsId: monitoring.outputs.appInsightsId
+    alertEmail: alertEmail
+  }
+}
+
+module logicApp 'modules/logicapp.bicep' = if (deployExampleLogicApp) {
+  name: 'logicapp'
+  params: {
+    name: names.logicApp
+    location: location
+    tags: tags
+    functionAppName: functionApp.outputs.name
+    functionAppHostName: functionApp.outputs.defaultHostName
+    functionKey: logicAppFunctionKey
+    operatorApiAudience: empty(authClientId) ? '' : 'api://${authClientId}'
+    approvalNotificationUrl: approvalNotificationUrl
+  }
+  dependsOn: [
+    roles
+  ]
+}
+
+output functionAppName string = functionApp.outputs.name
+output functionAppUrl string = functionApp.outputs.url
+output functionAppPrincipalId string = functionApp.outputs.principalId
+output storageAccountName string = storage.outputs.name
+output PATCHWAVE_STORE string = 'table:${storage.outputs.tableEndpoint}'
+output PATCHWAVE_ADU_ENDPOINT string = deviceUpdate.outputs.hostName
+output PATCHWAVE_ADU_INSTANCE string = deviceUpdate.outputs.instanceName
+output PATCHWAVE_IOTHUB_HOST string = iotHub.outputs.hostName
+output PATCHWAVE_EVENTHUB_NAMESPACE string = eventHubs.outputs.fullyQualifiedNamespace
+output PATCHWAVE_EVENTHUB_NAME string = eventHubs.outputs.lifecycleHubName
+output PATCHWAVE_TWIN_EVENTHUB_NAME string = eventHubs.outputs.twinHubName
+output maintenanceConfigurationId string = maintenance.outputs.id
+output iotHubName string = iotHub.outputs.name
+output deviceUpdateAccountName string = deviceUpdate.outputs.accountName
+output logicAppName string = deployExampleLogicApp ? logicApp.outputs.name : ''
+output logicAppPrincipalId string = deployExampleLogicApp ? logicApp.outputs.principalId : ''
