@@ -252,7 +252,7 @@ module maintenanceScope 'modules/maintenance-scope.bicep' = if (!empty(patchReso
   name: 'maintenance-scope'
   scope: subscription()
   params: {
-    name: '${names.maintenance}-${resourceGroup().name}'
+    name: '${names.maintenance}-dynamic-scope'
     maintenanceConfigurationId: maintenance.outputs.id
     resourceGroups: patchResourceGroups
     tagName: patchTagName

@@ -139,10 +139,11 @@ resource cancelRunsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
 }
 
 resource cancelRuns 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(maintenanceConfiguration.id, principalId, cancelRunsRole.id)
+  name: guid(maintenanceConfiguration.id, principalId, 'patchwave-maintenance-run-operator')
   scope: maintenanceConfiguration
   properties: {
-    roleDefinitionId: cancelRunsRole.id
+    // custom role definitions live at subscription level whatever the deployment scope
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', cancelRunsRole.name)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
