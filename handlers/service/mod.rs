@@ -109,7 +109,13 @@ impl RolloutService {
             effects,
             decisions,
         };
+        let logged: Vec<(String, String)> = commit
+            .decisions
+            .iter()
+            .map(|(_, d)| (d.kind.clone(), d.reason.clone()))
+            .collect();
         self.store.commit(commit).await?;
+        log_decisions(&id, &logged);
         self.run_effects(&id).await?;
         self.get(&id).await
     }
@@ -200,7 +206,13 @@ impl RolloutService {
             effects: effects.clone(),
             decisions,
         };
+        let logged: Vec<(String, String)> = commit
+            .decisions
+            .iter()
+            .map(|(_, d)| (d.kind.clone(), d.reason.clone()))
+            .collect();
         self.store.commit(commit).await?;
+        log_decisions(id, &logged);
         Ok(Applied { rollout, effects })
     }
 
@@ -248,6 +260,14 @@ impl RolloutService {
         tracing::warn!(function, reason, dead_letter = %letter.id, "dead letter kept");
         self.metrics.dead_letters.add(1);
         self.store.add_dead_letter(&letter).await
+    }
+}
+
+/// Every decision goes to the log too (`event_type` = the lifecycle event's type), so log
+/// queries and alerts see them whether or not events go to an Event Hub.
+fn log_decisions(rollout: &str, decisions: &[(String, String)]) {
+    for (kind, reason) in decisions {
+        tracing::info!(rollout, event_type = %format!("patchwave.{kind}"), "{reason}");
     }
 }
 

@@ -38,7 +38,7 @@ pub async fn handle(
     for result in decode_events(binding) {
         match result {
             Ok(PatchEvent::Maintenance(event)) => {
-                tracing::info!(event_id = %event.id, phase = ?event.phase, run = %event.correlation_id, "maintenance event");
+                tracing::info!(event_id = %event.id, phase = ?event.phase, run = %event.correlation_id, status = ?event.status, "maintenance event");
                 logs.push(format!(
                     "{:?}-maintenance event for run {}",
                     event.phase, event.correlation_id
