@@ -193,6 +193,38 @@ impl DeviceUpdateClient {
         Ok(subgroups.len())
     }
 
+    /// The devices Device Update counts in a group (`ListDevices` filtered on the group).
+    pub async fn group_devices(&self, group: &str) -> Result<Vec<String>, AzureError> {
+        let filter = format!("groupId eq '{}'", group.replace('\'', "''"));
+        let query =
+            percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC);
+        let mut next = Some(format!(
+            "/deviceUpdate/{}/management/devices?filter={query}&api-version={API_VERSION}",
+            segment(&self.instance)
+        ));
+        let mut devices = Vec::new();
+        while let Some(target) = next.take() {
+            let reply = self.rest.send(Method::GET, &target, None, &[]).await?;
+            for item in reply
+                .body
+                .get("value")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = item.get("deviceId").and_then(Value::as_str) {
+                    devices.push(id.to_string());
+                }
+            }
+            next = reply
+                .body
+                .get("nextLink")
+                .and_then(Value::as_str)
+                .map(String::from);
+        }
+        Ok(devices)
+    }
+
     /// The deployment's status, summed over its subgroups.
     pub async fn deployment_status(
         &self,

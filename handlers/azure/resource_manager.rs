@@ -94,6 +94,17 @@ impl ResourceManagerClient {
         Ok(run_of(reply))
     }
 
+    /// Starts `assessPatches` (no body); the result is followed like an install.
+    pub async fn start_assess_patches(&self, machine: &str) -> Result<PatchRun, AzureError> {
+        let api_version = api_version_of(machine)?;
+        let path = format!(
+            "{}/assessPatches?api-version={api_version}",
+            machine.trim_end_matches('/')
+        );
+        let reply = self.rest.send(Method::POST, &path, None, &[]).await?;
+        Ok(run_of(reply))
+    }
+
     /// Polls a running operation once.
     pub async fn poll(&self, operation: &Operation) -> Result<PatchRun, AzureError> {
         if let Some(status_url) = &operation.status_url {

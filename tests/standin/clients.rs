@@ -140,3 +140,41 @@ async fn the_clients_work_against_the_stand_in() {
     let stats = world.stats();
     assert!(stats.injected_429 + stats.injected_500 > 0, "{stats:?}");
 }
+
+#[tokio::test]
+async fn device_update_lists_a_groups_devices_and_arm_assesses_patches_against_the_standin() {
+    use patchwave::azure::credential::NoCredential;
+    use patchwave::azure::device_update::DeviceUpdateClient;
+    use patchwave::azure::resource_manager::{PatchRun, ResourceManagerClient};
+    use patchwave::azure::rest::{RestClient, RetryPolicy};
+    use patchwave::standin::{GroupConfig, Standin, StandinConfig};
+    use std::sync::Arc;
+    let config = StandinConfig {
+        groups: vec![GroupConfig::numbered("canary", 150, 0.0)],
+        patch_duration: std::time::Duration::from_millis(200),
+        ..StandinConfig::default()
+    };
+    let standin = Standin::start(config).await.expect("stand-in");
+    let rest = RestClient::new(
+        &standin.url(),
+        "s",
+        Arc::new(NoCredential),
+        RetryPolicy::default(),
+    )
+    .expect("client");
+    let du = DeviceUpdateClient::new(rest.clone(), "demo");
+    let devices = du.group_devices("canary").await.expect("devices");
+    assert_eq!(devices.len(), 150, "all pages followed");
+    let arm = ResourceManagerClient::new(rest);
+    let vm = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/gw-01";
+    let run = arm.start_assess_patches(vm).await.expect("assess");
+    let done = arm
+        .follow(
+            run,
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(50),
+        )
+        .await
+        .expect("followed");
+    assert!(matches!(done, PatchRun::Finished(_)), "{done:?}");
+}

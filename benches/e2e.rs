@@ -1,0 +1,273 @@
+//! End-to-end benchmark: `TwinChanges` invocations over HTTP on loopback (100 real twin
+//! change notifications per batch, real host envelopes) into the real service on SQLite and
+//! on Table Storage (Azurite), beside two floors measured in the same run on the same bytes:
+//! a minimal axum handler that only decodes the envelope, and decoding in-process without
+//! HTTP. Also: cold start (process start to the first `200` on `GET /`, median of 20) and
+//! the peak RSS of this process. Run with `cargo bench --bench e2e`.
+
+#![allow(clippy::disallowed_methods)] // a benchmark reads the clock
+
+#[path = "../tests/store_conformance/azurite.rs"]
+#[allow(dead_code)]
+mod azurite;
+
+use patchwave::config::AuthSettings;
+use patchwave::decode::twin_change::decode_twin_batch;
+use patchwave::host::Invocation;
+use patchwave::ports::{EffectExecutor, EffectOutcome, SystemClock};
+use patchwave::service::RolloutService;
+use patchwave::startup::Application;
+use patchwave::store::Store;
+use patchwave::triggers::AppState;
+use rollout_core::{Effect, EffectKind, Rollout};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DEVICES: usize = 20_000;
+const BATCH: usize = 100;
+const IN_FLIGHT: usize = 4;
+
+struct Members(Vec<String>);
+
+#[async_trait::async_trait]
+impl EffectExecutor for Members {
+    async fn execute(
+        &self,
+        _rollout: &Rollout,
+        effect: &Effect,
+        _checkpoint: Option<&str>,
+    ) -> EffectOutcome {
+        match effect.kind {
+            EffectKind::FetchGroupMembers { .. } => EffectOutcome::Members(self.0.clone()),
+            _ => EffectOutcome::Done,
+        }
+    }
+}
+
+fn devices() -> Vec<String> {
+    (0..DEVICES).map(|i| format!("device-{i:06}")).collect()
+}
+
+/// Host envelopes of batches of 100 twin changes: every device reports once, in progress.
+fn batches(devices: &[String], version: u64) -> Vec<Vec<u8>> {
+    devices
+        .chunks(BATCH)
+        .map(|chunk| {
+            let body = |_: &String| {
+                Value::String(json!({"version": version, "properties": {"reported": {"deviceUpdate": {"__t": "c", "agent": {
+                    "state": 6, "workflow": {"action": 3, "id": "wf"},
+                    "lastInstallResult": {"resultCode": 400, "extendedResultCodes": "00000000", "stepResults": null}}}, "$version": version}}}).to_string())
+            };
+            let bodies: Vec<Value> = chunk.iter().map(body).collect();
+            let application: Vec<Value> = chunk.iter().map(|d| json!({"hubName": "hub", "deviceId": d, "opType": "updateTwin", "iothub-message-schema": "twinChangeNotification"})).collect();
+            let system: Vec<Value> = chunk.iter().map(|d| json!({"iothub-connection-device-id": d, "iothub-message-source": "twinChangeEvents", "iothub-enqueuedtime": "2026-11-23T01:00:00Z"})).collect();
+            json!({"Data": {"events": Value::Array(bodies).to_string()},
+                   "Metadata": {"PropertiesArray": Value::Array(application).to_string(), "SystemPropertiesArray": Value::Array(system).to_string(),
+                                "sys": {"MethodName": "TwinChanges", "UtcNow": "2026-11-23T01:00:01Z"}}})
+            .to_string()
+            .into_bytes()
+        })
+        .collect()
+}
+
+struct Figures {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Sends the batches with `IN_FLIGHT` at a time; events per second and latency per batch.
+async fn post_all(url: &str, batches: &[Vec<u8>]) -> Figures {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for group in batches.chunks(IN_FLIGHT) {
+        let sends = group.iter().map(|body| {
+            let client = client.clone();
+            let body = body.clone();
+            let url = url.to_string();
+            async move {
+                let t = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("send");
+                assert!(response.status().is_success(), "{}", response.status());
+                let _ = response.bytes().await;
+                t.elapsed()
+            }
+        });
+        latencies.extend(futures::future::join_all(sends).await);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let at = |q: f64| {
+        latencies[((latencies.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0
+    };
+    Figures {
+        per_second: (batches.len() * BATCH) as f64 / elapsed,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    }
+}
+
+async fn patchwave_on(store: Arc<dyn Store>, label: &str) -> Figures {
+    let fleet = devices();
+    let service = Arc::new(RolloutService::new(
+        store,
+        Arc::new(Members(fleet.clone())),
+        Arc::new(SystemClock),
+    ));
+    let mut plan: rollout_core::RolloutPlan = serde_json::from_value(json!({
+        "name": "bench", "update": {"provider": "C", "name": "G", "version": "2"}, "rollbackUpdate": {"provider": "C", "name": "G", "version": "1"},
+        "waves": [{"name": "fleet", "deviceGroup": "fleet", "successThresholdPercent": 100, "failureThresholdPercent": 5,
+                   "minDevicesJudged": 50, "soakMinutes": 60, "deviceTimeoutMinutes": 600, "onFailure": "rollback"}]
+    }))
+    .expect("plan");
+    plan.name = format!("bench {label}");
+    let started = Instant::now();
+    service.create(plan, "bench", None).await.expect("rollout");
+    eprintln!(
+        "  ({label}: rollout with {DEVICES} devices created in {:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    let app = Application::bind(0, AppState::with_service(service, AuthSettings::default()))
+        .await
+        .expect("bind");
+    let url = format!("http://{}/TwinChanges", app.local_addr().expect("addr"));
+    let server = tokio::spawn(app.serve(std::future::pending()));
+    let figures = post_all(&url, &batches(&fleet, 5)).await;
+    server.abort();
+    figures
+}
+
+async fn envelope_floor(batches: &[Vec<u8>]) -> Figures {
+    let app = axum::Router::new().route(
+        "/TwinChanges",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let invocation = Invocation::parse(&body).expect("envelope");
+            let batch = decode_twin_batch(&invocation).expect("batch");
+            axum::Json(json!({"Outputs": {}, "Logs": [], "ReturnValue": batch.items.len()}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/TwinChanges",
+        listener.local_addr().expect("addr")
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let figures = post_all(&url, batches).await;
+    server.abort();
+    figures
+}
+
+fn decode_floor(batches: &[Vec<u8>]) -> f64 {
+    let started = Instant::now();
+    let mut decoded = 0;
+    for body in batches {
+        let invocation = Invocation::parse(body).expect("envelope");
+        decoded += decode_twin_batch(&invocation).expect("batch").items.len();
+    }
+    decoded as f64 / started.elapsed().as_secs_f64()
+}
+
+fn cold_start() -> Duration {
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let started = Instant::now();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_patchwave"))
+            .arg("serve")
+            .env("PATCHWAVE_PORT", port.to_string())
+            .env(
+                "PATCHWAVE_STORE",
+                format!("sqlite:{}", dir.path().join("c.db").display()),
+            )
+            .env("PATCHWAVE_CREDENTIAL", "none")
+            .env_remove("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("serve");
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        samples.push(started.elapsed());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn print(label: &str, f: &Figures, envelope: &Figures, decode: f64) {
+    println!(
+        "  {label:<26} {:>9.0} events/s   p50 {:>6.2} ms   p99 {:>6.2} ms per batch   = {:.2} of the envelope floor, {:.3} of in-process decoding",
+        f.per_second, f.p50_ms, f.p99_ms, f.per_second / envelope.per_second, f.per_second / decode
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    println!("patchwave end to end: {DEVICES} twin change notifications in batches of {BATCH}, {IN_FLIGHT} batches in flight, loopback HTTP");
+    let fleet = devices();
+    let bytes = batches(&fleet, 5);
+    let decode = decode_floor(&bytes);
+    let envelope = envelope_floor(&bytes).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite: Arc<dyn Store> = Arc::new(
+        patchwave::store::sqlite::SqliteStore::open(&dir.path().join("bench.db")).expect("sqlite"),
+    );
+    let on_sqlite = patchwave_on(sqlite, "sqlite").await;
+    println!(
+        "  {:<26} {:>9.0} events/s (decoding the same bytes without HTTP)",
+        "floor: in-process decode", decode
+    );
+    println!(
+        "  {:<26} {:>9.0} events/s   p50 {:>6.2} ms   p99 {:>6.2} ms per batch",
+        "floor: envelope-only axum", envelope.per_second, envelope.p50_ms, envelope.p99_ms
+    );
+    print("patchwave, SQLite", &on_sqlite, &envelope, decode);
+    let table = patchwave::store::table::TableStore::connect_with_prefix(
+        &azurite::connection_string(),
+        &azurite::unique_prefix(),
+    )
+    .await
+    .expect("azurite");
+    let on_table = patchwave_on(Arc::new(table), "table").await;
+    print("patchwave, Table (Azurite)", &on_table, &envelope, decode);
+    println!(
+        "  cold start (process start to first 200 on GET /, median of 20): {:.1} ms",
+        cold_start().as_secs_f64() * 1000.0
+    );
+    println!("  peak RSS of this benchmark process (handler, {DEVICES}-device rollouts, both stores): {:.0} MiB", peak_rss_mib());
+}
