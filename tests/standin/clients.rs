@@ -151,7 +151,7 @@ async fn device_update_lists_a_groups_devices_and_arm_assesses_patches_against_t
     use std::sync::Arc;
     let config = StandinConfig {
         groups: vec![GroupConfig::numbered("canary", 150, 0.0)],
-        patch_duration: std::time::Duration::from_millis(200),
+        patch_duration: Duration::from_millis(200),
         ..StandinConfig::default()
     };
     let standin = Standin::start(config).await.expect("stand-in");
@@ -171,8 +171,8 @@ async fn device_update_lists_a_groups_devices_and_arm_assesses_patches_against_t
     let done = arm
         .follow(
             run,
-            std::time::Duration::from_secs(10),
-            std::time::Duration::from_millis(50),
+            Duration::from_secs(10),
+            Duration::from_millis(50),
         )
         .await
         .expect("followed");
