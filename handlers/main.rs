@@ -158,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Deadletters { limit } => {
             let settings = Settings::from_env()?;
-            let store = startup::open_store(&settings.store).await?;
+            let store = startup::open_store(&settings).await?;
             for letter in store.dead_letters(limit).await? {
                 println!("{}", serde_json::to_string(&letter)?);
             }

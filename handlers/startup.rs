@@ -17,19 +17,58 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// Opens the store `PATCHWAVE_STORE` names.
-pub async fn open_store(spec: &StoreSpec) -> anyhow::Result<Arc<dyn Store>> {
-    match spec {
+/// Opens the store `PATCHWAVE_STORE` names. A Table Storage endpoint URL is reached with
+/// tokens from the credential `PATCHWAVE_CREDENTIAL` names; a connection string with its key.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    use crate::store::table::{TableStore, DEFAULT_PREFIX};
+    match &settings.store {
         StoreSpec::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
-        StoreSpec::Table(target) => Ok(Arc::new(
-            crate::store::table::TableStore::connect(target).await?,
-        )),
+        StoreSpec::Table(target)
+            if target.starts_with("http://") || target.starts_with("https://") =>
+        {
+            let credential = AzureCredential::build(
+                settings.azure.credential,
+                settings.azure.client_secret.as_ref(),
+            )
+            .map_err(|e| anyhow::anyhow!("PATCHWAVE_CREDENTIAL: {e}"))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a Table Storage endpoint needs a credential (PATCHWAVE_CREDENTIAL is none)"
+                )
+            })?;
+            let tokens = Arc::new(StorageTokens(AzureCredential::new(credential)));
+            Ok(Arc::new(
+                TableStore::connect_with_tokens(target, tokens, DEFAULT_PREFIX).await?,
+            ))
+        }
+        StoreSpec::Table(connection_string) => {
+            Ok(Arc::new(TableStore::connect(connection_string).await?))
+        }
+    }
+}
+
+/// Storage tokens from the shared Azure credential.
+struct StorageTokens(AzureCredential);
+
+/// Token scope of Azure Storage.
+const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+
+#[async_trait::async_trait]
+impl crate::store::table::TokenProvider for StorageTokens {
+    async fn token(&self) -> Result<String, crate::store::StoreError> {
+        match self.0.token(STORAGE_SCOPE).await {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => Err(crate::store::StoreError::Backend(
+                "no credential for Table Storage".into(),
+            )),
+            Err(error) => Err(crate::store::StoreError::Backend(error.to_string())),
+        }
     }
 }
 
 /// The production service: the configured store, the system clock, the executor.
 pub async fn build_service(settings: &Settings) -> anyhow::Result<Arc<RolloutService>> {
-    let store = open_store(&settings.store).await?;
+    let store = open_store(settings).await?;
     store.ping().await?;
     let executor = Arc::new(build_executor(&settings.azure)?);
     Ok(Arc::new(RolloutService::new(
