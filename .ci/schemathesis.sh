@@ -22,4 +22,4 @@ serve_pid=$!
 "$st" run "http://127.0.0.1:$serve_port/api/openapi.json" \
   --wait-for-schema 30 \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
-  --max-examples 50 --workers 2 --seed 7 --no-color
+  --max-examples 50 --workers 1 --seed 7 --no-color
