@@ -169,11 +169,7 @@ async fn device_update_lists_a_groups_devices_and_arm_assesses_patches_against_t
     let vm = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/gw-01";
     let run = arm.start_assess_patches(vm).await.expect("assess");
     let done = arm
-        .follow(
-            run,
-            Duration::from_secs(10),
-            Duration::from_millis(50),
-        )
+        .follow(run, Duration::from_secs(10), Duration::from_millis(50))
         .await
         .expect("followed");
     assert!(matches!(done, PatchRun::Finished(_)), "{done:?}");
