@@ -123,31 +123,37 @@ impl DeviceUpdateClient {
 
     /// The device-class subgroups of a group.
     pub async fn subgroups(&self, group: &str) -> Result<Vec<String>, AzureError> {
-        let mut next = Some(format!(
+        let first = format!(
             "{}/deviceClassSubgroups?api-version={API_VERSION}",
             self.group_path(group)
-        ));
-        let mut ids = Vec::new();
+        );
+        self.list_field(first, "deviceClassId").await
+    }
+
+    /// Follows a Device Update list (`value` + `nextLink`) and collects one string field.
+    async fn list_field(&self, first: String, field: &str) -> Result<Vec<String>, AzureError> {
+        let mut next = Some(first);
+        let mut found = Vec::new();
         while let Some(target) = next.take() {
             let reply = self.rest.send(Method::GET, &target, None, &[]).await?;
-            for item in reply
+            let items = reply
                 .body
                 .get("value")
                 .and_then(Value::as_array)
                 .into_iter()
-                .flatten()
-            {
-                if let Some(id) = item.get("deviceClassId").and_then(Value::as_str) {
-                    ids.push(id.to_string());
-                }
-            }
+                .flatten();
+            found.extend(
+                items
+                    .filter_map(|item| item.get(field).and_then(Value::as_str))
+                    .map(String::from),
+            );
             next = reply
                 .body
                 .get("nextLink")
                 .and_then(Value::as_str)
                 .map(String::from);
         }
-        Ok(ids)
+        Ok(found)
     }
 
     /// Cancels a deployment in every device-class subgroup (the 2022-10-01 API cancels per
@@ -198,31 +204,11 @@ impl DeviceUpdateClient {
         let filter = format!("groupId eq '{}'", group.replace('\'', "''"));
         let query =
             percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC);
-        let mut next = Some(format!(
+        let first = format!(
             "/deviceUpdate/{}/management/devices?filter={query}&api-version={API_VERSION}",
             segment(&self.instance)
-        ));
-        let mut devices = Vec::new();
-        while let Some(target) = next.take() {
-            let reply = self.rest.send(Method::GET, &target, None, &[]).await?;
-            for item in reply
-                .body
-                .get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(id) = item.get("deviceId").and_then(Value::as_str) {
-                    devices.push(id.to_string());
-                }
-            }
-            next = reply
-                .body
-                .get("nextLink")
-                .and_then(Value::as_str)
-                .map(String::from);
-        }
-        Ok(devices)
+        );
+        self.list_field(first, "deviceId").await
     }
 
     /// The deployment's status, summed over its subgroups.

@@ -93,15 +93,14 @@ impl Rollout {
     /// Deploying / Soaking: timeouts, failure, success threshold, soak.
     pub(super) fn advance_wave(&mut self, effects: &mut Vec<Effect>) -> bool {
         let index = self.current_wave;
-        if self.apply_wave_timeouts(index, effects) {
-            return true;
-        }
+        let verdict = match self.judge_current(index, effects) {
+            Judged::Changed => return true,
+            Judged::NotDeployed => return false,
+            Judged::Verdict(verdict) => verdict,
+        };
         let plan = &self.plan.waves[index];
         let wave = &self.waves[index];
-        if wave.deployed_at.is_none() {
-            return false;
-        }
-        match judge(&plan.name, plan, &wave.counts, wave.members_known) {
+        match verdict {
             Verdict::Failed(reason) => {
                 self.fail_wave(index, reason, effects);
                 true
@@ -235,20 +234,36 @@ impl Rollout {
             return false;
         }
         let index = self.current_wave;
-        if self.apply_wave_timeouts(index, effects) {
-            return true;
-        }
-        let plan = &self.plan.waves[index];
-        let wave = &self.waves[index];
-        if wave.deployed_at.is_none() {
-            return false;
-        }
-        match judge(&plan.name, plan, &wave.counts, wave.members_known) {
-            Verdict::Failed(reason) => {
+        match self.judge_current(index, effects) {
+            Judged::Changed => true,
+            Judged::Verdict(Verdict::Failed(reason)) => {
                 self.fail_wave(index, format!("{reason} while paused"), effects);
                 true
             }
             _ => false,
         }
     }
+
+    /// Applies the wave's timeouts, then judges its counts.
+    fn judge_current(&mut self, index: usize, effects: &mut Vec<Effect>) -> Judged {
+        if self.apply_wave_timeouts(index, effects) {
+            return Judged::Changed;
+        }
+        let plan = &self.plan.waves[index];
+        let wave = &self.waves[index];
+        if wave.deployed_at.is_none() {
+            return Judged::NotDeployed;
+        }
+        Judged::Verdict(judge(&plan.name, plan, &wave.counts, wave.members_known))
+    }
+}
+
+/// What judging the current wave found.
+enum Judged {
+    /// Timeouts were applied: judge again on the next round.
+    Changed,
+    /// No deployment yet: nothing to judge.
+    NotDeployed,
+    /// The counts' verdict.
+    Verdict(Verdict),
 }
