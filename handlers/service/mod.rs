@@ -109,13 +109,7 @@ impl RolloutService {
             effects,
             decisions,
         };
-        let logged: Vec<(String, String)> = commit
-            .decisions
-            .iter()
-            .map(|(_, d)| (d.kind.clone(), d.reason.clone()))
-            .collect();
-        self.store.commit(commit).await?;
-        log_decisions(&id, &logged);
+        self.commit_logged(commit).await?;
         self.run_effects(&id).await?;
         self.get(&id).await
     }
@@ -206,14 +200,24 @@ impl RolloutService {
             effects: effects.clone(),
             decisions,
         };
+        self.commit_logged(commit).await?;
+        Ok(Applied { rollout, effects })
+    }
+
+    /// Writes a commit, then logs each of its decisions (`event_type` = the lifecycle event's
+    /// type), so log queries and alerts see them whatever the event sink.
+    async fn commit_logged(&self, commit: Commit) -> Result<(), StoreError> {
+        let rollout = commit.rollout.id.clone();
         let logged: Vec<(String, String)> = commit
             .decisions
             .iter()
             .map(|(_, d)| (d.kind.clone(), d.reason.clone()))
             .collect();
         self.store.commit(commit).await?;
-        log_decisions(id, &logged);
-        Ok(Applied { rollout, effects })
+        for (kind, reason) in logged {
+            tracing::info!(rollout = %rollout, event_type = %format!("patchwave.{kind}"), "{reason}");
+        }
+        Ok(())
     }
 
     /// Loads the device records the inputs touch; returns their versions.
@@ -260,14 +264,6 @@ impl RolloutService {
         tracing::warn!(function, reason, dead_letter = %letter.id, "dead letter kept");
         self.metrics.dead_letters.add(1);
         self.store.add_dead_letter(&letter).await
-    }
-}
-
-/// Every decision goes to the log too (`event_type` = the lifecycle event's type), so log
-/// queries and alerts see them whether or not events go to an Event Hub.
-fn log_decisions(rollout: &str, decisions: &[(String, String)]) {
-    for (kind, reason) in decisions {
-        tracing::info!(rollout, event_type = %format!("patchwave.{kind}"), "{reason}");
     }
 }
 
