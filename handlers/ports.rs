@@ -2,7 +2,7 @@
 //! clock. Each has a real implementation; tests plug in their own.
 
 use chrono::{DateTime, Utc};
-use rollout_core::{Effect, PatchOutcome, Rollout};
+use rollout_core::{Effect, PatchOutcome, PolledDevice, Rollout};
 
 /// What carrying out an effect produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,18 @@ pub trait EffectExecutor: Send + Sync + 'static {
         effect: &Effect,
         checkpoint: Option<&str>,
     ) -> EffectOutcome;
+
+    /// The devices Device Update counts as finished in a deployment, read only when it
+    /// counts more than `known_finished`: `Ok(None)` when it counts no more, or when this
+    /// executor has no Device Update to ask.
+    async fn finished_devices(
+        &self,
+        _group: &str,
+        _deployment_id: &str,
+        _known_finished: u64,
+    ) -> Result<Option<Vec<PolledDevice>>, String> {
+        Ok(None)
+    }
 }
 
 /// Where "now" comes from.

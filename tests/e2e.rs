@@ -153,6 +153,46 @@ async fn the_same_rollout_under_429s_500s_and_duplicated_reordered_reports_ends_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_that_never_came_are_read_from_device_update_status() {
+    // a third of the twin notifications are lost; device timeouts (10 min) are far away,
+    // so only the timer's polling of Device Update can finish the rollout within LIMIT
+    let faults = Faults {
+        drop_rate: 0.3,
+        ..Faults::default()
+    };
+    let (world, _dir) = start(&HEALTHY, faults).await;
+    let id = create(&world, plan(&HEALTHY, 100)).await;
+    let last = world.drive(&id, LIMIT, |_| {}).await.expect("finished");
+    assert_eq!(last["state"], "Completed", "{last}");
+    for (name, status, succeeded, total) in summary(&last) {
+        assert_eq!(
+            (status.as_str(), succeeded),
+            ("Passed", total),
+            "wave {name}"
+        );
+    }
+    let events = world
+        .api(Method::GET, &format!("/api/rollouts/{id}/events"), None)
+        .await
+        .expect("events");
+    let reconciled: Vec<&str> = events["value"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|d| d["kind"] == "wave.reconciled")
+        .filter_map(|d| d["reason"].as_str())
+        .collect();
+    assert!(!reconciled.is_empty(), "no wave was reconciled");
+    assert!(
+        reconciled
+            .iter()
+            .all(|r| r.contains("whose reports never came") && r.contains(" succeeded, 0 failed)")),
+        "{reconciled:?}"
+    );
+    assert!(world.service.metrics().snapshot().devices_polled > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_in_the_second_wave_roll_back_the_first_two_groups() {
     let groups = [
         ("canary", 20, 0.0),

@@ -1,4 +1,5 @@
-//! Device Update for IoT Hub data plane, api-version 2022-10-01: deployments on groups.
+//! Device Update for IoT Hub data plane, api-version 2022-10-01: deployments on groups, their
+//! status, and the states of the devices in them.
 
 use super::rest::{segment, AzureError, RestClient};
 use chrono::{DateTime, Utc};
@@ -37,11 +38,103 @@ pub struct SubgroupCounts {
     pub canceled: u64,
 }
 
+/// Where one device stands in a deployment (Device Update's `DeviceDeploymentState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeploymentDeviceState {
+    /// Installed the update.
+    Succeeded,
+    /// Still working on it.
+    InProgress,
+    /// Its subgroup deployment was cancelled.
+    Canceled,
+    /// Failed to install it.
+    Failed,
+}
+
+impl DeploymentDeviceState {
+    /// The name Device Update uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentDeviceState::Succeeded => "Succeeded",
+            DeploymentDeviceState::InProgress => "InProgress",
+            DeploymentDeviceState::Canceled => "Canceled",
+            DeploymentDeviceState::Failed => "Failed",
+        }
+    }
+
+    /// The state Device Update names `name`; `None` for a name it does not document.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            DeploymentDeviceState::Succeeded,
+            DeploymentDeviceState::InProgress,
+            DeploymentDeviceState::Canceled,
+            DeploymentDeviceState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
+}
+
+/// One device (or module) in a device-class subgroup deployment, as
+/// `ListDeviceStatesForDeviceClassSubgroupDeployment` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceDeploymentState {
+    /// IoT Hub device id.
+    pub device_id: String,
+    /// Module id, when the agent runs in a module.
+    pub module_id: Option<String>,
+    /// Where it stands.
+    pub state: DeploymentDeviceState,
+    /// Whether it has moved on to a newer deployment.
+    pub moved_on_to_new_deployment: bool,
+    /// How many times the deployment was retried on it.
+    pub retry_count: u32,
+}
+
+impl DeviceDeploymentState {
+    /// Reads one list item; `None` without a device id or with an unknown state.
+    fn from_item(item: &Value) -> Option<Self> {
+        let text = |key: &str| item.get(key).and_then(Value::as_str);
+        Some(DeviceDeploymentState {
+            device_id: text("deviceId")?.to_string(),
+            module_id: text("moduleId").map(String::from),
+            state: DeploymentDeviceState::parse(text("deviceState")?)?,
+            moved_on_to_new_deployment: item
+                .get("movedOnToNewDeployment")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            retry_count: item
+                .get("retryCount")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+        })
+    }
+}
+
 /// Client of one Device Update instance.
 #[derive(Clone)]
 pub struct DeviceUpdateClient {
     rest: RestClient,
     instance: String,
+}
+
+/// `filter={filter}`, percent-encoded for a query string.
+fn filter_query(filter: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(filter, percent_encoding::NON_ALPHANUMERIC);
+    format!("filter={encoded}")
+}
+
+/// The counts of one `subgroupStatus` item.
+fn subgroup_counts(sub: &Value) -> SubgroupCounts {
+    let n = |key: &str| sub.get(key).and_then(Value::as_u64).unwrap_or(0);
+    SubgroupCounts {
+        total: n("totalDevices"),
+        in_progress: n("devicesInProgressCount"),
+        failed: n("devicesCompletedFailedCount"),
+        succeeded: n("devicesCompletedSucceededCount"),
+        canceled: n("devicesCanceledCount"),
+    }
 }
 
 fn update_info(update: &UpdateId) -> Value {
@@ -69,6 +162,15 @@ impl DeviceUpdateClient {
         format!(
             "{}/deployments/{}",
             self.group_path(group),
+            segment(deployment)
+        )
+    }
+
+    fn subgroup_deployment_path(&self, group: &str, class: &str, deployment: &str) -> String {
+        format!(
+            "{}/deviceClassSubgroups/{}/deployments/{}",
+            self.group_path(group),
+            segment(class),
             segment(deployment)
         )
     }
@@ -132,23 +234,26 @@ impl DeviceUpdateClient {
 
     /// Follows a Device Update list (`value` + `nextLink`) and collects one string field.
     async fn list_field(&self, first: String, field: &str) -> Result<Vec<String>, AzureError> {
+        self.list_items(first, |item| {
+            item.get(field).and_then(Value::as_str).map(String::from)
+        })
+        .await
+    }
+
+    /// Follows a Device Update list (`value` + `nextLink`) and keeps what `pick` makes of each
+    /// item (items it returns `None` for are skipped).
+    async fn list_items<T>(
+        &self,
+        first: String,
+        pick: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Vec<T>, AzureError> {
         let mut next = Some(first);
         let mut found = Vec::new();
         while let Some(target) = next.take() {
-            let reply = self.rest.send(Method::GET, &target, None, &[]).await?;
-            let items = reply
-                .body
-                .get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten();
-            found.extend(
-                items
-                    .filter_map(|item| item.get(field).and_then(Value::as_str))
-                    .map(String::from),
-            );
-            next = reply
-                .body
+            let body = self.rest.send(Method::GET, &target, None, &[]).await?.body;
+            let items = body.get("value").and_then(Value::as_array);
+            found.extend(items.into_iter().flatten().filter_map(&pick));
+            next = body
                 .get("nextLink")
                 .and_then(Value::as_str)
                 .map(String::from);
@@ -184,10 +289,8 @@ impl DeviceUpdateClient {
         let subgroups = self.subgroups(group).await?;
         for class in &subgroups {
             let path = format!(
-                "{}/deviceClassSubgroups/{}/deployments/{}:{action}?api-version={API_VERSION}",
-                self.group_path(group),
-                segment(class),
-                segment(deployment_id)
+                "{}:{action}?api-version={API_VERSION}",
+                self.subgroup_deployment_path(group, class, deployment_id)
             );
             match self.rest.send(Method::POST, &path, None, &[]).await {
                 Err(error) if error.status() == Some(404) => {}
@@ -201,11 +304,9 @@ impl DeviceUpdateClient {
 
     /// The devices Device Update counts in a group (`ListDevices` filtered on the group).
     pub async fn group_devices(&self, group: &str) -> Result<Vec<String>, AzureError> {
-        let filter = format!("groupId eq '{}'", group.replace('\'', "''"));
-        let query =
-            percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC);
+        let filter = filter_query(&format!("groupId eq '{}'", group.replace('\'', "''")));
         let first = format!(
-            "/deviceUpdate/{}/management/devices?filter={query}&api-version={API_VERSION}",
+            "/deviceUpdate/{}/management/devices?{filter}&api-version={API_VERSION}",
             segment(&self.instance)
         );
         self.list_field(first, "deviceId").await
@@ -217,30 +318,120 @@ impl DeviceUpdateClient {
         group: &str,
         deployment_id: &str,
     ) -> Result<(String, SubgroupCounts), AzureError> {
-        let path = format!(
-            "{}/status?api-version={API_VERSION}",
-            self.deployment_path(group, deployment_id)
-        );
-        let body = self.rest.send(Method::GET, &path, None, &[]).await?.body;
+        let body = self.status_body(group, deployment_id).await?;
         let state = body
             .get("deploymentState")
             .and_then(Value::as_str)
             .unwrap_or("Unknown")
             .to_string();
         let mut counts = SubgroupCounts::default();
-        for sub in body
-            .get("subgroupStatus")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let n = |key: &str| sub.get(key).and_then(Value::as_u64).unwrap_or(0);
-            counts.total += n("totalDevices");
-            counts.in_progress += n("devicesInProgressCount");
-            counts.failed += n("devicesCompletedFailedCount");
-            counts.succeeded += n("devicesCompletedSucceededCount");
-            counts.canceled += n("devicesCanceledCount");
+        for (_, sub) in subgroups_of(&body) {
+            counts.total += sub.total;
+            counts.in_progress += sub.in_progress;
+            counts.failed += sub.failed;
+            counts.succeeded += sub.succeeded;
+            counts.canceled += sub.canceled;
         }
         Ok((state, counts))
     }
+
+    /// `GetDeploymentStatus`: the raw `DeploymentStatus` body.
+    async fn status_body(&self, group: &str, deployment_id: &str) -> Result<Value, AzureError> {
+        let path = format!(
+            "{}/status?api-version={API_VERSION}",
+            self.deployment_path(group, deployment_id)
+        );
+        Ok(self.rest.send(Method::GET, &path, None, &[]).await?.body)
+    }
+
+    /// The devices of one device-class subgroup deployment and where they stand, every page
+    /// followed; only those in `state` when given (`filter=deviceState eq '…'`). Items with a
+    /// state Device Update does not document are skipped.
+    pub async fn device_states(
+        &self,
+        group: &str,
+        device_class: &str,
+        deployment_id: &str,
+        state: Option<DeploymentDeviceState>,
+    ) -> Result<Vec<DeviceDeploymentState>, AzureError> {
+        let filter = state
+            .map(|s| {
+                format!(
+                    "{}&",
+                    filter_query(&format!("deviceState eq '{}'", s.as_str()))
+                )
+            })
+            .unwrap_or_default();
+        let first = format!(
+            "{}/devicestates?{filter}api-version={API_VERSION}",
+            self.subgroup_deployment_path(group, device_class, deployment_id)
+        );
+        self.list_items(first, |item| {
+            DeviceDeploymentState::from_item(item).filter(|d| state.is_none_or(|s| d.state == s))
+        })
+        .await
+    }
+
+    /// The devices that finished a deployment (succeeded or failed), read subgroup by subgroup
+    /// from the device-state lists; devices that moved on to a newer deployment are left out.
+    /// `Ok(None)`, without listing, when the status counts no more finished devices than
+    /// `known_finished`.
+    pub async fn finished_devices(
+        &self,
+        group: &str,
+        deployment_id: &str,
+        known_finished: u64,
+    ) -> Result<Option<Vec<DeviceDeploymentState>>, AzureError> {
+        let body = self.status_body(group, deployment_id).await?;
+        let subgroups = subgroups_of(&body);
+        let finished: u64 = subgroups.iter().map(|(_, c)| c.succeeded + c.failed).sum();
+        if finished <= known_finished {
+            return Ok(None);
+        }
+        let mut devices = Vec::new();
+        for (class, counts) in subgroups.iter().filter(|(class, _)| !class.is_empty()) {
+            let listed = self
+                .finished_in_subgroup(group, class, deployment_id, counts)
+                .await?;
+            devices.extend(listed.into_iter().filter(|d| !d.moved_on_to_new_deployment));
+        }
+        Ok(Some(devices))
+    }
+
+    /// The succeeded and the failed devices of one subgroup, listing only states its counts
+    /// say are there.
+    async fn finished_in_subgroup(
+        &self,
+        group: &str,
+        class: &str,
+        deployment_id: &str,
+        counts: &SubgroupCounts,
+    ) -> Result<Vec<DeviceDeploymentState>, AzureError> {
+        let mut devices = Vec::new();
+        for (count, state) in [
+            (counts.succeeded, DeploymentDeviceState::Succeeded),
+            (counts.failed, DeploymentDeviceState::Failed),
+        ] {
+            if count > 0 {
+                let listed = self
+                    .device_states(group, class, deployment_id, Some(state))
+                    .await?;
+                devices.extend(listed);
+            }
+        }
+        Ok(devices)
+    }
+}
+
+/// Each `subgroupStatus` item of a `DeploymentStatus` body: its device class and counts.
+fn subgroups_of(body: &Value) -> Vec<(String, SubgroupCounts)> {
+    body.get("subgroupStatus")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|sub| {
+            let class = sub.get("deviceClassId").and_then(Value::as_str);
+            (class.unwrap_or_default().to_string(), subgroup_counts(sub))
+        })
+        .collect()
 }

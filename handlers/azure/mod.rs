@@ -9,12 +9,12 @@ pub mod resource_manager;
 pub mod rest;
 
 use crate::ports::{EffectExecutor, EffectOutcome};
-use device_update::DeviceUpdateClient;
+use device_update::{DeploymentDeviceState, DeviceUpdateClient};
 use events::{cloud_event, LifecycleSink};
 use iot_hub::IotHubClient;
 use resource_manager::{Operation, PatchRun, ResourceManagerClient};
 use rest::AzureError;
-use rollout_core::{Effect, EffectKind, Rollout};
+use rollout_core::{Effect, EffectKind, PolledDevice, Rollout};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,5 +190,36 @@ impl EffectExecutor for AzureExecutor {
                 error: error.to_string(),
             },
         }
+    }
+
+    async fn finished_devices(
+        &self,
+        group: &str,
+        deployment_id: &str,
+        known_finished: u64,
+    ) -> Result<Option<Vec<PolledDevice>>, String> {
+        let Some(client) = &self.device_update else {
+            return Ok(None);
+        };
+        let listed = client
+            .finished_devices(group, deployment_id, known_finished)
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(listed.map(|states| {
+            states
+                .into_iter()
+                .filter_map(|item| {
+                    let succeeded = match item.state {
+                        DeploymentDeviceState::Succeeded => true,
+                        DeploymentDeviceState::Failed => false,
+                        _ => return None,
+                    };
+                    Some(PolledDevice {
+                        device: item.device_id,
+                        succeeded,
+                    })
+                })
+                .collect()
+        }))
     }
 }

@@ -7,7 +7,7 @@ use crate::decode::event_grid::{MaintenanceEvent, MaintenancePhase, RunStatus};
 use crate::decode::twin_change::TwinChange;
 use crate::host::InvocationContext;
 use crate::inputs::{Delivery, InputSink, TriggerInput};
-use rollout_core::{DeviceReport, Input, MaintenanceRun, PatchOutcome};
+use rollout_core::{DeviceReport, Input, MaintenanceRun, PatchOutcome, Rollout};
 use std::collections::BTreeMap;
 
 /// Reports applied per load-step-commit (keeps a commit inside one Table batch of 100).
@@ -141,15 +141,47 @@ impl RolloutService {
         Ok(delivered)
     }
 
-    /// The timer: every active rollout judges "now", then every pending effect runs.
+    /// The timer: every active rollout judges "now" and reads Device Update's status for
+    /// reports that never came, then every pending effect runs.
     pub async fn tick(&self) -> Result<(), ServiceError> {
         for rollout in self.store.list_rollouts().await? {
             if rollout.state.is_terminal() {
                 continue;
             }
-            self.apply(&rollout.id, &[Input::Tick]).await?;
+            let applied = self.apply(&rollout.id, &[Input::Tick]).await?;
+            self.reconcile(&applied.rollout).await?;
         }
         self.run_all_effects().await?;
+        Ok(())
+    }
+
+    /// Deployment status as a second source of truth: the devices Device Update counts as
+    /// finished are applied in commits of [`REPORTS_PER_COMMIT`]; the engine fills in only
+    /// those whose own final report never came. A failed read is logged and retried on the
+    /// next tick.
+    async fn reconcile(&self, rollout: &Rollout) -> Result<(), ServiceError> {
+        for target in rollout.deployments_to_poll() {
+            let listed = self
+                .executor
+                .finished_devices(&target.group, &target.deployment_id, target.known_finished)
+                .await;
+            let devices = match listed {
+                Ok(Some(devices)) => devices,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(rollout = %rollout.id, deployment = %target.deployment_id, %error, "deployment status not read");
+                    continue;
+                }
+            };
+            self.metrics.devices_polled.add(devices.len() as u64);
+            for chunk in devices.chunks(REPORTS_PER_COMMIT) {
+                let input = Input::DeploymentStates {
+                    deployment_id: target.deployment_id.clone(),
+                    devices: chunk.to_vec(),
+                };
+                self.apply(&rollout.id, &[input]).await?;
+            }
+        }
         Ok(())
     }
 }

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub dead_letters: Counter,
     /// Conditional writes that lost to another writer and were redone.
     pub conflicts_retried: Counter,
+    /// Finished devices read from Device Update's deployment status.
+    pub devices_polled: Counter,
 }
 
 /// A snapshot for JSON views.
@@ -56,6 +58,8 @@ pub struct MetricsSnapshot {
     pub dead_letters: u64,
     /// See [`Metrics::conflicts_retried`].
     pub conflicts_retried: u64,
+    /// See [`Metrics::devices_polled`].
+    pub devices_polled: u64,
 }
 
 impl Metrics {
@@ -69,6 +73,7 @@ impl Metrics {
             effects_deferred: self.effects_deferred.get(),
             dead_letters: self.dead_letters.get(),
             conflicts_retried: self.conflicts_retried.get(),
+            devices_polled: self.devices_polled.get(),
         }
     }
 }

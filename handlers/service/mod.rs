@@ -231,6 +231,9 @@ impl RolloutService {
             match input {
                 Input::DeviceReport(report) => wanted.push(report.device.clone()),
                 Input::GroupMembers { devices, .. } => wanted.extend(devices.iter().cloned()),
+                Input::DeploymentStates { devices, .. } => {
+                    wanted.extend(devices.iter().map(|polled| polled.device.clone()))
+                }
                 _ => {}
             }
         }

@@ -1,6 +1,8 @@
 //! Device Update data plane (`api-version=2022-10-01`) under `/deviceUpdate/{instance}/management`:
-//! deployments, device class subgroups (list, `:cancel`, `:retry`, status) and devices.
+//! deployments, device class subgroups (list, `:cancel`, `:retry`, status, device states) and
+//! devices.
 
+use super::device_states;
 use super::fleet;
 use super::http::{error, json};
 use super::model::*;
@@ -49,6 +51,12 @@ pub fn routes() -> Router<Arc<World>> {
         .route(
             &format!("{groups}/deviceClassSubgroups/{{class}}/deployments/{{deployment}}/status"),
             get(subgroups::subgroup_status),
+        )
+        .route(
+            &format!(
+                "{groups}/deviceClassSubgroups/{{class}}/deployments/{{deployment}}/devicestates"
+            ),
+            get(device_states::list_device_states),
         )
         .route(
             "/deviceUpdate/{instance}/management/devices",

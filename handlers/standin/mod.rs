@@ -4,7 +4,8 @@
 //! Served routes (each requires its `api-version`; a wrong one is `400 InvalidApiVersion`):
 //!
 //! - Device Update `2022-10-01` under `/deviceUpdate/{instance}/management/`: deployments
-//!   (PUT/GET/DELETE, `/status`), `deviceClassSubgroups` (list, `:cancel`, `:retry`, status),
+//!   (PUT/GET/DELETE, `/status`), `deviceClassSubgroups` (list, `:cancel`, `:retry`, status,
+//!   `devicestates` with `filter` and paging ([`device_states`])),
 //!   `devices?filter=groupId eq '…'` with paging ([`adu`]);
 //! - Resource Manager: `installPatches` / `assessPatches` on `Microsoft.Compute/virtualMachines`
 //!   (`2025-04-01`) and `Microsoft.HybridCompute/machines` (`2024-07-10`) as long-running
@@ -21,6 +22,7 @@
 pub mod adu;
 pub mod arm;
 pub mod control;
+pub mod device_states;
 pub mod fleet;
 pub mod host;
 pub mod http;

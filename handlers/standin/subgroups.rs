@@ -1,6 +1,7 @@
 //! Device Update device class subgroups and devices (`api-version=2022-10-01`): listing a
 //! group's subgroups, `:cancel` and `:retry` per subgroup, subgroup status, and the device list
-//! with `filter` and paging.
+//! with `filter` and paging (whose `filter`, `skipToken` and page helpers the device-state list
+//! shares).
 
 use super::adu::{
     api_version, bad_request, classes_of, deployment_body, not_found, subgroup_status_body,
@@ -15,6 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub(super) async fn subgroup_status(
@@ -147,8 +149,51 @@ pub(super) async fn subgroup_action(
     response
 }
 
-/// One `filter` clause: a field and the value it must equal (`None` for `eq null`).
-fn parse_filter(filter: &str) -> Result<Vec<(String, Option<String>)>, String> {
+/// A `filter` clause: a lower-cased field and the value it must equal (`None` for `eq null`).
+pub(super) type Clause = (String, Option<String>);
+
+/// The clauses of the query's `filter` (none when absent), allowing the lower-cased `fields`;
+/// `400 InvalidFilter` for anything else.
+pub(super) fn filter_clauses(
+    query: &HashMap<String, String>,
+    fields: &[&str],
+) -> Result<Vec<Clause>, Box<Response>> {
+    match query.get("filter").map(|f| f.trim()) {
+        None | Some("") => Ok(Vec::new()),
+        Some(filter) => parse_filter(filter, fields)
+            .map_err(|message| Box::new(error(StatusCode::BAD_REQUEST, "InvalidFilter", message))),
+    }
+}
+
+/// The query's `skipToken` (0 when absent); `400` when it is not a number.
+pub(super) fn skip_token(query: &HashMap<String, String>) -> Result<usize, Box<Response>> {
+    match query.get("skipToken").map(|t| t.parse()) {
+        None => Ok(0),
+        Some(Ok(skip)) => Ok(skip),
+        Some(Err(_)) => Err(Box::new(bad_request("skipToken is not valid"))),
+    }
+}
+
+/// `{"value": [...]}` with the `page` items of `matching` from `skip` on, rendered, plus a
+/// `nextLink` (made by `next_link` from the next skip) when more remain.
+pub(super) fn page_body<T>(
+    matching: &[T],
+    skip: usize,
+    page: usize,
+    render: impl Fn(&T) -> Value,
+    next_link: impl FnOnce(usize) -> String,
+) -> Value {
+    let value: Vec<Value> = matching.iter().skip(skip).take(page).map(render).collect();
+    let mut body = json!({ "value": value });
+    if skip + page < matching.len() {
+        body["nextLink"] = json!(next_link(skip + page));
+    }
+    body
+}
+
+/// Splits `filter` into `field eq value` clauses joined by `and`; fields must be among the
+/// lower-cased `fields`.
+fn parse_filter(filter: &str, fields: &[&str]) -> Result<Vec<Clause>, String> {
     let mut clauses = Vec::new();
     let (mut current, mut quoted) = (String::new(), false);
     let chars: Vec<char> = filter.chars().collect();
@@ -176,7 +221,7 @@ fn parse_filter(filter: &str) -> Result<Vec<(String, Option<String>)>, String> {
                 .ok_or_else(|| format!("unsupported filter clause '{clause}'"))?;
             let key = clause[..at].trim().to_ascii_lowercase();
             let value = clause[at + 4..].trim();
-            if !["groupid", "deviceclassid", "deploymentstatus"].contains(&key.as_str()) {
+            if !fields.contains(&key.as_str()) {
                 return Err(format!(
                     "unsupported filter field '{}'",
                     clause[..at].trim()
@@ -215,27 +260,20 @@ fn device_body(state: &WorldState, device: &Device) -> Value {
     body
 }
 
+/// The fields `ListDevices` filters on.
+const DEVICE_FIELDS: &[&str] = &["groupid", "deviceclassid", "deploymentstatus"];
+
 pub(super) async fn list_devices(
     State(world): State<Arc<World>>,
     Path(instance): Path<String>,
     Query(query): Q,
 ) -> Response {
     api_version!(query);
+    let (clauses, skip) = match (filter_clauses(&query, DEVICE_FIELDS), skip_token(&query)) {
+        (Ok(clauses), Ok(skip)) => (clauses, skip),
+        (Err(response), _) | (_, Err(response)) => return *response,
+    };
     let filter = query.get("filter").map(String::as_str).unwrap_or_default();
-    let clauses = if filter.trim().is_empty() {
-        Vec::new()
-    } else {
-        match parse_filter(filter) {
-            Ok(clauses) => clauses,
-            Err(message) => return error(StatusCode::BAD_REQUEST, "InvalidFilter", message),
-        }
-    };
-    let skip: usize = match query.get("skipToken").map(|t| t.parse()) {
-        None => 0,
-        Some(Ok(skip)) => skip,
-        Some(Err(_)) => return bad_request("skipToken is not valid"),
-    };
-    let page = world.config.page_size.max(1);
     let state = world.lock();
     let matching: Vec<&Device> = state
         .devices
@@ -251,22 +289,20 @@ pub(super) async fn list_devices(
             })
         })
         .collect();
-    let value: Vec<Value> = matching
-        .iter()
-        .skip(skip)
-        .take(page)
-        .map(|d| device_body(&state, d))
-        .collect();
-    let mut body = json!({"value": value});
-    if skip + page < matching.len() {
-        body["nextLink"] = json!(format!(
-            "{}/deviceUpdate/{}/management/devices?filter={}&api-version={API_VERSION}&skipToken={}",
-            world.base_url,
-            percent_encode(&instance),
-            percent_encode(filter),
-            skip + page
-        ));
-    }
+    let body = page_body(
+        &matching,
+        skip,
+        world.config.page_size.max(1),
+        |d| device_body(&state, d),
+        |next| {
+            format!(
+                "{}/deviceUpdate/{}/management/devices?filter={}&api-version={API_VERSION}&skipToken={next}",
+                world.base_url,
+                percent_encode(&instance),
+                percent_encode(filter),
+            )
+        },
+    );
     json(StatusCode::OK, body)
 }
 
@@ -276,8 +312,11 @@ mod tests {
 
     #[test]
     fn filters_parse() {
-        let clauses =
-            parse_filter("groupId eq 'can''ary' and deploymentStatus eq null").expect("filter");
+        let clauses = parse_filter(
+            "groupId eq 'can''ary' and deploymentStatus eq null",
+            DEVICE_FIELDS,
+        )
+        .expect("filter");
         assert_eq!(
             clauses,
             vec![
@@ -285,7 +324,9 @@ mod tests {
                 ("deploymentstatus".to_string(), None)
             ]
         );
-        assert!(parse_filter("name gt 'x'").is_err());
-        assert!(parse_filter("groupId eq canary").is_err());
+        assert!(parse_filter("name gt 'x'", DEVICE_FIELDS).is_err());
+        assert!(parse_filter("groupId eq canary", DEVICE_FIELDS).is_err());
+        assert!(parse_filter("deviceState eq 'Failed'", DEVICE_FIELDS).is_err());
+        assert!(parse_filter("deviceState eq 'Failed'", &["devicestate"]).is_ok());
     }
 }

@@ -37,6 +37,14 @@ pub enum Input {
     },
     /// A device's agent reported (a twin change with `deviceUpdate.agent`).
     DeviceReport(DeviceReport),
+    /// Devices Device Update counts as finished in a deployment (polled by the timer as a
+    /// second source of truth); fills in only devices whose own final report never came.
+    DeploymentStates {
+        /// The wave's or rollback group's deployment.
+        deployment_id: String,
+        /// Finished devices, by Device Update's account.
+        devices: Vec<PolledDevice>,
+    },
     /// An operator command.
     Operator(Command),
     /// An effect was carried out.
@@ -94,6 +102,16 @@ pub struct DeviceReport {
     pub result_code: Option<i64>,
     /// The update installed on the device.
     pub installed_update: Option<UpdateId>,
+}
+
+/// One device's outcome of a deployment as Device Update reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolledDevice {
+    /// Device id.
+    pub device: String,
+    /// Whether it installed the deployment's update.
+    pub succeeded: bool,
 }
 
 /// An operator's command.

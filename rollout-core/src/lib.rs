@@ -17,8 +17,10 @@ mod update_id;
 mod window;
 
 pub use effect::{deployment_id, Effect, EffectKind, MAX_DEPLOYMENT_ID_CHARS};
-pub use engine::Rejected;
-pub use input::{Command, CommandAction, DeviceReport, Input, MaintenanceRun, PatchOutcome};
+pub use engine::{PollTarget, Rejected};
+pub use input::{
+    Command, CommandAction, DeviceReport, Input, MaintenanceRun, PatchOutcome, PolledDevice,
+};
 pub use judge::{judge, percent, Verdict};
 pub use plan::{InfrastructureFailure, InfrastructurePlan, RolloutPlan, WaveFailure, WavePlan};
 pub use state::{

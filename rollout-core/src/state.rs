@@ -145,6 +145,27 @@ pub struct DeviceRecord {
     pub forward: Outcome,
     /// Outcome for the rollback update.
     pub rollback: Outcome,
+    /// The forward outcome came from Device Update's deployment status, not a report: a
+    /// report still in progress is older than it and changes nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_polled: bool,
+    /// The same for the rollback outcome.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback_polled: bool,
+}
+
+impl DeviceRecord {
+    /// A member of wave `wave` that has not reported yet.
+    pub fn new(wave: u32) -> Self {
+        DeviceRecord {
+            wave,
+            version: 0,
+            forward: Outcome::NotReported,
+            rollback: Outcome::NotReported,
+            forward_polled: false,
+            rollback_polled: false,
+        }
+    }
 }
 
 /// Device records by device id. Ids up to 24 bytes are stored inline (no second cache miss

@@ -23,6 +23,7 @@ enum Step {
     Post { stamp: u8, failed: bool },
     Machine { failed: bool },
     EffectResult { pick: u16, ok: bool },
+    Poll { pick: u16, mask: u16 },
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +73,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         1 => (0u8..3, any::<bool>()).prop_map(|(stamp, failed)| Step::Post { stamp, failed }),
         1 => any::<bool>().prop_map(|failed| Step::Machine { failed }),
         2 => (any::<u16>(), any::<bool>()).prop_map(|(pick, ok)| Step::EffectResult { pick, ok }),
+        1 => (any::<u16>(), any::<u16>()).prop_map(|(pick, mask)| Step::Poll { pick, mask }),
     ]
 }
 
@@ -223,6 +225,32 @@ fn concrete(
             },
             detail: String::new(),
         },
+        Step::Poll { pick, mask } => {
+            let targets = rollout.deployments_to_poll();
+            let target = targets.get(usize::from(*pick) % targets.len().max(1))?;
+            let prefix = format!("{}-", target.group);
+            let mut members: Vec<&str> = rollout
+                .devices
+                .keys()
+                .map(|k| k.as_str())
+                .filter(|d| d.starts_with(&prefix))
+                .collect();
+            members.sort();
+            // each device in or out of the listing, succeeded or failed, by two bits of `mask`
+            let devices = members
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask >> ((2 * i) % 16) & 1 == 1)
+                .map(|(i, device)| PolledDevice {
+                    device: device.to_string(),
+                    succeeded: mask >> ((2 * i + 1) % 16) & 1 == 1,
+                })
+                .collect();
+            Input::DeploymentStates {
+                deployment_id: target.deployment_id.clone(),
+                devices,
+            }
+        }
         Step::EffectResult { pick, ok } => {
             let ids: Vec<&String> = rollout.outstanding.keys().collect();
             let effect_id = (*ids.get(usize::from(*pick) % ids.len().max(1))?).clone();

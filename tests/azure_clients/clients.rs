@@ -2,7 +2,9 @@
 
 use crate::recorder::*;
 use chrono::DateTime;
-use patchwave::azure::device_update::{DeviceUpdateClient, RollbackPolicy};
+use patchwave::azure::device_update::{
+    DeploymentDeviceState, DeviceDeploymentState, DeviceUpdateClient, RollbackPolicy,
+};
 use patchwave::azure::iot_hub::IotHubClient;
 use patchwave::azure::resource_manager::{PatchRun, ResourceManagerClient};
 use rollout_core::{PatchOutcome, UpdateId};
@@ -137,6 +139,166 @@ async fn device_update_cancel_goes_to_every_subgroup_and_status_sums_them() {
     assert_eq!(counts.total, sum("totalDevices"));
     assert_eq!(counts.failed, sum("devicesCompletedFailedCount"));
     assert_eq!(counts.succeeded, sum("devicesCompletedSucceededCount"));
+}
+
+/// The items of the official device-state list, read field by field.
+fn official_device_states() -> Vec<DeviceDeploymentState> {
+    example("adu-list-deployment-device-states-response.json")["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|v| DeviceDeploymentState {
+            device_id: v["deviceId"].as_str().expect("id").to_string(),
+            module_id: v["moduleId"].as_str().map(String::from),
+            state: DeploymentDeviceState::parse(v["deviceState"].as_str().expect("state"))
+                .expect("documented state"),
+            moved_on_to_new_deployment: v["movedOnToNewDeployment"].as_bool().expect("moved"),
+            retry_count: v["retryCount"].as_u64().expect("retries") as u32,
+        })
+        .collect()
+}
+
+const DEVICE_STATES_PATH: &str =
+    "/deviceUpdate/blue/management/groups/TestGroup/deviceClassSubgroups/deviceClassId1/deployments/dep1/devicestates";
+
+#[tokio::test]
+async fn device_states_sends_the_filter_and_follows_next_links() {
+    let first = example("adu-list-deployment-device-states-response.json");
+    let recorder = Recorder::start(Arc::new(move |r, _| {
+        if r.query.contains("skipToken=2") {
+            return ok(json!({"value": [
+                {"deviceId": "deviceId3", "moduleId": "agent", "retryCount": 0,
+                 "movedOnToNewDeployment": true, "deviceState": "Succeeded"},
+                {"deviceId": "deviceId4", "retryCount": 0,
+                 "movedOnToNewDeployment": false, "deviceState": "Paused"}
+            ]}));
+        }
+        let base = r
+            .header("host")
+            .map(|h| format!("http://{h}"))
+            .unwrap_or_default();
+        let mut page = first.clone();
+        page["nextLink"] = json!(format!("{base}{}?{}&skipToken=2", r.path, r.query));
+        ok(page)
+    }))
+    .await;
+    let client = DeviceUpdateClient::new(client(&recorder, "s"), "blue");
+    let states = client
+        .device_states(
+            "TestGroup",
+            "deviceClassId1",
+            "dep1",
+            Some(DeploymentDeviceState::Succeeded),
+        )
+        .await
+        .expect("device states");
+    let mut expected = official_device_states();
+    expected.push(DeviceDeploymentState {
+        device_id: "deviceId3".into(),
+        module_id: Some("agent".into()),
+        state: DeploymentDeviceState::Succeeded,
+        moved_on_to_new_deployment: true,
+        retry_count: 0,
+    });
+    assert_eq!(states, expected, "the unknown state 'Paused' is skipped");
+    let requests = recorder.requests();
+    assert_eq!(requests.len(), 2, "both pages read");
+    assert!(requests
+        .iter()
+        .all(|r| r.method == "GET" && r.path == DEVICE_STATES_PATH));
+    assert_eq!(
+        requests[0].query,
+        "filter=deviceState%20eq%20%27Succeeded%27&api-version=2022-10-01"
+    );
+
+    client
+        .device_states("TestGroup", "deviceClassId1", "dep1", None)
+        .await
+        .expect("unfiltered");
+    assert_eq!(recorder.requests()[2].query, "api-version=2022-10-01");
+}
+
+#[tokio::test]
+async fn finished_devices_lists_each_subgroup_by_its_counts_unless_already_known() {
+    let status = example("adu-deployment-status-response.json");
+    let listed = example("adu-list-deployment-device-states-response.json");
+    let recorder = Recorder::start(Arc::new(move |r, _| {
+        let succeeded = r.query.contains("Succeeded");
+        match (
+            r.path.ends_with("/devicestates"),
+            r.path.contains("deviceClassId1"),
+        ) {
+            (false, _) => ok(status.clone()),
+            (true, true) => ok(listed.clone()),
+            (true, false) if succeeded => ok(json!({"value": [{"deviceId": "moved",
+                "retryCount": 0, "movedOnToNewDeployment": true, "deviceState": "Succeeded"}]})),
+            (true, false) => ok(json!({"value": [{"deviceId": "broken", "retryCount": 2,
+                "movedOnToNewDeployment": false, "deviceState": "Failed"}]})),
+        }
+    }))
+    .await;
+    let client = DeviceUpdateClient::new(client(&recorder, "s"), "blue");
+    let finished = client
+        .finished_devices("TestGroup", "dep1", 0)
+        .await
+        .expect("finished")
+        .expect("listed");
+    let mut expected = official_device_states();
+    expected.push(DeviceDeploymentState {
+        device_id: "broken".into(),
+        module_id: None,
+        state: DeploymentDeviceState::Failed,
+        moved_on_to_new_deployment: false,
+        retry_count: 2,
+    });
+    assert_eq!(finished, expected, "moved-on devices are left out");
+    let asked: Vec<(String, String)> = recorder
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.path.rsplit('/').nth(3).unwrap_or_default().to_string(),
+                r.query.clone(),
+            )
+        })
+        .collect();
+    let query =
+        |state: &str| format!("filter=deviceState%20eq%20%27{state}%27&api-version=2022-10-01");
+    assert_eq!(
+        asked,
+        vec![
+            (
+                "TestGroup".to_string(),
+                "api-version=2022-10-01".to_string()
+            ),
+            ("deviceClassId1".to_string(), query("Succeeded")),
+            ("deviceClassId2".to_string(), query("Succeeded")),
+            ("deviceClassId2".to_string(), query("Failed")),
+        ],
+        "no Failed list where the status counts none"
+    );
+    assert_eq!(
+        recorder.requests()[0].path,
+        "/deviceUpdate/blue/management/groups/TestGroup/deployments/dep1/status"
+    );
+
+    // The status counts 3 finished devices: knowing 3 already, nothing is listed.
+    let before = recorder.requests().len();
+    let known = client
+        .finished_devices("TestGroup", "dep1", 3)
+        .await
+        .expect("status");
+    assert_eq!(known, None);
+    assert_eq!(
+        recorder.requests().len(),
+        before + 1,
+        "only the status read"
+    );
+    assert!(client
+        .finished_devices("TestGroup", "dep1", 2)
+        .await
+        .expect("status")
+        .is_some());
 }
 
 #[tokio::test]

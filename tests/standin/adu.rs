@@ -3,6 +3,7 @@
 use crate::support::*;
 use patchwave::standin::{DevicePhase, GroupConfig};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const API: &str = "api-version=2022-10-01";
@@ -369,4 +370,165 @@ async fn status_counts_follow_the_devices_and_the_device_list_pages() {
         .await
         .expect("bad filter");
     assert_eq!(bad.status(), 400);
+}
+
+/// Reads a device-state list through its `nextLink`s: every item and the number of pages.
+async fn all_device_states(http: &reqwest::Client, first: String) -> (Vec<Value>, usize) {
+    let (mut url, mut items, mut pages) = (first, Vec::new(), 0);
+    loop {
+        let response = http.get(&url).send().await.expect("device states");
+        assert_eq!(response.status(), 200, "{url}");
+        let page: Value = response.json().await.expect("json");
+        pages += 1;
+        items.extend(page["value"].as_array().expect("value").iter().cloned());
+        match page["nextLink"].as_str() {
+            Some(next) => {
+                assert!(next.contains("skipToken="), "{next}");
+                url = next.to_string();
+            }
+            None => return (items, pages),
+        }
+    }
+}
+
+/// `(deviceId, deviceState)` of each item.
+fn id_and_state(items: &[Value]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|i| {
+            let text = |key: &str| i[key].as_str().expect("text").to_string();
+            (text("deviceId"), text("deviceState"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn device_states_list_filter_and_page_each_subgroup_deployment() {
+    let mut group = GroupConfig::numbered("small", 12, 0.25);
+    group.device_classes = 2;
+    let mut config = fast_config(vec![group]);
+    config.page_size = 4;
+    let standin = start(config).await;
+    let (http, world) = (client(), standin.world());
+    let base = format!(
+        "{}/deviceUpdate/blue/management/groups/small",
+        standin.url()
+    );
+    let created = http
+        .put(format!("{base}/deployments/wave1?{API}"))
+        .json(&deployment_request("wave1", "small"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(created.status(), 200);
+    eventually("every device finishes", Duration::from_secs(10), || {
+        world.deployments()[0]
+            .devices
+            .values()
+            .all(|p| p.is_final())
+    })
+    .await;
+    let deployment = world.deployments()[0].clone();
+    assert_eq!(deployment.count(DevicePhase::Failed), 3);
+    let classes: BTreeMap<String, String> = world
+        .devices()
+        .into_iter()
+        .map(|d| (d.id, d.device_class))
+        .collect();
+    let mut class_ids: Vec<String> = classes.values().cloned().collect();
+    class_ids.sort();
+    class_ids.dedup();
+    assert_eq!(class_ids.len(), 2);
+    let states =
+        |class: &str| format!("{base}/deviceClassSubgroups/{class}/deployments/wave1/devicestates");
+    let mut failed_seen = 0;
+    for class in &class_ids {
+        let expected: Vec<(String, String)> = deployment
+            .devices
+            .iter()
+            .filter(|(device, _)| &classes[*device] == class)
+            .map(|(device, phase)| (device.clone(), phase.service_name().to_string()))
+            .collect();
+        assert_eq!(expected.len(), 6);
+
+        let (items, pages) = all_device_states(&http, format!("{}?{API}", states(class))).await;
+        assert_eq!(pages, 2, "6 devices in pages of 4");
+        assert_eq!(
+            id_and_state(&items),
+            expected,
+            "exactly the class's devices"
+        );
+        assert_shape(
+            &example("adu-list-deployment-device-states-response.json"),
+            &json!({ "value": items }),
+            "",
+        );
+        assert!(items
+            .iter()
+            .all(|i| i["retryCount"] == 0 && i["movedOnToNewDeployment"] == false));
+
+        for state in ["Failed", "Succeeded"] {
+            let url = format!("{}?filter=deviceState eq '{state}'&{API}", states(class));
+            let (items, _) = all_device_states(&http, url).await;
+            let wanted: Vec<_> = expected
+                .iter()
+                .filter(|(_, s)| s == state)
+                .cloned()
+                .collect();
+            assert_eq!(id_and_state(&items), wanted, "{state} in {class}");
+            if state == "Failed" {
+                failed_seen += items.len();
+            }
+        }
+        let (device, state) = &expected[0];
+        let url = format!(
+            "{}?filter=deviceId eq '{device}' and deviceState eq '{state}'&{API}",
+            states(class)
+        );
+        let (items, pages) = all_device_states(&http, url).await;
+        assert_eq!(
+            (id_and_state(&items), pages),
+            (vec![expected[0].clone()], 1)
+        );
+    }
+    assert_eq!(failed_seen, 3);
+
+    let class = &class_ids[0];
+    let bad = http
+        .get(format!("{}?filter=groupId eq 'small'&{API}", states(class)))
+        .send()
+        .await
+        .expect("bad filter");
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "InvalidFilter", "{body}");
+    for (url, code) in [
+        (
+            format!("{base}/deviceClassSubgroups/{class}/deployments/nope/devicestates?{API}"),
+            "DeploymentNotFound",
+        ),
+        (
+            format!("{base}/deviceClassSubgroups/unknown/deployments/wave1/devicestates?{API}"),
+            "DeviceClassSubgroupNotFound",
+        ),
+    ] {
+        let missing = http.get(&url).send().await.expect("missing");
+        assert_eq!(missing.status(), 404, "{url}");
+        let body: Value = missing.json().await.expect("json");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    assert_invalid_api_version(http.get(states(class)).send().await.expect("send")).await;
+
+    // A newer deployment on the group: the devices of the old one have moved on.
+    let newer = http
+        .put(format!("{base}/deployments/wave2?{API}"))
+        .json(&deployment_request("wave2", "small"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(newer.status(), 200);
+    let (items, _) = all_device_states(&http, format!("{}?{API}", states(class))).await;
+    assert_eq!(items.len(), 6);
+    assert!(items.iter().all(|i| i["movedOnToNewDeployment"] == true));
 }

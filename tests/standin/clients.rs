@@ -174,3 +174,76 @@ async fn device_update_lists_a_groups_devices_and_arm_assesses_patches_against_t
         .expect("followed");
     assert!(matches!(done, PatchRun::Finished(_)), "{done:?}");
 }
+
+#[tokio::test]
+async fn finished_devices_are_the_devices_the_stand_in_finished() {
+    use patchwave::azure::device_update::DeploymentDeviceState;
+    use patchwave::standin::DevicePhase;
+    use std::collections::BTreeMap;
+    let mut group = GroupConfig::numbered("fleet", 30, 0.2);
+    group.device_classes = 3;
+    let mut config = fast_config(vec![group]);
+    config.page_size = 4;
+    let standin = start(config).await;
+    let world = standin.world();
+    let adu = DeviceUpdateClient::new(rest(&standin.url(), device_update::SCOPE), "blue");
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+        .expect("time")
+        .to_utc();
+    adu.create_deployment("fleet", "wave1", &update("2.4.1"), now, None)
+        .await
+        .expect("create");
+    let all_known = adu
+        .finished_devices("fleet", "wave1", 30)
+        .await
+        .expect("status");
+    assert_eq!(
+        all_known, None,
+        "no more than 30 can finish: nothing listed"
+    );
+    eventually("the wave finishes", Duration::from_secs(10), || {
+        world.deployments()[0]
+            .devices
+            .values()
+            .all(|p| p.is_final())
+    })
+    .await;
+
+    let finished = adu
+        .finished_devices("fleet", "wave1", 0)
+        .await
+        .expect("finished")
+        .expect("listed");
+    let got: BTreeMap<String, DeploymentDeviceState> = finished
+        .iter()
+        .map(|d| (d.device_id.clone(), d.state))
+        .collect();
+    assert_eq!(got.len(), finished.len(), "each device once");
+    assert!(finished
+        .iter()
+        .all(|d| d.retry_count == 0 && !d.moved_on_to_new_deployment && d.module_id.is_none()));
+    let expected: BTreeMap<String, DeploymentDeviceState> = world.deployments()[0]
+        .devices
+        .iter()
+        .filter_map(|(device, phase)| {
+            let state = match phase {
+                DevicePhase::Succeeded => DeploymentDeviceState::Succeeded,
+                DevicePhase::Failed => DeploymentDeviceState::Failed,
+                _ => return None,
+            };
+            Some((device.clone(), state))
+        })
+        .collect();
+    assert_eq!(got, expected);
+    let failed = got
+        .values()
+        .filter(|s| **s == DeploymentDeviceState::Failed)
+        .count();
+    assert_eq!((got.len(), failed), (30, 6));
+    assert_eq!(
+        adu.finished_devices("fleet", "wave1", 30)
+            .await
+            .expect("status"),
+        None
+    );
+}

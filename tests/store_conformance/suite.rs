@@ -55,10 +55,9 @@ pub fn create_commit(id: &str) -> Commit {
 
 fn record(wave: u32, version: u64, forward: Outcome) -> DeviceRecord {
     DeviceRecord {
-        wave,
         version,
         forward,
-        rollback: Outcome::NotReported,
+        ..DeviceRecord::new(wave)
     }
 }
 

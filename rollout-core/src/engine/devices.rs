@@ -2,7 +2,7 @@
 
 use crate::effect::Effect;
 use crate::input::DeviceReport;
-use crate::state::{DeviceRecord, Outcome, Rollout, WaveStatus};
+use crate::state::{Counts, DeviceRecord, Outcome, Rollout, WaveStatus};
 use crate::UpdateId;
 
 /// Agent states the cloud sees (`ADUCITF_State`).
@@ -60,12 +60,7 @@ impl Rollout {
                 // already stored by an earlier, interrupted attempt: still a member
                 Some(_) => added += 1,
                 None => {
-                    let record = DeviceRecord {
-                        wave: index as u32,
-                        version: 0,
-                        forward: Outcome::NotReported,
-                        rollback: Outcome::NotReported,
-                    };
+                    let record = DeviceRecord::new(index as u32);
                     self.devices.insert(device.as_str().into(), record);
                     added += 1;
                 }
@@ -105,11 +100,17 @@ impl Rollout {
         if let Some(rollback) = self.rollback.as_mut() {
             if let Some(group) = rollback.groups.iter_mut().find(|g| g.wave == wave) {
                 if let Some(reported) = classify(report, &self.plan.rollback_update) {
-                    let old = effective_outcome(record.rollback, group.timeouts_applied);
-                    let new = effective_outcome(reported, group.timeouts_applied);
-                    group.counts.add(old, -1);
-                    group.counts.add(new, 1);
-                    record.rollback = new;
+                    // a polled final outcome is newer than any report still in progress
+                    if reported.is_finished() || !record.rollback_polled {
+                        let deadline_passed = group.timeouts_applied;
+                        record.rollback = move_outcome(
+                            &mut group.counts,
+                            record.rollback,
+                            reported,
+                            deadline_passed,
+                        );
+                        record.rollback_polled = false;
+                    }
                 }
                 return;
             }
@@ -118,11 +119,31 @@ impl Rollout {
             return;
         };
         if let Some(reported) = classify(report, &self.plan.update) {
-            let old = effective_outcome(record.forward, progress.timeouts_applied);
-            let new = effective_outcome(reported, progress.timeouts_applied);
-            progress.counts.add(old, -1);
-            progress.counts.add(new, 1);
-            record.forward = new;
+            if reported.is_finished() || !record.forward_polled {
+                let deadline_passed = progress.timeouts_applied;
+                record.forward = move_outcome(
+                    &mut progress.counts,
+                    record.forward,
+                    reported,
+                    deadline_passed,
+                );
+                record.forward_polled = false;
+            }
         }
     }
+}
+
+/// Moves one device from `old` to `new` in `counts` (both as they count once the deadline
+/// passed); returns the outcome to record.
+pub(super) fn move_outcome(
+    counts: &mut Counts,
+    old: Outcome,
+    new: Outcome,
+    deadline_passed: bool,
+) -> Outcome {
+    let old = effective_outcome(old, deadline_passed);
+    let new = effective_outcome(new, deadline_passed);
+    counts.add(old, -1);
+    counts.add(new, 1);
+    new
 }

@@ -9,6 +9,8 @@ mod commands;
 mod devices;
 pub use devices::{classify, effective_outcome};
 mod infrastructure;
+mod reconcile;
+pub use reconcile::PollTarget;
 mod rollback;
 mod waves;
 
@@ -110,6 +112,10 @@ impl Rollout {
                 self.on_group_members(*wave, devices, &mut effects)
             }
             Input::DeviceReport(report) => self.on_device_report(report),
+            Input::DeploymentStates {
+                deployment_id,
+                devices,
+            } => self.on_deployment_states(deployment_id, devices, &mut effects),
             Input::Operator(command) => self.apply_command(command, &mut effects),
             Input::EffectSucceeded { effect_id } => {
                 self.outstanding.remove(effect_id);

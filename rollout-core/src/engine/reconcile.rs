@@ -1,0 +1,177 @@
+//! Device Update's own deployment status as a second source of truth: which deployments the
+//! timer should read, and filling in devices whose final report never came.
+
+use crate::effect::Effect;
+use crate::input::PolledDevice;
+use crate::state::{Counts, Outcome, Rollout, RolloutState};
+
+/// A deployment whose finished devices the shell should read from Device Update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollTarget {
+    /// The Device Update group.
+    pub group: String,
+    /// The deployment.
+    pub deployment_id: String,
+    /// Devices already known to have finished (succeeded or failed): Device Update needs to
+    /// be listed only when it counts more.
+    pub known_finished: u64,
+}
+
+/// Which outcome a deployment decides: a wave's forward one or a rollback group's.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Forward(usize),
+    Rollback(usize),
+}
+
+/// Whether devices of these counts are still owed a final report.
+fn awaiting_reports(counts: &Counts) -> bool {
+    counts.succeeded + counts.failed < counts.total
+}
+
+impl Rollout {
+    /// The deployments still waiting for device reports: the current wave's while it deploys
+    /// or soaks (paused or not) and every rollback group's not yet judged. A deployment whose
+    /// creation is still outstanding is left out.
+    pub fn deployments_to_poll(&self) -> Vec<PollTarget> {
+        let mut targets = Vec::new();
+        let state = self.pause.as_ref().map_or(self.state, |pause| pause.from);
+        if matches!(state, RolloutState::Deploying | RolloutState::Soaking) {
+            let index = self.current_wave;
+            if let (Some(wave), Some(plan)) = (self.waves.get(index), self.plan.waves.get(index)) {
+                if let (true, Some(_), Some(id)) =
+                    (wave.members_known, wave.deployed_at, &wave.deployment_id)
+                {
+                    self.push_target(&mut targets, &plan.device_group, id, &wave.counts);
+                }
+            }
+        }
+        for group in self.rollback.iter().flat_map(|r| &r.groups) {
+            if group.passed.is_none() {
+                let name = &self.plan.waves[group.wave].device_group;
+                self.push_target(&mut targets, name, &group.deployment_id, &group.counts);
+            }
+        }
+        targets
+    }
+
+    fn push_target(&self, targets: &mut Vec<PollTarget>, group: &str, id: &str, counts: &Counts) {
+        let created = !self.outstanding.contains_key(&format!("{id}:create"));
+        if created && awaiting_reports(counts) {
+            targets.push(PollTarget {
+                group: group.to_string(),
+                deployment_id: id.to_string(),
+                known_finished: counts.succeeded + counts.failed,
+            });
+        }
+    }
+
+    fn reconcile_target(&self, deployment_id: &str) -> Option<Target> {
+        if let Some(rollback) = &self.rollback {
+            if let Some(position) = rollback
+                .groups
+                .iter()
+                .position(|g| g.deployment_id == deployment_id)
+            {
+                return Some(Target::Rollback(position));
+            }
+        }
+        let index = self
+            .waves
+            .iter()
+            .position(|w| w.deployment_id.as_deref() == Some(deployment_id))?;
+        let rolled_back = self
+            .rollback
+            .as_ref()
+            .is_some_and(|r| r.groups.iter().any(|g| g.wave == index));
+        (!rolled_back).then_some(Target::Forward(index))
+    }
+
+    /// Fills in the devices Device Update counts as finished and whose own final report
+    /// never came; a device with a reported final outcome keeps it.
+    pub(super) fn on_deployment_states(
+        &mut self,
+        deployment_id: &str,
+        devices: &[PolledDevice],
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(target) = self.reconcile_target(deployment_id) else {
+            self.ignored_reports += devices.len() as u64;
+            return;
+        };
+        let (mut succeeded, mut failed) = (0u64, 0u64);
+        for polled in devices {
+            if self.fill_polled(target, polled) {
+                *if polled.succeeded {
+                    &mut succeeded
+                } else {
+                    &mut failed
+                } += 1;
+            }
+        }
+        if succeeded + failed == 0 {
+            return;
+        }
+        let (kind, wave, what) = match target {
+            Target::Forward(index) => ("wave.reconciled", index, "wave"),
+            Target::Rollback(position) => (
+                "rollback.reconciled",
+                self.rollback
+                    .as_ref()
+                    .map_or(0, |r| r.groups[position].wave),
+                "rollback of wave",
+            ),
+        };
+        let reason = format!(
+            "{what} {}: Device Update counts {} device(s) finished whose reports never came \
+             ({succeeded} succeeded, {failed} failed); taken from deployment {deployment_id}",
+            self.plan.waves[wave].name,
+            succeeded + failed
+        );
+        self.decide(effects, kind, Some(wave), None, reason);
+    }
+
+    /// Applies one polled outcome; true if it changed the device.
+    fn fill_polled(&mut self, target: Target, polled: &PolledDevice) -> bool {
+        let Some(record) = self.devices.get_mut(polled.device.as_str()) else {
+            return false;
+        };
+        let outcome = if polled.succeeded {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        let (wave, current, counts, deadline_passed) = match target {
+            Target::Forward(index) => {
+                let wave = &mut self.waves[index];
+                (
+                    index,
+                    record.forward,
+                    &mut wave.counts,
+                    wave.timeouts_applied,
+                )
+            }
+            Target::Rollback(position) => {
+                let Some(group) = self.rollback.as_mut().map(|r| &mut r.groups[position]) else {
+                    return false;
+                };
+                (
+                    group.wave,
+                    record.rollback,
+                    &mut group.counts,
+                    group.timeouts_applied,
+                )
+            }
+        };
+        let reported = matches!(current, Outcome::Succeeded | Outcome::Failed);
+        if record.wave as usize != wave || reported {
+            return false;
+        }
+        let recorded = super::devices::move_outcome(counts, current, outcome, deadline_passed);
+        match target {
+            Target::Forward(_) => (record.forward, record.forward_polled) = (recorded, true),
+            Target::Rollback(_) => (record.rollback, record.rollback_polled) = (recorded, true),
+        }
+        true
+    }
+}
