@@ -257,6 +257,9 @@ async fn main() {
         "floor: envelope-only axum", envelope.per_second, envelope.p50_ms, envelope.p99_ms
     );
     print("patchwave, SQLite", &on_sqlite, &envelope, decode);
+    if std::env::args().any(|arg| arg == "--sqlite-only") {
+        return;
+    }
     let table = patchwave::store::table::TableStore::connect_with_prefix(
         &azurite::connection_string(),
         &azurite::unique_prefix(),

@@ -78,7 +78,7 @@ fn headers(value: Option<&Value>) -> Vec<(String, String)> {
         return Vec::new();
     };
     let mut pairs = Vec::new();
-    for (name, value) in headers {
+    for (name, value) in headers.into_owned() {
         match unwrap_encoded(&value) {
             Value::Array(values) => {
                 pairs.extend(values.iter().filter_map(as_text).map(|v| (name.clone(), v)))

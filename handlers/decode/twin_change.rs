@@ -200,7 +200,13 @@ impl MetadataColumns {
     }
 
     fn for_item(&self, index: usize) -> MessageMeta {
-        let object = |column: &[Value]| column.get(index).and_then(as_object).unwrap_or_default();
+        let object = |column: &[Value]| {
+            column
+                .get(index)
+                .and_then(as_object)
+                .unwrap_or_default()
+                .into_owned()
+        };
         MessageMeta {
             system: object(&self.system),
             application: object(&self.application),
@@ -285,16 +291,24 @@ fn parse_body(body: &Value) -> Result<Value, String> {
         return Ok(body.clone());
     };
     if let Ok(value) = serde_json::from_str::<Value>(text) {
-        return Ok(unwrap_encoded(&value));
+        return Ok(peeled(value));
     }
     let decoded = base64::engine::general_purpose::STANDARD.decode(text.trim());
     if let Some(value) = decoded
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
     {
-        return Ok(unwrap_encoded(&value));
+        return Ok(peeled(value));
     }
     Err(format!("message body is not JSON: `{}`", clip(text, 60)))
+}
+
+/// A parsed value with any further layers of string encoding peeled (copied only then).
+fn peeled(value: Value) -> Value {
+    match value {
+        Value::String(_) => unwrap_encoded(&value),
+        other => other,
+    }
 }
 
 /// A message captured whole (as `az iot hub monitor-events` prints it, or forwarded by a
@@ -313,7 +327,7 @@ fn unwrap_capture(body: &Value, meta: &mut MessageMeta) -> Option<Value> {
         .and_then(as_object)
         .unwrap_or_default();
     let merge = |into: &mut Map<String, Value>, from: Option<&Value>| {
-        for (key, value) in from.and_then(as_object).unwrap_or_default() {
+        for (key, value) in from.and_then(as_object).unwrap_or_default().into_owned() {
             into.entry(key).or_insert(value);
         }
     };
@@ -339,9 +353,11 @@ fn decode_twin_change(
     let device_id = device_id(meta, Some(body)).ok_or(
         "twin change names no device (no deviceId property, iothub-connection-device-id or body deviceId)",
     )?;
-    let reported = get_loose(body, "properties")
-        .and_then(as_object)
-        .and_then(|properties| get_loose(&properties, "reported").and_then(as_object));
+    let properties = get_loose(body, "properties").and_then(as_object);
+    let reported = properties
+        .as_deref()
+        .and_then(|properties| get_loose(properties, "reported"))
+        .and_then(as_object);
     let device_update = match reported.as_ref().and_then(|r| get_loose(r, "deviceUpdate")) {
         Some(component) => decode_device_update(component)?,
         None => None,

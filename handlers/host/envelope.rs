@@ -1,6 +1,8 @@
 //! The invocation envelope the Functions host POSTs to `/{FunctionName}`: `{"Data", "Metadata"}`.
 
-use super::json::{as_array, as_object, get_loose, kind_of, parse_time, unwrap_encoded};
+use super::json::{
+    as_array, as_object, get_loose, kind_of, loose_key, parse_time, unwrap_encoded,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -56,16 +58,16 @@ impl Invocation {
     pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-        let value = unwrap_encoded(&value);
-        let Value::Object(root) = value else {
+        let value = match value {
+            Value::String(_) => unwrap_encoded(&value),
+            other => other,
+        };
+        let Value::Object(mut root) = value else {
             return Err(EnvelopeError::NotAnObject(kind_of(&value)));
         };
-        let data = get_loose(&root, "Data")
-            .and_then(as_object)
-            .ok_or_else(|| EnvelopeError::MissingData(key_list(&root)))?;
-        let metadata = get_loose(&root, "Metadata")
-            .and_then(as_object)
-            .unwrap_or_default();
+        let keys = key_list(&root);
+        let data = take_object(&mut root, "Data").ok_or(EnvelopeError::MissingData(keys))?;
+        let metadata = take_object(&mut root, "Metadata").unwrap_or_default();
         Ok(Invocation { data, metadata })
     }
 
@@ -122,6 +124,15 @@ impl Invocation {
     }
 }
 
+/// Takes an object out of `root` (key matched loosely, value possibly string-encoded).
+fn take_object(root: &mut Map<String, Value>, key: &str) -> Option<Map<String, Value>> {
+    let found = loose_key(root, key)?.clone();
+    match root.remove(&found)? {
+        Value::Object(object) => Some(object),
+        encoded => as_object(&encoded).map(std::borrow::Cow::into_owned),
+    }
+}
+
 fn key_list(object: &Map<String, Value>) -> String {
     if object.is_empty() {
         return "none".to_string();
@@ -165,3 +176,4 @@ mod tests {
         );
     }
 }
+

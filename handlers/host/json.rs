@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// How many layers of string encoding are peeled at most; more is treated as plain text.
 const MAX_ENCODING_DEPTH: usize = 4;
@@ -14,13 +15,18 @@ const MAX_ENCODING_DEPTH: usize = 4;
 ///
 /// A string that is not itself JSON (plain text) is returned as it is.
 pub fn unwrap_encoded(value: &Value) -> Value {
-    let mut current = value.clone();
+    peel_encoded(value).into_owned()
+}
+
+/// [`unwrap_encoded`] without copying a value that was not encoded.
+pub fn peel_encoded(value: &Value) -> Cow<'_, Value> {
+    let mut current = Cow::Borrowed(value);
     for _ in 0..MAX_ENCODING_DEPTH {
-        let Value::String(text) = &current else {
+        let Value::String(text) = &*current else {
             break;
         };
         match serde_json::from_str::<Value>(text) {
-            Ok(inner) => current = inner,
+            Ok(inner) => current = Cow::Owned(inner),
             Err(_) => break,
         }
     }
@@ -30,13 +36,20 @@ pub fn unwrap_encoded(value: &Value) -> Value {
 /// Like [`unwrap_encoded`] but stops at a string: used for values that must stay text
 /// (ids, names) even when their text happens to parse as a number.
 pub fn unwrap_text(value: &Value) -> Value {
-    let mut current = value.clone();
+    peel_text(value).into_owned()
+}
+
+/// [`unwrap_text`] without copying a value that was not encoded.
+fn peel_text(value: &Value) -> Cow<'_, Value> {
+    let mut current = Cow::Borrowed(value);
     for _ in 0..MAX_ENCODING_DEPTH {
-        let Value::String(text) = &current else {
+        let Value::String(text) = &*current else {
             break;
         };
         match serde_json::from_str::<Value>(text) {
-            Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) => current = inner,
+            Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) => {
+                current = Cow::Owned(inner)
+            }
             _ => break,
         }
     }
@@ -48,11 +61,20 @@ pub fn get_loose<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Va
     if let Some(found) = object.get(key) {
         return Some(found);
     }
-    let wanted = normalize_key(key);
     object
         .iter()
-        .find(|(candidate, _)| normalize_key(candidate) == wanted)
+        .find(|(candidate, _)| normalized(candidate).eq(normalized(key)))
         .map(|(_, value)| value)
+}
+
+/// The key of `object` that [`get_loose`] would read for `key`.
+pub fn loose_key<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a String> {
+    if let Some((found, _)) = object.get_key_value(key) {
+        return Some(found);
+    }
+    object
+        .keys()
+        .find(|candidate| normalized(candidate).eq(normalized(key)))
 }
 
 /// Looks up the first of several key spellings, skipping JSON `null`s.
@@ -62,18 +84,18 @@ pub fn get_any<'a>(object: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a 
         .find(|value| !value.is_null())
 }
 
-fn normalize_key(key: &str) -> String {
+/// A key's bytes without `$` prefixes, `-` and `_`, in lower case (compared, never stored).
+fn normalized(key: &str) -> impl Iterator<Item = u8> + '_ {
     key.trim_start_matches('$')
-        .chars()
-        .filter(|c| *c != '-' && *c != '_')
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+        .bytes()
+        .filter(|b| *b != b'-' && *b != b'_')
+        .map(|b| b.to_ascii_lowercase())
 }
 
 /// A scalar as text: strings as they are, numbers and booleans printed; `None` otherwise.
 pub fn as_text(value: &Value) -> Option<String> {
-    match unwrap_text(value) {
-        Value::String(text) => Some(text),
+    match &*peel_text(value) {
+        Value::String(text) => Some(text.clone()),
         Value::Number(number) => Some(number.to_string()),
         Value::Bool(flag) => Some(flag.to_string()),
         _ => None,
@@ -82,7 +104,7 @@ pub fn as_text(value: &Value) -> Option<String> {
 
 /// A whole number from a JSON number or a string holding one.
 pub fn as_i64(value: &Value) -> Option<i64> {
-    match unwrap_encoded(value) {
+    match &*peel_encoded(value) {
         Value::Number(number) => number.as_i64().or_else(|| {
             number
                 .as_f64()
@@ -96,8 +118,8 @@ pub fn as_i64(value: &Value) -> Option<i64> {
 
 /// A boolean from JSON `true`/`false` or the strings .NET writes (`"True"`, `"false"`).
 pub fn as_bool(value: &Value) -> Option<bool> {
-    match unwrap_encoded(value) {
-        Value::Bool(flag) => Some(flag),
+    match &*peel_encoded(value) {
+        Value::Bool(flag) => Some(*flag),
         Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
             "true" => Some(true),
             "false" => Some(false),
@@ -115,10 +137,11 @@ pub fn as_array(value: &Value) -> Option<Vec<Value>> {
     }
 }
 
-/// A JSON object, also when it arrives as a string holding one.
-pub fn as_object(value: &Value) -> Option<Map<String, Value>> {
-    match unwrap_encoded(value) {
-        Value::Object(object) => Some(object),
+/// A JSON object, also when it arrives as a string holding one (borrowed when it does not).
+pub fn as_object(value: &Value) -> Option<Cow<'_, Map<String, Value>>> {
+    match peel_encoded(value) {
+        Cow::Borrowed(Value::Object(object)) => Some(Cow::Borrowed(object)),
+        Cow::Owned(Value::Object(object)) => Some(Cow::Owned(object)),
         _ => None,
     }
 }

@@ -10,9 +10,6 @@ use crate::inputs::{Delivery, InputSink, TriggerInput};
 use rollout_core::{DeviceReport, Input, MaintenanceRun, PatchOutcome, Rollout};
 use std::collections::BTreeMap;
 
-/// Reports applied per load-step-commit (keeps a commit inside one Table batch of 100).
-const REPORTS_PER_COMMIT: usize = 64;
-
 /// The engine's view of a twin change; `None` when it carries no agent state or version.
 pub fn device_report(change: &TwinChange) -> Option<DeviceReport> {
     let report = change.device_update.as_ref()?;
@@ -51,22 +48,28 @@ impl RolloutService {
         context: &InvocationContext,
         changes: &[TwinChange],
     ) -> Result<(), ServiceError> {
+        let reports: Vec<(DeviceReport, &TwinChange)> = changes
+            .iter()
+            .filter_map(|change| device_report(change).map(|report| (report, change)))
+            .collect();
+        self.metrics
+            .ordinary_traffic
+            .add((changes.len() - reports.len()) as u64);
+        let devices: Vec<String> = reports.iter().map(|(r, _)| r.device.clone()).collect();
+        let index = self.store.rollouts_of_devices(&devices).await?;
         let mut by_rollout: BTreeMap<String, Vec<(Input, &TwinChange)>> = BTreeMap::new();
-        for change in changes {
-            let Some(report) = device_report(change) else {
-                self.metrics.ordinary_traffic.add(1);
-                continue;
-            };
-            match self.store.rollout_of_device(&report.device).await? {
+        for (report, change) in reports {
+            match index.get(&report.device) {
                 Some(rollout) => by_rollout
-                    .entry(rollout)
+                    .entry(rollout.clone())
                     .or_default()
                     .push((Input::DeviceReport(report), change)),
                 None => self.metrics.ordinary_traffic.add(1),
             }
         }
+        let per_commit = self.store.max_device_writes().max(1);
         for (rollout, reports) in by_rollout {
-            for chunk in reports.chunks(REPORTS_PER_COMMIT) {
+            for chunk in reports.chunks(per_commit) {
                 let inputs: Vec<Input> = chunk.iter().map(|(input, _)| input.clone()).collect();
                 match self.apply(&rollout, &inputs).await {
                     Ok(applied) => {
@@ -156,7 +159,7 @@ impl RolloutService {
     }
 
     /// Deployment status as a second source of truth: the devices Device Update counts as
-    /// finished are applied in commits of [`REPORTS_PER_COMMIT`]; the engine fills in only
+    /// finished are applied in commits the store can hold; the engine fills in only
     /// those whose own final report never came. A failed read is logged and retried on the
     /// next tick.
     async fn reconcile(&self, rollout: &Rollout) -> Result<(), ServiceError> {
@@ -174,7 +177,7 @@ impl RolloutService {
                 }
             };
             self.metrics.devices_polled.add(devices.len() as u64);
-            for chunk in devices.chunks(REPORTS_PER_COMMIT) {
+            for chunk in devices.chunks(self.store.max_device_writes().max(1)) {
                 let input = Input::DeploymentStates {
                     deployment_id: target.deployment_id.clone(),
                     devices: chunk.to_vec(),

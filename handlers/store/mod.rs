@@ -9,6 +9,7 @@
 pub mod sqlite;
 pub mod table;
 
+use std::collections::HashMap;
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use serde::{Deserialize, Serialize};
 
@@ -150,8 +151,16 @@ pub trait Store: Send + Sync + 'static {
         rollout: &str,
         devices: &[(String, DeviceRecord)],
     ) -> Result<(), StoreError>;
-    /// The rollout a device belongs to, if any.
-    async fn rollout_of_device(&self, device: &str) -> Result<Option<String>, StoreError>;
+    /// The rollouts the named devices belong to; devices in no rollout are left out.
+    async fn rollouts_of_devices(
+        &self,
+        devices: &[String],
+    ) -> Result<HashMap<String, String>, StoreError>;
+    /// The most device records one commit may write (a backend's transaction limit), leaving
+    /// room for the rollout, its effects and decisions.
+    fn max_device_writes(&self) -> usize {
+        usize::MAX
+    }
     /// Applies a commit atomically; `Conflict` if any conditional write lost. Returns the
     /// rollout's new version.
     async fn commit(&self, commit: Commit) -> Result<Version, StoreError>;

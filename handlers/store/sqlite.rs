@@ -4,6 +4,7 @@
 use super::{Commit, DeadLetter, PendingEffect, Store, StoreError, Version, Versioned};
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -91,49 +92,21 @@ fn write_commit(connection: &mut Connection, commit: &Commit) -> Result<Version,
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend)?;
     let id = &commit.rollout.id;
-    let doc = to_json(&commit.rollout)?;
-    let version: i64 = match &commit.expected {
-        None => {
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO rollouts (id, version, created_at, doc) VALUES (?1, 1, ?2, ?3)",
-                    params![id, commit.rollout.created_at.to_rfc3339(), doc],
-                )
-                .map_err(backend)?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!("rollout {id} already exists")));
-            }
-            1
-        }
-        Some(expected) => {
-            let expected: i64 = expected.parse().map_err(|_| backend("bad version"))?;
-            let updated = tx
-                .execute(
-                    "UPDATE rollouts SET doc = ?1, version = version + 1 WHERE id = ?2 AND version = ?3",
-                    params![doc, id, expected],
-                )
-                .map_err(backend)?;
-            if updated == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "rollout {id} changed since version {expected}"
-                )));
-            }
-            expected + 1
-        }
-    };
+    let version = write_head(&tx, commit)?;
     for write in &commit.devices {
         let record = to_json(&write.record)?;
         let changed = match &write.expected {
-            None => tx.execute(
+            None => execute(
+                &tx,
                 "INSERT OR IGNORE INTO devices (rollout, device, version, record) VALUES (?1, ?2, 1, ?3)",
                 params![id, write.device, record],
             ),
-            Some(expected) => tx.execute(
+            Some(expected) => execute(
+                &tx,
                 "UPDATE devices SET record = ?1, version = version + 1 WHERE rollout = ?2 AND device = ?3 AND version = ?4",
                 params![record, id, write.device, expected.parse::<i64>().unwrap_or(-1)],
             ),
-        }
-        .map_err(backend)?;
+        }?;
         if changed == 0 {
             return Err(StoreError::Conflict(format!(
                 "device {} of rollout {id} changed",
@@ -142,21 +115,66 @@ fn write_commit(connection: &mut Connection, commit: &Commit) -> Result<Version,
         }
     }
     for (index, effect) in commit.effects.iter().enumerate() {
-        tx.execute(
+        execute(
+            &tx,
             "INSERT OR IGNORE INTO outbox (rollout, effect_id, ord, effect) VALUES (?1, ?2, ?3, ?4)",
             params![id, effect.id, format!("{version:012}-{index:05}"), to_json(effect)?],
-        )
-        .map_err(backend)?;
+        )?;
     }
     for (seq, decision) in &commit.decisions {
-        tx.execute(
+        execute(
+            &tx,
             "INSERT OR IGNORE INTO audit (rollout, seq, decision) VALUES (?1, ?2, ?3)",
             params![id, *seq as i64, to_json(decision)?],
-        )
-        .map_err(backend)?;
+        )?;
     }
     tx.commit().map_err(backend)?;
     Ok(version.to_string())
+}
+
+/// Runs one statement, prepared once per connection.
+fn execute(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    connection
+        .prepare_cached(sql)
+        .and_then(|mut statement| statement.execute(params))
+        .map_err(backend)
+}
+
+/// Inserts the rollout document, or replaces it if its version is still the one read.
+fn write_head(connection: &Connection, commit: &Commit) -> Result<i64, StoreError> {
+    let id = &commit.rollout.id;
+    let doc = to_json(&commit.rollout)?;
+    match &commit.expected {
+        None => {
+            let inserted = execute(
+                connection,
+                "INSERT OR IGNORE INTO rollouts (id, version, created_at, doc) VALUES (?1, 1, ?2, ?3)",
+                params![id, commit.rollout.created_at.to_rfc3339(), doc],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("rollout {id} already exists")));
+            }
+            Ok(1)
+        }
+        Some(expected) => {
+            let expected: i64 = expected.parse().map_err(|_| backend("bad version"))?;
+            let updated = execute(
+                connection,
+                "UPDATE rollouts SET doc = ?1, version = version + 1 WHERE id = ?2 AND version = ?3",
+                params![doc, id, expected],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "rollout {id} changed since version {expected}"
+                )));
+            }
+            Ok(expected + 1)
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -261,16 +279,26 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn rollout_of_device(&self, device: &str) -> Result<Option<String>, StoreError> {
-        let device = device.to_string();
+    async fn rollouts_of_devices(
+        &self,
+        devices: &[String],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let devices = devices.to_vec();
         self.with(move |c| {
-            c.query_row(
-                "SELECT rollout FROM device_index WHERE device = ?1",
-                [&device],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)
+            let mut statement = c
+                .prepare_cached("SELECT rollout FROM device_index WHERE device = ?1")
+                .map_err(backend)?;
+            let mut found = HashMap::with_capacity(devices.len());
+            for device in devices {
+                let rollout: Option<String> = statement
+                    .query_row([&device], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(rollout) = rollout {
+                    found.insert(device, rollout);
+                }
+            }
+            Ok(found)
         })
         .await
     }

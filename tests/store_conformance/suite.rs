@@ -174,13 +174,13 @@ pub async fn devices_are_added_once_indexed_and_loaded_by_id(store: Arc<dyn Stor
     assert_eq!(loaded.len(), 2);
     assert_eq!(loaded[0].0, "dev-007");
     assert_eq!(loaded[0].1.value, record(0, 0, Outcome::NotReported));
+    let wanted: Vec<String> = vec!["dev-123".into(), "stranger".into(), "dev-000".into()];
+    let index = store.rollouts_of_devices(&wanted).await.expect("index");
     assert_eq!(
-        store.rollout_of_device("dev-123").await.expect("index"),
-        Some("r".into())
-    );
-    assert_eq!(
-        store.rollout_of_device("stranger").await.expect("index"),
-        None
+        index,
+        [("dev-123".to_string(), "r".to_string()), ("dev-000".into(), "r".into())]
+            .into_iter()
+            .collect()
     );
 }
 

@@ -26,6 +26,7 @@ use batch::{Operation, Outcome};
 use client::Client;
 use entity::{get_doc, key, prefix_filter, put_doc, string, Entity};
 use rollout_core::{Decision, DeviceRecord, Rollout};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The default table-name prefix.
@@ -33,7 +34,7 @@ pub const DEFAULT_PREFIX: &str = "patchwave";
 const HEAD: &str = "head";
 const CATALOG_PARTITION: &str = "rollouts";
 const LETTERS_PARTITION: &str = "letters";
-/// Point reads in flight at once when loading devices.
+/// Point reads in flight at once when loading devices or their index entries.
 const READ_CONCURRENCY: usize = 16;
 
 /// The names of the store's tables.
@@ -281,12 +282,32 @@ impl Store for TableStore {
         Ok(())
     }
 
-    async fn rollout_of_device(&self, device: &str) -> Result<Option<String>, StoreError> {
-        let row = self
-            .client
-            .get(&self.tables.devices, &device_bucket(device), &key(device))
+    async fn rollouts_of_devices(
+        &self,
+        devices: &[String],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        use futures::stream::{StreamExt, TryStreamExt};
+        let lookups = devices.iter().cloned().map(|device| {
+            let (client, table) = (self.client.clone(), self.tables.devices.clone());
+            async move {
+                let row = client
+                    .get(&table, &device_bucket(&device), &key(&device))
+                    .await?;
+                let rollout = row.map(|(row, _)| string(&row, "Rollout")).transpose()?;
+                Ok::<_, StoreError>(rollout.map(|rollout| (device, rollout)))
+            }
+        });
+        let found: Vec<Option<(String, String)>> = futures::stream::iter(lookups)
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
             .await?;
-        row.map(|(row, _)| string(&row, "Rollout")).transpose()
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    fn max_device_writes(&self) -> usize {
+        // an entity group transaction holds 100 operations: the head, effects and decisions
+        // share them with the devices
+        64
     }
 
     async fn commit(&self, commit: Commit) -> Result<Version, StoreError> {
