@@ -1,8 +1,6 @@
 //! The invocation envelope the Functions host POSTs to `/{FunctionName}`: `{"Data", "Metadata"}`.
 
-use super::json::{
-    as_array, as_object, get_loose, kind_of, loose_key, parse_time, unwrap_encoded,
-};
+use super::json::{as_array, as_object, get_loose, kind_of, loose_key, parse_time, unwrap_encoded};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -176,4 +174,3 @@ mod tests {
         );
     }
 }
-

@@ -9,9 +9,9 @@
 pub mod sqlite;
 pub mod table;
 
-use std::collections::HashMap;
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// An opaque version (a row version or an ETag) for conditional writes.
 pub type Version = String;

@@ -178,9 +178,12 @@ pub async fn devices_are_added_once_indexed_and_loaded_by_id(store: Arc<dyn Stor
     let index = store.rollouts_of_devices(&wanted).await.expect("index");
     assert_eq!(
         index,
-        [("dev-123".to_string(), "r".to_string()), ("dev-000".into(), "r".into())]
-            .into_iter()
-            .collect()
+        [
+            ("dev-123".to_string(), "r".to_string()),
+            ("dev-000".into(), "r".into())
+        ]
+        .into_iter()
+        .collect()
     );
 }
 
