@@ -7,6 +7,9 @@
 
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
+#[path = "support/memory.rs"]
+mod e2e_memory;
+
 #[path = "../tests/store_conformance/azurite.rs"]
 #[allow(dead_code)]
 mod azurite;
@@ -250,16 +253,6 @@ fn cold_start() -> Duration {
     samples[samples.len() / 2]
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn print(label: &str, f: &Figures, envelope: &Figures, decode: f64) {
     println!(
         "  {label:<26} {:>9.0} events/s   p50 {:>6.2} ms   p99 {:>6.2} ms per batch   {:>5.1} µs CPU/event   = {:.2} of the envelope floor, {:.3} of in-process decoding",
@@ -269,6 +262,12 @@ fn print(label: &str, f: &Figures, envelope: &Figures, decode: f64) {
 
 #[tokio::main]
 async fn main() {
+    if e2e_memory::run_child().await {
+        return;
+    }
+    if std::env::args().any(|arg| arg == "--memory-only") {
+        return e2e_memory::measure();
+    }
     println!("patchwave end to end: {DEVICES} twin change notifications in batches of {BATCH}, {IN_FLIGHT} batches in flight, loopback HTTP");
     let fleet = devices();
     let bytes = batches(&fleet, 5);
@@ -303,5 +302,6 @@ async fn main() {
         "  cold start (process start to first 200 on GET /, median of 20): {:.1} ms",
         cold_start().as_secs_f64() * 1000.0
     );
-    println!("  peak RSS of this benchmark process (handler, {DEVICES}-device rollouts, both stores): {:.0} MiB", peak_rss_mib());
+    println!("  peak RSS of this benchmark process (handler, {DEVICES}-device rollouts, both stores): {:.0} MiB", e2e_memory::peak_rss_mib());
+    e2e_memory::measure();
 }

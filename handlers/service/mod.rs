@@ -212,10 +212,12 @@ impl RolloutService {
                 Err(rejected) => tracing::info!(rollout = id, reason = %rejected, "input refused"),
             }
         }
-        let (changed, added) = split_device_changes(&rollout, &before, &versions);
-        for chunk in added.chunks(DEVICE_CHUNK) {
-            self.store.add_devices(id, chunk).await?;
-        }
+        let changed = self
+            .store_device_changes(&rollout, &before, &versions)
+            .await?;
+        // the records are written; the document never carries them (and a million of them
+        // must not be copied into the commit)
+        rollout.devices = Default::default();
         let decisions = drain_decisions(&mut rollout);
         let commit = Commit {
             rollout: rollout.clone(),
@@ -250,27 +252,63 @@ impl RolloutService {
         rollout: &mut Rollout,
         inputs: &[Input],
     ) -> Result<HashMap<String, Version>, StoreError> {
-        let mut wanted: Vec<String> = Vec::new();
+        let mut wanted: Vec<&str> = Vec::new();
         for input in inputs {
             match input {
-                Input::DeviceReport(report) => wanted.push(report.device.clone()),
-                Input::GroupMembers { devices, .. } => wanted.extend(devices.iter().cloned()),
+                Input::DeviceReport(report) => wanted.push(&report.device),
+                Input::GroupMembers { devices, .. } => {
+                    wanted.extend(devices.iter().map(String::as_str))
+                }
                 Input::DeploymentStates { devices, .. } => {
-                    wanted.extend(devices.iter().map(|polled| polled.device.clone()))
+                    wanted.extend(devices.iter().map(|polled| polled.device.as_str()))
                 }
                 _ => {}
             }
         }
-        wanted.sort();
+        wanted.sort_unstable();
         wanted.dedup();
         let mut versions = HashMap::new();
         for chunk in wanted.chunks(DEVICE_CHUNK) {
-            for (device, record) in self.store.load_devices(&rollout.id, chunk).await? {
+            let chunk: Vec<String> = chunk.iter().map(|device| device.to_string()).collect();
+            for (device, record) in self.store.load_devices(&rollout.id, &chunk).await? {
                 rollout.devices.insert(device.as_str().into(), record.value);
                 versions.insert(device, record.version);
             }
         }
         Ok(versions)
+    }
+
+    /// Writes the records that are new (in chunks, before the commit that counts them) and
+    /// returns the conditional writes of those that changed, for the commit.
+    async fn store_device_changes(
+        &self,
+        rollout: &Rollout,
+        before: &HashMap<String, DeviceRecord>,
+        versions: &HashMap<String, Version>,
+    ) -> Result<Vec<DeviceWrite>, StoreError> {
+        let mut changed = Vec::new();
+        let mut added = Vec::new();
+        for (device, record) in &rollout.devices {
+            match versions.get(device.as_str()) {
+                Some(version) if before.get(device.as_str()) != Some(record) => {
+                    changed.push(DeviceWrite {
+                        device: device.to_string(),
+                        record: *record,
+                        expected: Some(version.clone()),
+                    })
+                }
+                Some(_) => {}
+                None => added.push((device.to_string(), *record)),
+            }
+            if added.len() == DEVICE_CHUNK {
+                self.store.add_devices(&rollout.id, &added).await?;
+                added.clear();
+            }
+        }
+        if !added.is_empty() {
+            self.store.add_devices(&rollout.id, &added).await?;
+        }
+        Ok(changed)
     }
 
     /// Keeps an unusable input with the reason.
@@ -292,29 +330,6 @@ impl RolloutService {
         self.metrics.dead_letters.add(1);
         self.store.add_dead_letter(&letter).await
     }
-}
-
-/// Records that changed (conditional writes) and records that are new (added first).
-fn split_device_changes(
-    rollout: &Rollout,
-    before: &HashMap<String, DeviceRecord>,
-    versions: &HashMap<String, Version>,
-) -> (Vec<DeviceWrite>, Vec<(String, DeviceRecord)>) {
-    let mut changed = Vec::new();
-    let mut added = Vec::new();
-    for (device, record) in &rollout.devices {
-        let device = device.to_string();
-        match versions.get(&device) {
-            Some(version) if before.get(&device) != Some(record) => changed.push(DeviceWrite {
-                device,
-                record: *record,
-                expected: Some(version.clone()),
-            }),
-            Some(_) => {}
-            None => added.push((device, *record)),
-        }
-    }
-    (changed, added)
 }
 
 /// Takes the decisions recorded since the last drain, numbered for the audit log.
