@@ -173,8 +173,8 @@ async fn patchwave_on(store: Arc<dyn Store>, label: &str) -> Figures {
     server.abort();
     let metrics = service.metrics().snapshot();
     eprintln!(
-        "  ({label}: {} reports applied, {} conditional writes redone after a conflict)",
-        metrics.reports_applied, metrics.conflicts_retried
+        "  ({label}: {} reports applied in {} commits, {} conditional writes redone after a conflict)",
+        metrics.reports_applied, metrics.report_commits, metrics.conflicts_retried
     );
     figures
 }

@@ -71,11 +71,12 @@ impl RolloutService {
         for (rollout, reports) in by_rollout {
             for chunk in reports.chunks(per_commit) {
                 let inputs: Vec<Input> = chunk.iter().map(|(input, _)| input.clone()).collect();
-                match self.apply(&rollout, &inputs).await {
-                    Ok(applied) => {
-                        self.metrics.reports_applied.add(inputs.len() as u64);
-                        if !applied.effects.is_empty() {
-                            self.run_effects(&applied.rollout.id).await?;
+                let count = inputs.len() as u64;
+                match self.apply_reports(&rollout, inputs).await {
+                    Ok(produced_effects) => {
+                        self.metrics.reports_applied.add(count);
+                        if produced_effects {
+                            self.run_effects(&rollout).await?;
                         }
                     }
                     Err(ServiceError::NotFound(_)) => {

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub conflicts_retried: Counter,
     /// Finished devices read from Device Update's deployment status.
     pub devices_polled: Counter,
+    /// Commits that carried device reports (several invocations' reports share one when
+    /// they queue for the same rollout).
+    pub report_commits: Counter,
 }
 
 /// A snapshot for JSON views.
@@ -60,6 +63,8 @@ pub struct MetricsSnapshot {
     pub conflicts_retried: u64,
     /// See [`Metrics::devices_polled`].
     pub devices_polled: u64,
+    /// See [`Metrics::report_commits`].
+    pub report_commits: u64,
 }
 
 impl Metrics {
@@ -74,6 +79,7 @@ impl Metrics {
             dead_letters: self.dead_letters.get(),
             conflicts_retried: self.conflicts_retried.get(),
             devices_polled: self.devices_polled.get(),
+            report_commits: self.report_commits.get(),
         }
     }
 }

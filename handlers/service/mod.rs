@@ -6,6 +6,7 @@
 mod effects;
 mod inputs;
 mod metrics;
+mod writers;
 
 pub use metrics::Metrics;
 
@@ -47,28 +48,7 @@ pub struct RolloutService {
     executor: Arc<dyn EffectExecutor>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
-    writers: RolloutLocks,
-}
-
-/// One in-process writer per rollout at a time: invocations of one instance queue instead of
-/// losing conditional writes to each other (other instances are still met by the version
-/// check).
-#[derive(Default)]
-struct RolloutLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl RolloutLocks {
-    async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            // forget locks nobody holds or waits for, so the map stays as small as the work
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-            locks.entry(id.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
+    writers: writers::Writers,
 }
 
 /// What one load-step-commit produced.
@@ -89,7 +69,7 @@ impl RolloutService {
             executor,
             clock,
             metrics: Metrics::default(),
-            writers: RolloutLocks::default(),
+            writers: writers::Writers::default(),
         }
     }
 
@@ -175,6 +155,11 @@ impl RolloutService {
     /// single input (an operator command) is returned as `Rejected`.
     pub(crate) async fn apply(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
         let _writer = self.writers.lock(id).await;
+        self.apply_unlocked(id, inputs).await
+    }
+
+    /// [`RolloutService::apply`] for a caller that is the rollout's writer already.
+    async fn apply_unlocked(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
         for _ in 0..MAX_ATTEMPTS {
             match self.try_apply(id, inputs).await {
                 Err(ServiceError::Store(StoreError::Conflict(_))) => {

@@ -115,7 +115,8 @@ async fn table_storage_concurrent_writers_keep_counts_exact() {
 }
 
 /// Within one instance, invocations for the same rollout queue for it: 8 concurrent
-/// deliveries lose no conditional write to each other, and every report counts.
+/// deliveries lose no conditional write to each other, share commits, and every report
+/// counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
     let dir = tempfile::tempdir().expect("dir");
@@ -149,5 +150,9 @@ async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
     }
     let counts = service.get(&rollout.id).await.expect("get").waves[0].counts;
     assert_eq!(counts.in_progress, 800);
-    assert_eq!(service.metrics().snapshot().conflicts_retried, 0);
+    let metrics = service.metrics().snapshot();
+    assert_eq!(metrics.conflicts_retried, 0);
+    assert_eq!(metrics.reports_applied, 800);
+    // deliveries that queued behind the first one share commits
+    assert!(metrics.report_commits < 8, "{metrics:?}");
 }

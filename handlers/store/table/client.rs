@@ -117,8 +117,8 @@ impl Client {
         url
     }
 
-    /// Sends one request, signed afresh on every attempt; retries only what the service
-    /// refused as busy or what never reached it.
+    /// Sends one request, signed afresh on every attempt; retries what the service refused
+    /// as busy, what never reached it, and reads that failed in transit.
     async fn send(
         &self,
         method: Method,
@@ -182,7 +182,9 @@ impl Client {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(10)))
                 }
-                Err(e) if e.is_connect() && attempt < ATTEMPTS => None,
+                // a read is safe to send again whatever happened to it (e.g. a pooled
+                // connection the server had closed); a write only if it never left
+                Err(e) if (e.is_connect() || method == Method::GET) && attempt < ATTEMPTS => None,
                 Err(e) => return Err(StoreError::Backend(format!("{method} {}: {e}", url.path()))),
             };
             let backoff = Duration::from_millis(200 * 2u64.pow(attempt - 1));

@@ -1,0 +1,114 @@
+//! One writer per rollout within an instance, with group commit: device reports that queue
+//! for a rollout while another invocation writes it are applied together in the next commit.
+//! Other instances are still met by the store's version check.
+
+use super::{RolloutService, ServiceError};
+use rollout_core::Input;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{oneshot, OwnedMutexGuard};
+
+/// Most inputs one group commit carries (bounds a commit's size and latency).
+const MAX_GROUP: usize = 1_000;
+
+/// The writer slots of the rollouts being written.
+#[derive(Default)]
+pub(super) struct Writers(Mutex<HashMap<String, Arc<Slot>>>);
+
+/// A rollout's writer lock and the reports waiting for it.
+#[derive(Default)]
+pub(super) struct Slot {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    queue: Mutex<VecDeque<Queued>>,
+}
+
+/// Reports of one invocation, and where their outcome goes.
+struct Queued {
+    inputs: Vec<Input>,
+    done: oneshot::Sender<Result<(), ServiceError>>,
+}
+
+impl Writers {
+    fn slot(&self, id: &str) -> Arc<Slot> {
+        let mut slots = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // forget slots nobody holds or waits for, so the map stays as small as the work
+        slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        slots.entry(id.to_string()).or_default().clone()
+    }
+
+    /// Waits to be the rollout's only writer in this instance.
+    pub(super) async fn lock(&self, id: &str) -> OwnedMutexGuard<()> {
+        self.slot(id).lock.clone().lock_owned().await
+    }
+}
+
+impl Slot {
+    fn push(&self, queued: Queued) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push_back(queued);
+    }
+
+    /// Takes queued reports from the front, at least one and up to `limit` inputs.
+    fn take_group(&self, limit: usize) -> Vec<Queued> {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut group = Vec::new();
+        let mut size = 0;
+        while let Some(next) = queue.front() {
+            if !group.is_empty() && size + next.inputs.len() > limit {
+                break;
+            }
+            size += next.inputs.len();
+            group.extend(queue.pop_front());
+        }
+        group
+    }
+}
+
+impl RolloutService {
+    /// Applies device reports to a rollout, in one commit with any others queued for it.
+    /// Returns whether this call's commits produced effects (this caller then runs them).
+    pub(super) async fn apply_reports(
+        &self,
+        id: &str,
+        inputs: Vec<Input>,
+    ) -> Result<bool, ServiceError> {
+        let slot = self.writers.slot(id);
+        let (done, mut outcome) = oneshot::channel();
+        slot.push(Queued { inputs, done });
+        let _writer = slot.lock.clone().lock_owned().await;
+        let limit = self.store.max_device_writes().clamp(1, MAX_GROUP);
+        let mut produced_effects = false;
+        loop {
+            if let Ok(mine) = outcome.try_recv() {
+                return mine.map(|()| produced_effects);
+            }
+            let group = slot.take_group(limit);
+            if group.is_empty() {
+                break;
+            }
+            let all: Vec<Input> = group
+                .iter()
+                .flat_map(|queued| queued.inputs.iter().cloned())
+                .collect();
+            let applied = self.apply_unlocked(id, &all).await;
+            self.metrics.report_commits.add(1);
+            produced_effects |= applied.as_ref().is_ok_and(|a| !a.effects.is_empty());
+            let result = applied.map(|_| ());
+            for queued in group {
+                let _ = queued.done.send(result.clone());
+            }
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(ServiceError::Conflict(format!("rollout {id}: writer gone"))))
+            .map(|()| produced_effects)
+    }
+}
