@@ -278,23 +278,11 @@ async fn status_counts_follow_the_devices_and_the_device_list_pages() {
     .await;
     let http = client();
     let world = standin.world();
-    let created = http
-        .put(format!(
-            "{}/deviceUpdate/blue/management/groups/fleet/deployments/wave1?{API}",
-            standin.url()
-        ))
-        .json(&deployment_request("wave1", "fleet"))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(created.status(), 200);
-    eventually("every device finishes", Duration::from_secs(10), || {
-        world.deployments()[0]
-            .devices
-            .values()
-            .all(|p| p.is_final())
-    })
-    .await;
+    let base = format!(
+        "{}/deviceUpdate/blue/management/groups/fleet",
+        standin.url()
+    );
+    deploy_and_finish(&http, &world, &base, "fleet").await;
     let status: Value = http
         .get(format!(
             "{}/deviceUpdate/blue/management/groups/fleet/deployments/wave1/status?{API}",
@@ -392,6 +380,29 @@ async fn all_device_states(http: &reqwest::Client, first: String) -> (Vec<Value>
 }
 
 /// `(deviceId, deviceState)` of each item.
+/// Deploys `wave1` to `group` (under `base`) and waits until every device finished it.
+async fn deploy_and_finish(
+    http: &reqwest::Client,
+    world: &patchwave::standin::World,
+    base: &str,
+    group: &str,
+) {
+    let created = http
+        .put(format!("{base}/deployments/wave1?{API}"))
+        .json(&deployment_request("wave1", group))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(created.status(), 200);
+    eventually("every device finishes", Duration::from_secs(10), || {
+        world.deployments()[0]
+            .devices
+            .values()
+            .all(|p| p.is_final())
+    })
+    .await;
+}
+
 fn id_and_state(items: &[Value]) -> Vec<(String, String)> {
     items
         .iter()
@@ -414,20 +425,7 @@ async fn device_states_list_filter_and_page_each_subgroup_deployment() {
         "{}/deviceUpdate/blue/management/groups/small",
         standin.url()
     );
-    let created = http
-        .put(format!("{base}/deployments/wave1?{API}"))
-        .json(&deployment_request("wave1", "small"))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(created.status(), 200);
-    eventually("every device finishes", Duration::from_secs(10), || {
-        world.deployments()[0]
-            .devices
-            .values()
-            .all(|p| p.is_final())
-    })
-    .await;
+    deploy_and_finish(&http, &world, &base, "small").await;
     let deployment = world.deployments()[0].clone();
     assert_eq!(deployment.count(DevicePhase::Failed), 3);
     let classes: BTreeMap<String, String> = world

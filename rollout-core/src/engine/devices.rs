@@ -100,17 +100,12 @@ impl Rollout {
         if let Some(rollback) = self.rollback.as_mut() {
             if let Some(group) = rollback.groups.iter_mut().find(|g| g.wave == wave) {
                 if let Some(reported) = classify(report, &self.plan.rollback_update) {
-                    // a polled final outcome is newer than any report still in progress
-                    if reported.is_finished() || !record.rollback_polled {
-                        let deadline_passed = group.timeouts_applied;
-                        record.rollback = move_outcome(
-                            &mut group.counts,
-                            record.rollback,
-                            reported,
-                            deadline_passed,
-                        );
-                        record.rollback_polled = false;
-                    }
+                    record_report(
+                        (&mut record.rollback, &mut record.rollback_polled),
+                        &mut group.counts,
+                        reported,
+                        group.timeouts_applied,
+                    );
                 }
                 return;
             }
@@ -119,17 +114,27 @@ impl Rollout {
             return;
         };
         if let Some(reported) = classify(report, &self.plan.update) {
-            if reported.is_finished() || !record.forward_polled {
-                let deadline_passed = progress.timeouts_applied;
-                record.forward = move_outcome(
-                    &mut progress.counts,
-                    record.forward,
-                    reported,
-                    deadline_passed,
-                );
-                record.forward_polled = false;
-            }
+            record_report(
+                (&mut record.forward, &mut record.forward_polled),
+                &mut progress.counts,
+                reported,
+                progress.timeouts_applied,
+            );
         }
+    }
+}
+
+/// Records a reported outcome in `counts`, except a report still in progress after a polled
+/// final outcome: the poll saw the device finish, so that report is older.
+fn record_report(
+    (recorded, polled): (&mut Outcome, &mut bool),
+    counts: &mut Counts,
+    reported: Outcome,
+    deadline_passed: bool,
+) {
+    if reported.is_finished() || !*polled {
+        *recorded = move_outcome(counts, *recorded, reported, deadline_passed);
+        *polled = false;
     }
 }
 
