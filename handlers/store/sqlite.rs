@@ -6,7 +6,8 @@ use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS rollouts (
@@ -33,6 +34,34 @@ pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
 }
 
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL size (pages) at which a commit checkpoints by itself, should the background
+/// checkpointer fall behind.
+const WAL_BACKSTOP_PAGES: u32 = 65_536;
+
+/// Checkpoints the WAL from a thread of its own, on a connection of its own, so commits
+/// only append to the WAL and never wait for a checkpoint's copying and `fsync`. `PASSIVE`
+/// never blocks the writer. The thread ends when the store is dropped.
+fn start_checkpointer(path: &Path, store: Weak<Mutex<Connection>>) -> Result<(), StoreError> {
+    let checkpointer = Connection::open(path)
+        .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while store.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(error) =
+                    checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(%error, "WAL checkpoint failed; commits will checkpoint");
+                }
+            }
+        })
+        .map_err(backend)?;
+    Ok(())
+}
+
 fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(error.to_string())
 }
@@ -52,7 +81,7 @@ impl SqliteStore {
         let connection = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+            .execute_batch(&format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"))
             .map_err(backend)?;
         connection.execute_batch(SCHEMA).map_err(backend)?;
         // databases made before effects had checkpoints
@@ -64,9 +93,9 @@ impl SqliteStore {
                 .execute_batch("ALTER TABLE outbox ADD COLUMN checkpoint TEXT")
                 .map_err(backend)?;
         }
-        Ok(SqliteStore {
-            connection: Arc::new(Mutex::new(connection)),
-        })
+        let connection = Arc::new(Mutex::new(connection));
+        start_checkpointer(path, Arc::downgrade(&connection))?;
+        Ok(SqliteStore { connection })
     }
 
     /// Runs `work` with the connection on the blocking pool.

@@ -25,6 +25,31 @@ mod sqlite {
     }
 
     crate::conformance_tests!();
+
+    /// Commits only append to the WAL; a background checkpointer copies it into the
+    /// database file, so the file grows without any commit checkpointing it.
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_in_the_background() {
+        use rollout_core::DeviceRecord;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("patchwave.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        let records: Vec<(String, DeviceRecord)> = (0..5_000)
+            .map(|i| (format!("device-{i:05}"), DeviceRecord::new(0)))
+            .collect();
+        store.add_devices("r", &records).await.expect("add");
+        let mut grown = false;
+        for _ in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            grown = size() > before + 100_000;
+            if grown {
+                break;
+            }
+        }
+        assert!(grown, "database file still {} bytes", size());
+    }
 }
 
 mod table {
