@@ -4,7 +4,7 @@
 //! (`deviceUpdate;2`) reports `extendedResultCodes` as comma-separated 8-digit hex. The
 //! installed update id is a JSON string holding `{provider, name, version}`.
 
-use crate::host::json::{as_i64, as_text, get_loose, kind_of, unwrap_encoded, unwrap_text};
+use crate::host::json::{as_i64, as_object, as_text, get_loose, kind_of, unwrap_text};
 use chrono::{DateTime, Utc};
 use rollout_core::UpdateId;
 use serde::Serialize;
@@ -79,7 +79,7 @@ pub struct AgentReport {
 /// Decodes the `deviceUpdate` component of reported properties. `Ok(None)` when it carries
 /// no `agent` part (for example only the service acknowledgement).
 pub fn decode_device_update(component: &Value) -> Result<Option<AgentReport>, String> {
-    let Value::Object(component) = unwrap_encoded(component) else {
+    let Some(component) = as_object(component) else {
         return Err(format!(
             "deviceUpdate must be an object, found {}",
             kind_of(component)
@@ -88,7 +88,7 @@ pub fn decode_device_update(component: &Value) -> Result<Option<AgentReport>, St
     let Some(agent) = get_loose(&component, "agent") else {
         return Ok(None);
     };
-    let Value::Object(agent) = unwrap_encoded(agent) else {
+    let Some(agent) = as_object(agent) else {
         return Err(format!(
             "deviceUpdate.agent must be an object, found {}",
             kind_of(agent)
@@ -135,7 +135,7 @@ fn present<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 }
 
 fn decode_workflow(value: &Value) -> Result<Workflow, String> {
-    let Value::Object(workflow) = unwrap_encoded(value) else {
+    let Some(workflow) = as_object(value) else {
         return Err(format!("must be an object, found {}", kind_of(value)));
     };
     let action = present(&workflow, "action")
@@ -175,25 +175,25 @@ pub fn decode_update_id(value: &Value) -> Result<UpdateId, String> {
 type InstallResults = (Option<InstallResult>, BTreeMap<String, InstallResult>);
 
 fn decode_last_install(value: &Value) -> Result<InstallResults, String> {
-    let Value::Object(result) = unwrap_encoded(value) else {
+    let Some(result) = as_object(value) else {
         return Err(format!("must be an object, found {}", kind_of(value)));
     };
     let root = decode_install_result(&result)?;
     let mut steps = BTreeMap::new();
     if let Some(step_map) = present(&result, "stepResults") {
-        let Value::Object(step_map) = unwrap_encoded(step_map) else {
+        let Some(step_map) = as_object(step_map) else {
             return Err(format!(
                 "stepResults must be an object, found {}",
                 kind_of(step_map)
             ));
         };
-        for (name, step) in step_map {
-            let Value::Object(step) = unwrap_encoded(&step) else {
+        for (name, step) in step_map.iter() {
+            let Some(step) = as_object(step) else {
                 return Err(format!("stepResults.{name} must be an object"));
             };
             let decoded =
                 decode_install_result(&step).map_err(|e| format!("stepResults.{name}: {e}"))?;
-            steps.insert(name, decoded);
+            steps.insert(name.clone(), decoded);
         }
     }
     Ok((Some(root), steps))

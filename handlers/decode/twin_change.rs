@@ -17,6 +17,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Binding name of the `TwinChanges` trigger in function.json.
 pub const BINDING: &str = "events";
@@ -161,12 +162,13 @@ struct MetadataColumns {
 
 /// One message's properties, merged from the metadata columns and (for captured messages)
 /// from the message itself.
+/// Borrowed from the invocation's metadata; copied only when a captured message adds to it.
 #[derive(Default)]
-struct MessageMeta {
-    system: Map<String, Value>,
-    application: Map<String, Value>,
-    enqueued: Option<Value>,
-    sequence: Option<Value>,
+struct MessageMeta<'a> {
+    system: Cow<'a, Map<String, Value>>,
+    application: Cow<'a, Map<String, Value>>,
+    enqueued: Option<&'a Value>,
+    sequence: Option<&'a Value>,
 }
 
 impl MetadataColumns {
@@ -199,19 +201,15 @@ impl MetadataColumns {
         }
     }
 
-    fn for_item(&self, index: usize) -> MessageMeta {
-        let object = |column: &[Value]| {
-            column
-                .get(index)
-                .and_then(as_object)
-                .unwrap_or_default()
-                .into_owned()
-        };
+    fn for_item(&self, index: usize) -> MessageMeta<'_> {
+        fn object(column: &[Value], index: usize) -> Cow<'_, Map<String, Value>> {
+            column.get(index).and_then(as_object).unwrap_or_default()
+        }
         MessageMeta {
-            system: object(&self.system),
-            application: object(&self.application),
-            enqueued: self.enqueued.get(index).filter(|v| !v.is_null()).cloned(),
-            sequence: self.sequence.get(index).filter(|v| !v.is_null()).cloned(),
+            system: object(&self.system, index),
+            application: object(&self.application, index),
+            enqueued: self.enqueued.get(index).filter(|v| !v.is_null()),
+            sequence: self.sequence.get(index).filter(|v| !v.is_null()),
         }
     }
 }
@@ -230,7 +228,11 @@ fn partition_info(invocation: &Invocation) -> Option<PartitionInfo> {
     })
 }
 
-fn decode_message(index: usize, body: &Value, mut meta: MessageMeta) -> Result<HubMessage, String> {
+fn decode_message(
+    index: usize,
+    body: &Value,
+    mut meta: MessageMeta<'_>,
+) -> Result<HubMessage, String> {
     let source = message_source(&meta);
     if let Some(source) = source.as_ref().filter(|s| !is_twin_source(s)) {
         return Ok(HubMessage::Other(OtherMessage {
@@ -266,7 +268,7 @@ fn decode_message(index: usize, body: &Value, mut meta: MessageMeta) -> Result<H
     decode_twin_change(index, &body, &meta).map(HubMessage::TwinChange)
 }
 
-fn message_source(meta: &MessageMeta) -> Option<String> {
+fn message_source(meta: &MessageMeta<'_>) -> Option<String> {
     get_any(&meta.system, &["iothub-message-source"])
         .or_else(|| get_any(&meta.application, &["iothub-message-schema"]))
         .and_then(as_text)
@@ -314,7 +316,7 @@ fn peeled(value: Value) -> Value {
 /// A message captured whole (as `az iot hub monitor-events` prints it, or forwarded by a
 /// tool): `{"properties":{"system","application"},"annotations",…,"payload"}`, optionally
 /// inside `{"event": …}`. Its properties join the message's; its payload is the body.
-fn unwrap_capture(body: &Value, meta: &mut MessageMeta) -> Option<Value> {
+fn unwrap_capture(body: &Value, meta: &mut MessageMeta<'_>) -> Option<Value> {
     let mut message = body.as_object()?;
     if let Some(Value::Object(inner)) = get_loose(message, "event") {
         message = inner;
@@ -331,13 +333,16 @@ fn unwrap_capture(body: &Value, meta: &mut MessageMeta) -> Option<Value> {
             into.entry(key).or_insert(value);
         }
     };
-    merge(&mut meta.application, get_loose(&properties, "application"));
-    merge(&mut meta.system, get_loose(&properties, "system"));
-    merge(&mut meta.system, get_loose(message, "annotations"));
+    merge(
+        meta.application.to_mut(),
+        get_loose(&properties, "application"),
+    );
+    merge(meta.system.to_mut(), get_loose(&properties, "system"));
+    merge(meta.system.to_mut(), get_loose(message, "annotations"));
     Some(unwrap_encoded(payload))
 }
 
-fn device_id(meta: &MessageMeta, body: Option<&Map<String, Value>>) -> Option<String> {
+fn device_id(meta: &MessageMeta<'_>, body: Option<&Map<String, Value>>) -> Option<String> {
     get_any(&meta.application, &["deviceId"])
         .or_else(|| get_any(&meta.system, &["iothub-connection-device-id"]))
         .or_else(|| body.and_then(|b| get_any(b, &["deviceId"])))
@@ -348,7 +353,7 @@ fn device_id(meta: &MessageMeta, body: Option<&Map<String, Value>>) -> Option<St
 fn decode_twin_change(
     index: usize,
     body: &Map<String, Value>,
-    meta: &MessageMeta,
+    meta: &MessageMeta<'_>,
 ) -> Result<TwinChange, String> {
     let device_id = device_id(meta, Some(body)).ok_or(
         "twin change names no device (no deviceId property, iothub-connection-device-id or body deviceId)",
@@ -383,7 +388,7 @@ fn decode_twin_change(
             .and_then(|r| r.get("$version"))
             .and_then(as_u64),
         enqueued_time: time(get_any(&meta.system, &["iothub-enqueuedtime"]))
-            .or_else(|| time(meta.enqueued.as_ref()))
+            .or_else(|| time(meta.enqueued))
             .or_else(|| {
                 time(get_any(
                     &meta.system,
@@ -393,7 +398,6 @@ fn decode_twin_change(
         operation_time: time(get_any(&meta.application, &["operationTimestamp"])),
         sequence_number: meta
             .sequence
-            .as_ref()
             .or_else(|| get_any(&meta.system, &["x-opt-sequence-number", "SequenceNumber"]))
             .and_then(as_i64),
         device_update,
