@@ -10,6 +10,9 @@ use crate::inputs::{Delivery, InputSink, TriggerInput};
 use rollout_core::{DeviceReport, Input, MaintenanceRun, PatchOutcome, Rollout};
 use std::collections::BTreeMap;
 
+/// Most polled devices applied per commit (bounds the records one step loads).
+const POLLED_PER_COMMIT: usize = 1_000;
+
 /// The engine's view of a twin change; `None` when it carries no agent state or version.
 pub fn device_report(change: &TwinChange) -> Option<DeviceReport> {
     let report = change.device_update.as_ref()?;
@@ -160,9 +163,9 @@ impl RolloutService {
     }
 
     /// Deployment status as a second source of truth: the devices Device Update counts as
-    /// finished are applied in commits the store can hold; the engine fills in only
-    /// those whose own final report never came. A failed read is logged and retried on the
-    /// next tick.
+    /// finished are applied in commits of at most [`POLLED_PER_COMMIT`]; the engine fills in
+    /// only those whose own final report never came. A failed read is logged and retried on
+    /// the next tick.
     async fn reconcile(&self, rollout: &Rollout) -> Result<(), ServiceError> {
         for target in rollout.deployments_to_poll() {
             let listed = self
@@ -178,7 +181,8 @@ impl RolloutService {
                 }
             };
             self.metrics.devices_polled.add(devices.len() as u64);
-            for chunk in devices.chunks(self.store.max_device_writes().max(1)) {
+            let per_commit = self.store.max_device_writes().clamp(1, POLLED_PER_COMMIT);
+            for chunk in devices.chunks(per_commit) {
                 let input = Input::DeploymentStates {
                     deployment_id: target.deployment_id.clone(),
                     devices: chunk.to_vec(),
