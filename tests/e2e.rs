@@ -85,6 +85,15 @@ async fn healthy_run(faults: Faults) -> (Value, Value) {
     (last, compliance)
 }
 
+/// The rollout's decision log, oldest first.
+async fn decisions(world: &LocalWorld, id: &str) -> Vec<Value> {
+    let events = world
+        .api(Method::GET, &format!("/api/rollouts/{id}/events"), None)
+        .await
+        .expect("events");
+    events["value"].as_array().expect("events").clone()
+}
+
 fn summary(view: &Value) -> Vec<(String, String, u64, u64)> {
     view["waves"]
         .as_array()
@@ -171,13 +180,8 @@ async fn reports_that_never_came_are_read_from_device_update_status() {
             "wave {name}"
         );
     }
-    let events = world
-        .api(Method::GET, &format!("/api/rollouts/{id}/events"), None)
-        .await
-        .expect("events");
-    let reconciled: Vec<&str> = events["value"]
-        .as_array()
-        .expect("events")
+    let events = decisions(&world, &id).await;
+    let reconciled: Vec<&str> = events
         .iter()
         .filter(|d| d["kind"] == "wave.reconciled")
         .filter_map(|d| d["reason"].as_str())
@@ -210,13 +214,8 @@ async fn failures_in_the_second_wave_roll_back_the_first_two_groups() {
         .map(|g| g["deviceGroup"].as_str().expect("group"))
         .collect();
     assert_eq!(rolled, ["canary", "pilot"]);
-    let events = world
-        .api(Method::GET, &format!("/api/rollouts/{id}/events"), None)
-        .await
-        .expect("events");
-    let failed = events["value"]
-        .as_array()
-        .expect("events")
+    let events = decisions(&world, &id).await;
+    let failed = events
         .iter()
         .find(|d| d["kind"] == "wave.failed")
         .expect("wave.failed");
@@ -283,16 +282,9 @@ async fn a_maintenance_run_starting_while_devices_roll_back_is_cancelled() {
     // give the handler a moment, then look at what Resource Manager was asked
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cancelled = world.standin.world().cancelled_maintenance_runs();
-    let events = world
-        .api(Method::GET, &format!("/api/rollouts/{id}/events"), None)
-        .await
-        .expect("events");
-    let held = events["value"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .any(|d| d["kind"] == "infrastructure.hold");
-    assert!(held, "decision log: {events}");
+    let events = decisions(&world, &id).await;
+    let held = events.iter().any(|d| d["kind"] == "infrastructure.hold");
+    assert!(held, "decision log: {events:?}");
     assert_eq!(
         cancelled.len(),
         1,

@@ -4,7 +4,6 @@ use crate::support::*;
 use patchwave::standin::{DevicePhase, GroupConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 const API: &str = "api-version=2022-10-01";
 
@@ -394,13 +393,7 @@ async fn deploy_and_finish(
         .await
         .expect("put");
     assert_eq!(created.status(), 200);
-    eventually("every device finishes", Duration::from_secs(10), || {
-        world.deployments()[0]
-            .devices
-            .values()
-            .all(|p| p.is_final())
-    })
-    .await;
+    deployment_finishes(world, 0).await;
 }
 
 fn id_and_state(items: &[Value]) -> Vec<(String, String)> {

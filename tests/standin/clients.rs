@@ -69,13 +69,7 @@ async fn the_clients_work_against_the_stand_in() {
         .expect("create");
     }
     assert_eq!(world.deployments().len(), 1);
-    eventually("the wave finishes", Duration::from_secs(10), || {
-        world.deployments()[0]
-            .devices
-            .values()
-            .all(|p| p.is_final())
-    })
-    .await;
+    deployment_finishes(&world, 0).await;
     let (state, counts) = adu
         .deployment_status("canary", "pw-r1-w0a1")
         .await
@@ -201,13 +195,7 @@ async fn finished_devices_are_the_devices_the_stand_in_finished() {
         all_known, None,
         "no more than 30 can finish: nothing listed"
     );
-    eventually("the wave finishes", Duration::from_secs(10), || {
-        world.deployments()[0]
-            .devices
-            .values()
-            .all(|p| p.is_final())
-    })
-    .await;
+    deployment_finishes(&world, 0).await;
 
     let finished = adu
         .finished_devices("fleet", "wave1", 0)

@@ -167,13 +167,7 @@ async fn a_deployment_reports_every_device_through_twin_changes() {
     let again = start(config).await;
     deploy(&again, "canary", "pw-r1-w0a1").await;
     let world = again.world();
-    eventually("the second fleet finishes", Duration::from_secs(10), || {
-        world.deployments()[0]
-            .devices
-            .values()
-            .all(|p| p.is_final())
-    })
-    .await;
+    deployment_finishes(&world, 0).await;
     assert_eq!(failed_devices(&again), failed);
 }
 
@@ -256,13 +250,7 @@ async fn without_a_handler_invocations_wait_and_fault_knobs_apply() {
     let standin = start(config).await;
     let world = standin.world();
     deploy(&standin, "dup", "d1").await;
-    eventually("dup group finishes", Duration::from_secs(10), || {
-        world.deployments()[0]
-            .devices
-            .values()
-            .all(|p| p.is_final())
-    })
-    .await;
+    deployment_finishes(&world, 0).await;
     assert_eq!(world.pending_twin_messages(), 20);
     let snapshot: Value = client()
         .get(format!("{}/_standin/world", standin.url()))
@@ -296,13 +284,7 @@ async fn without_a_handler_invocations_wait_and_fault_knobs_apply() {
         ..Faults::default()
     });
     deploy(&standin, "drop", "d2").await;
-    eventually("drop group finishes", Duration::from_secs(10), || {
-        world.deployments()[1]
-            .devices
-            .values()
-            .all(|p| p.is_final())
-    })
-    .await;
+    deployment_finishes(&world, 1).await;
     assert_eq!(world.pending_twin_messages(), 0);
     let (twins, events) = world.drain_invocations();
     assert!(twins.is_empty() && events.is_empty());

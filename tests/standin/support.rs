@@ -152,6 +152,17 @@ pub async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> b
     }
 }
 
+/// Waits until every device of the world's `index`-th deployment has finished it.
+pub async fn deployment_finishes(world: &patchwave::standin::World, index: usize) {
+    eventually("the deployment finishes", Duration::from_secs(10), || {
+        world.deployments()[index]
+            .devices
+            .values()
+            .all(|p| p.is_final())
+    })
+    .await;
+}
+
 /// A client for the stand-in.
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
