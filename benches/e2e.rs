@@ -141,7 +141,8 @@ async fn post_all(url: &str, batches: &[Vec<u8>]) -> Figures {
     }
 }
 
-async fn patchwave_on(store: Arc<dyn Store>, label: &str) -> Figures {
+/// Serves `rounds` reports from every device (versions 5, 6, ...).
+async fn patchwave_on(store: Arc<dyn Store>, label: &str, rounds: u64) -> Figures {
     let fleet = devices();
     let service = Arc::new(RolloutService::new(
         store,
@@ -169,7 +170,8 @@ async fn patchwave_on(store: Arc<dyn Store>, label: &str) -> Figures {
     .expect("bind");
     let url = format!("http://{}/TwinChanges", app.local_addr().expect("addr"));
     let server = tokio::spawn(app.serve(std::future::pending()));
-    let figures = post_all(&url, &batches(&fleet, 5)).await;
+    let bytes: Vec<Vec<u8>> = (5..5 + rounds).flat_map(|v| batches(&fleet, v)).collect();
+    let figures = post_all(&url, &bytes).await;
     server.abort();
     let metrics = service.metrics().snapshot();
     eprintln!(
@@ -269,6 +271,14 @@ async fn main() {
         return e2e_memory::measure();
     }
     println!("patchwave end to end: {DEVICES} twin change notifications in batches of {BATCH}, {IN_FLIGHT} batches in flight, loopback HTTP");
+    if std::env::args().any(|arg| arg == "--patchwave-only") {
+        // for profiling: the SQLite path alone, 5 reports per device, no floors
+        let dir = tempfile::tempdir().expect("dir");
+        let sqlite = patchwave::store::sqlite::SqliteStore::open(&dir.path().join("bench.db"));
+        let f = patchwave_on(Arc::new(sqlite.expect("sqlite")), "sqlite", 5).await;
+        let (rate, p99, cpu) = (f.per_second, f.p99_ms, f.cpu_us_per_event);
+        return println!("  patchwave, SQLite {rate:>9.0} events/s   p99 {p99:>6.2} ms   {cpu:>5.1} µs CPU/event");
+    }
     let fleet = devices();
     let bytes = batches(&fleet, 5);
     let decode = decode_floor(&bytes);
@@ -277,7 +287,7 @@ async fn main() {
     let sqlite: Arc<dyn Store> = Arc::new(
         patchwave::store::sqlite::SqliteStore::open(&dir.path().join("bench.db")).expect("sqlite"),
     );
-    let on_sqlite = patchwave_on(sqlite, "sqlite").await;
+    let on_sqlite = patchwave_on(sqlite, "sqlite", 1).await;
     println!(
         "  {:<26} {:>9.0} events/s (decoding the same bytes without HTTP)",
         "floor: in-process decode", decode
@@ -296,7 +306,7 @@ async fn main() {
     )
     .await
     .expect("azurite");
-    let on_table = patchwave_on(Arc::new(table), "table").await;
+    let on_table = patchwave_on(Arc::new(table), "table", 1).await;
     print("patchwave, Table (Azurite)", &on_table, &envelope, decode);
     println!(
         "  cold start (process start to first 200 on GET /, median of 20): {:.1} ms",

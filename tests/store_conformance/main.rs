@@ -26,6 +26,50 @@ mod sqlite {
 
     crate::conformance_tests!();
 
+    /// A database made when device records and the device index were rowid tables is
+    /// rebuilt clustered on the key when opened, and keeps every row.
+    #[tokio::test]
+    async fn tables_made_as_rowid_tables_are_rebuilt_without_losing_rows() {
+        use rollout_core::DeviceRecord;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("patchwave.db");
+        let record = serde_json::to_string(&DeviceRecord::new(1)).expect("json");
+        let old = rusqlite::Connection::open(&path).expect("old database");
+        old.execute_batch(&format!(
+            "CREATE TABLE devices (rollout TEXT NOT NULL, device TEXT NOT NULL, version INTEGER NOT NULL, \
+             record TEXT NOT NULL, PRIMARY KEY (rollout, device)); \
+             CREATE TABLE device_index (device TEXT PRIMARY KEY, rollout TEXT NOT NULL); \
+             INSERT INTO devices VALUES ('r', 'dev-1', 7, '{record}'); \
+             INSERT INTO device_index VALUES ('dev-1', 'r');"
+        ))
+        .expect("old schema");
+        drop(old);
+        let store = SqliteStore::open(&path).expect("open");
+        let loaded = store
+            .load_devices("r", &["dev-1".into()])
+            .await
+            .expect("load");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].1.version, "7");
+        assert_eq!(loaded[0].1.value.wave, 1);
+        let index = store
+            .rollouts_of_devices(&["dev-1".into()])
+            .await
+            .expect("index");
+        assert_eq!(index.get("dev-1").map(String::as_str), Some("r"));
+        let check = rusqlite::Connection::open(&path).expect("reopen");
+        for table in ["devices", "device_index"] {
+            let sql: String = check
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .expect("definition");
+            assert!(sql.contains("WITHOUT ROWID"), "{table}: {sql}");
+        }
+    }
+
     /// Commits only append to the WAL; a background checkpointer copies it into the
     /// database file, so the file grows without any commit checkpointing it.
     #[tokio::test]
