@@ -54,6 +54,8 @@ impl Rollout {
         }
         let mut added = 0u64;
         let mut elsewhere = 0u64;
+        // one allocation: growing by doubling would hold the old and new tables at once
+        self.devices.reserve(devices.len());
         for device in devices {
             match self.devices.get(device.as_str()) {
                 Some(record) if record.wave as usize != index => elsewhere += 1,
