@@ -111,6 +111,7 @@ impl SqliteStore {
             .execute_batch(&format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"))
             .map_err(backend)?;
         connection.execute_batch(SCHEMA).map_err(backend)?;
+        rusqlite::vtab::array::load_module(&connection).map_err(backend)?;
         for table in ["devices", "device_index"] {
             cluster_by_key(&connection, table)?;
         }
@@ -201,6 +202,11 @@ fn execute(
         .prepare_cached(sql)
         .and_then(|mut statement| statement.execute(params))
         .map_err(backend)
+}
+
+/// Keys as one statement parameter (`IN rarray(?)`): a batch's point reads in one statement.
+fn key_array(keys: Vec<String>) -> rusqlite::vtab::array::Array {
+    std::rc::Rc::new(keys.into_iter().map(rusqlite::types::Value::Text).collect())
 }
 
 /// One read transaction for a batch of point reads, instead of one per statement (each
@@ -297,26 +303,20 @@ impl Store for SqliteStore {
             let reads = read_transaction(c)?;
             let mut statement = reads
                 .prepare_cached(
-                    "SELECT record, version FROM devices WHERE rollout = ?1 AND device = ?2",
+                    "SELECT device, record, version FROM devices WHERE rollout = ?1 AND device IN rarray(?2)",
                 )
                 .map_err(backend)?;
-            let mut found = Vec::new();
-            for device in devices {
-                let row: Option<(String, i64)> = statement
-                    .query_row(params![rollout, device], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .map_err(backend)?;
-                if let Some((record, version)) = row {
-                    found.push((
-                        device,
-                        Versioned {
-                            value: from_json(&record)?,
-                            version: version.to_string(),
-                        },
-                    ));
-                }
-            }
-            Ok(found)
+            let rows = statement
+                .query_map(params![rollout, key_array(devices)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (device, record, version) = row.map_err(backend)?;
+                let value = from_json(&record)?;
+                Ok((device, Versioned { value, version: version.to_string() }))
+            })
+            .collect()
         })
         .await
     }
@@ -355,19 +355,14 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let reads = read_transaction(c)?;
             let mut statement = reads
-                .prepare_cached("SELECT rollout FROM device_index WHERE device = ?1")
+                .prepare_cached(
+                    "SELECT device, rollout FROM device_index WHERE device IN rarray(?1)",
+                )
                 .map_err(backend)?;
-            let mut found = HashMap::with_capacity(devices.len());
-            for device in devices {
-                let rollout: Option<String> = statement
-                    .query_row([&device], |r| r.get(0))
-                    .optional()
-                    .map_err(backend)?;
-                if let Some(rollout) = rollout {
-                    found.insert(device, rollout);
-                }
-            }
-            Ok(found)
+            let rows = statement
+                .query_map([key_array(devices)], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.map(|row| row.map_err(backend)).collect()
         })
         .await
     }
