@@ -345,10 +345,11 @@ async fn main() {
     .await
     .expect("azurite");
     let (on_table, service) = serve_patchwave(Arc::new(table), "table").await;
+    // one pass: Azurite takes about 25 s for one
     let on_table_figures = post_all(&on_table.url, &bytes).await;
     print_commits("table", &service);
     print(
-        "patchwave, Table (Azurite, one pass)",
+        "patchwave, Table (Azurite)",
         &on_table_figures,
         &envelope,
         decode,
