@@ -9,8 +9,19 @@ use rollout_core::{Effect, PatchOutcome, PolledDevice, Rollout};
 pub enum EffectOutcome {
     /// Done; nothing to report back but success.
     Done,
-    /// The devices of a group (answer to `FetchGroupMembers`).
+    /// The devices of a group (answer to `FetchGroupMembers`), all at once.
     Members(Vec<String>),
+    /// One page of a group's devices (answer to `FetchGroupMembers`, page by page, so a
+    /// million members are never in memory at once). `resume` is the checkpoint that
+    /// fetches the next page; `None` on the last.
+    MembersPage {
+        /// Device ids of this page.
+        devices: Vec<String>,
+        /// Which page, from 0.
+        page: u32,
+        /// Checkpoint for the next page.
+        resume: Option<String>,
+    },
     /// A machine's patch run ended (answer to `InstallPatches`).
     Patched {
         /// Outcome.

@@ -1,4 +1,5 @@
-//! Peak RSS while a 1,000,000-device rollout is created, and while it is served by a fresh
+//! Peak RSS while a 1,000,000-device rollout is created (members learned in pages of 1,000),
+//! and while it is served by a fresh
 //! instance, each measured in its own child process of the e2e benchmark (`--rss-create DIR`,
 //! `--rss-serve DIR`) so nothing else counts.
 
@@ -24,17 +25,26 @@ fn device(i: usize) -> String {
     format!("device-{i:07}")
 }
 
-/// Answers a group lookup with the fleet, built when asked (as an IoT Hub query would be).
+/// Devices per page of the group lookup (IoT Hub's twin query answers 1,000 at most).
+const MEMBERS_PAGE: usize = 1_000;
+
+/// Answers a group lookup with the fleet page by page, each page built when asked (as an
+/// IoT Hub twin query with continuation tokens would answer).
 struct GeneratedMembers;
 
 #[async_trait::async_trait]
 impl EffectExecutor for GeneratedMembers {
-    async fn execute(&self, _: &Rollout, effect: &Effect, _: Option<&str>) -> EffectOutcome {
-        match effect.kind {
-            EffectKind::FetchGroupMembers { .. } => {
-                EffectOutcome::Members((0..FLEET).map(device).collect())
-            }
-            _ => EffectOutcome::Done,
+    async fn execute(&self, _: &Rollout, effect: &Effect, at: Option<&str>) -> EffectOutcome {
+        let EffectKind::FetchGroupMembers { .. } = effect.kind else {
+            return EffectOutcome::Done;
+        };
+        let page: usize = at.and_then(|at| at.parse().ok()).unwrap_or(0);
+        let first = page * MEMBERS_PAGE;
+        let last = (first + MEMBERS_PAGE).min(FLEET);
+        EffectOutcome::MembersPage {
+            devices: (first..last).map(device).collect(),
+            page: page as u32,
+            resume: (last < FLEET).then(|| (page + 1).to_string()),
         }
     }
 }

@@ -24,39 +24,53 @@ impl IotHubClient {
         IotHubClient { rest }
     }
 
-    /// The device ids whose twin carries `tags.ADUGroup = group`.
+    /// The device ids whose twin carries `tags.ADUGroup = group`, all pages.
     pub async fn group_devices(&self, group: &str) -> Result<Vec<String>, AzureError> {
+        let mut devices = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let (page, next) = self
+                .group_devices_page(group, continuation.as_deref())
+                .await?;
+            devices.extend(page);
+            continuation = next;
+            if continuation.is_none() {
+                return Ok(devices);
+            }
+        }
+    }
+
+    /// One page of [`IotHubClient::group_devices`]: the page after `continuation` (the first
+    /// when `None`), and the continuation of the next page, `None` after the last.
+    pub async fn group_devices_page(
+        &self,
+        group: &str,
+        continuation: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), AzureError> {
         let query = format!(
             "SELECT * FROM devices WHERE tags.ADUGroup = '{}'",
             group.replace('\'', "''")
         );
         let body = json!({"query": query});
         let path = format!("/devices/query?api-version={API_VERSION}");
-        let mut devices = Vec::new();
-        let mut continuation: Option<String> = None;
-        loop {
-            let mut headers = vec![("x-ms-max-item-count", PAGE_SIZE)];
-            if let Some(token) = continuation.as_deref() {
-                headers.push(("x-ms-continuation", token));
-            }
-            let reply = self
-                .rest
-                .send(Method::POST, &path, Some(&body), &headers)
-                .await?;
-            let twins = reply
-                .body
-                .as_array()
-                .ok_or_else(|| AzureError::Decode("twin query did not answer an array".into()))?;
-            devices.extend(
-                twins
-                    .iter()
-                    .filter_map(|t| t.get("deviceId").and_then(Value::as_str))
-                    .map(String::from),
-            );
-            continuation = reply.header("x-ms-continuation").filter(|c| !c.is_empty());
-            if continuation.is_none() {
-                return Ok(devices);
-            }
+        let mut headers = vec![("x-ms-max-item-count", PAGE_SIZE)];
+        if let Some(token) = continuation {
+            headers.push(("x-ms-continuation", token));
         }
+        let reply = self
+            .rest
+            .send(Method::POST, &path, Some(&body), &headers)
+            .await?;
+        let twins = reply
+            .body
+            .as_array()
+            .ok_or_else(|| AzureError::Decode("twin query did not answer an array".into()))?;
+        let devices = twins
+            .iter()
+            .filter_map(|t| t.get("deviceId").and_then(Value::as_str))
+            .map(String::from)
+            .collect();
+        let next = reply.header("x-ms-continuation").filter(|c| !c.is_empty());
+        Ok((devices, next))
     }
 }

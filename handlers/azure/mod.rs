@@ -67,7 +67,7 @@ impl AzureExecutor {
         };
         match &effect.kind {
             EffectKind::FetchGroupMembers { group, .. } => match &self.iot_hub {
-                Some(hub) => Ok(EffectOutcome::Members(hub.group_devices(group).await?)),
+                Some(hub) => members_page(hub, group, checkpoint).await,
                 None => missing("PATCHWAVE_IOTHUB_HOST"),
             },
             EffectKind::CreateDeployment {
@@ -222,4 +222,38 @@ impl EffectExecutor for AzureExecutor {
                 .collect()
         }))
     }
+}
+
+/// Where a paged group lookup stands: the next page's number and IoT Hub continuation.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MembersCheckpoint {
+    page: u32,
+    continuation: String,
+}
+
+/// One page of a group's members, from where `checkpoint` left off (a checkpoint that
+/// cannot be read starts over: pages the rollout counted already are ignored by it).
+async fn members_page(
+    hub: &IotHubClient,
+    group: &str,
+    checkpoint: Option<&str>,
+) -> Result<EffectOutcome, AzureError> {
+    let from: Option<MembersCheckpoint> = checkpoint.and_then(|c| serde_json::from_str(c).ok());
+    let (page, continuation) = match &from {
+        Some(at) => (at.page, Some(at.continuation.as_str())),
+        None => (0, None),
+    };
+    let (devices, next) = hub.group_devices_page(group, continuation).await?;
+    let resume = next.map(|continuation| {
+        let at = MembersCheckpoint {
+            page: page + 1,
+            continuation,
+        };
+        serde_json::to_string(&at).unwrap_or_default()
+    });
+    Ok(EffectOutcome::MembersPage {
+        devices,
+        page,
+        resume,
+    })
 }

@@ -3,7 +3,7 @@
 
 use super::{RolloutService, ServiceError};
 use crate::ports::EffectOutcome;
-use rollout_core::{EffectKind, Input};
+use rollout_core::{Effect, EffectKind, Input, Rollout};
 
 /// Rounds of "run pending, which may add more" per call.
 const MAX_ROUNDS: usize = 16;
@@ -23,9 +23,8 @@ impl RolloutService {
             for item in pending {
                 let effect = item.effect;
                 let outcome = self
-                    .executor
-                    .execute(&rollout, &effect, item.checkpoint.as_deref())
-                    .await;
+                    .execute_paged(&rollout, &effect, item.checkpoint)
+                    .await?;
                 if let EffectOutcome::InProgress { checkpoint, note } = &outcome {
                     tracing::info!(rollout = rollout_id, effect = %effect.id, "{note}");
                     self.store
@@ -85,6 +84,56 @@ impl RolloutService {
         Ok(executed)
     }
 
+    /// Executes an effect; while it answers with pages that have more behind them, applies
+    /// each page and stores the checkpoint of the next, so a crash resumes from there. The
+    /// last page (or any other outcome) is returned.
+    async fn execute_paged(
+        &self,
+        rollout: &Rollout,
+        effect: &Effect,
+        mut checkpoint: Option<String>,
+    ) -> Result<EffectOutcome, ServiceError> {
+        let mut previous: Option<u32> = None;
+        loop {
+            let outcome = self
+                .executor
+                .execute(rollout, effect, checkpoint.as_deref())
+                .await;
+            let (wave, devices, page, resume) = match (&effect.kind, outcome) {
+                (
+                    EffectKind::FetchGroupMembers { wave, .. },
+                    EffectOutcome::MembersPage {
+                        devices,
+                        page,
+                        resume: Some(resume),
+                    },
+                ) => (wave, devices, page, resume),
+                (_, outcome) => return Ok(outcome),
+            };
+            if previous.is_some_and(|before| page <= before) {
+                return Ok(EffectOutcome::Failed {
+                    error: format!("group lookup went back to page {page}; trying again later"),
+                    retryable: true,
+                });
+            }
+            previous = Some(page);
+            let input = Input::GroupMembers {
+                wave: *wave,
+                devices,
+                page,
+                last: false,
+            };
+            match self.apply(&rollout.id, &[input]).await {
+                Ok(_) | Err(ServiceError::Rejected(_)) => {}
+                Err(other) => return Err(other),
+            }
+            self.store
+                .checkpoint_effect(&rollout.id, &effect.id, &resume)
+                .await?;
+            checkpoint = Some(resume);
+        }
+    }
+
     /// Runs the pending effects of every rollout (the timer's sweep).
     pub async fn run_all_effects(&self) -> Result<usize, ServiceError> {
         let mut rollouts: Vec<String> = self
@@ -115,6 +164,22 @@ fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome)
                 Input::GroupMembers {
                     wave: *wave,
                     devices,
+                    page: 0,
+                    last: true,
+                },
+                succeeded,
+            ]
+        }
+        (
+            EffectKind::FetchGroupMembers { wave, .. },
+            EffectOutcome::MembersPage { devices, page, .. },
+        ) => {
+            vec![
+                Input::GroupMembers {
+                    wave: *wave,
+                    devices,
+                    page,
+                    last: true,
                 },
                 succeeded,
             ]

@@ -28,12 +28,20 @@ pub enum Input {
         /// Counts or error text for the decision log.
         detail: String,
     },
-    /// The devices of a wave's group, learned once per wave attempt.
+    /// The devices of a wave's group, learned once per wave, in one or more pages.
     GroupMembers {
         /// Wave index.
         wave: usize,
         /// Device ids.
         devices: Vec<String>,
+        /// Which page of the group this is, from 0; a page is counted once, so a page
+        /// fetched again after a crash changes nothing.
+        #[serde(default)]
+        page: u32,
+        /// Whether this is the last page: only then are the members known and the wave
+        /// deployed.
+        #[serde(default = "last_page")]
+        last: bool,
     },
     /// A device's agent reported (a twin change with `deviceUpdate.agent`).
     DeviceReport(DeviceReport),
@@ -142,4 +150,8 @@ pub enum CommandAction {
     Cancel,
     /// Roll every touched group back.
     Rollback,
+}
+
+fn last_page() -> bool {
+    true
 }

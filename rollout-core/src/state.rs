@@ -188,6 +188,12 @@ pub struct WaveProgress {
     pub deployed_at: Option<DateTime<Utc>>,
     /// Whether the group's devices are known.
     pub members_known: bool,
+    /// Pages of the group's members counted so far (members come in pages).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub member_pages: u32,
+    /// Members left out so far because an earlier wave holds them.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub members_left_out: u64,
     /// Whether devices past the deadline were marked timed out.
     pub timeouts_applied: bool,
     /// When the success threshold was first met.
@@ -326,4 +332,12 @@ pub struct Rollout {
     pub applied: BTreeSet<String>,
     /// Reports that changed nothing: stale versions or devices outside the rollout.
     pub ignored_reports: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }

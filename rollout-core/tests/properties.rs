@@ -164,6 +164,8 @@ fn concrete(
             Input::GroupMembers {
                 wave,
                 devices: devices(&format!("w{wave}"), case.fleet[wave]),
+                page: 0,
+                last: true,
             }
         }
         Step::Report { pick, bump, kind } => {

@@ -128,6 +128,46 @@ fn wave_start_fetches_members_before_creating_the_deployment() {
 }
 
 #[test]
+fn members_come_in_pages_each_counted_once_and_the_last_deploys() {
+    let mut s = Scenario::new(two_waves());
+    let page = |devices: Vec<String>, page: u32, last: bool| Input::GroupMembers {
+        wave: 0,
+        devices,
+        page,
+        last,
+    };
+    let first = devices("canary", 4);
+    let second: Vec<String> = (4..7).map(|i| format!("canary-d{i}")).collect();
+    // the first page counts its devices and deploys nothing yet
+    let effects = s.step(page(first.clone(), 0, false), minutes(1));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(s.rollout.waves[0].counts.total, 4);
+    assert!(!s.rollout.waves[0].members_known);
+    // fetched again after a crash, or a page from the future: ignored
+    assert!(s.step(page(first, 0, false), minutes(1)).is_empty());
+    assert!(s
+        .step(page(devices("x", 9), 2, true), minutes(1))
+        .is_empty());
+    assert_eq!(s.rollout.waves[0].counts.total, 4);
+    // the last page completes the count, says so once, and deploys
+    let effects = s.step(page(second.clone(), 1, true), minutes(2));
+    assert_eq!(s.rollout.waves[0].counts.total, 7);
+    assert!(s.rollout.waves[0].members_known);
+    assert!(kinds(&effects).contains(&"create"), "{:?}", kinds(&effects));
+    let told: Vec<&Decision> = s
+        .rollout
+        .decisions
+        .iter()
+        .filter(|d| d.kind == "wave.members")
+        .collect();
+    assert_eq!(told.len(), 1);
+    assert!(told[0].reason.contains("7 device(s)"), "{}", told[0].reason);
+    // and once known, a replayed last page changes nothing
+    assert!(s.step(page(second, 1, true), minutes(3)).is_empty());
+    assert_eq!(s.rollout.waves[0].counts.total, 7);
+}
+
+#[test]
 fn success_threshold_then_soak_then_next_wave() {
     let mut s = Scenario::new(two_waves());
     pass_wave(&mut s, 0, "canary", 4, minutes(5));

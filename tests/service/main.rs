@@ -6,5 +6,6 @@ mod azurite;
 mod concurrency;
 mod flow;
 mod http;
+mod paging;
 mod restart;
 mod support;

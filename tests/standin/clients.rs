@@ -235,3 +235,59 @@ async fn finished_devices_are_the_devices_the_stand_in_finished() {
         None
     );
 }
+
+/// The executor learns a group larger than a twin query page one page per call: each page
+/// names its number and the checkpoint that fetches the next, until the last.
+#[tokio::test]
+async fn the_executor_reads_a_large_group_page_by_page() {
+    use patchwave::azure::events::JsonLinesSink;
+    use patchwave::azure::AzureExecutor;
+    use patchwave::ports::{EffectExecutor, EffectOutcome};
+    use rollout_core::{Effect, EffectKind, Rollout};
+    let standin = start(fast_config(vec![GroupConfig::numbered(
+        "fleet", 2_500, 0.0,
+    )]))
+    .await;
+    let hub = IotHubClient::new(rest(&standin.url(), iot_hub::SCOPE));
+    let executor = AzureExecutor::new(None, None, Some(hub), Arc::new(JsonLinesSink::stdout()));
+    let plan = serde_json::from_value(serde_json::json!({
+        "name": "paged", "update": {"provider": "C", "name": "G", "version": "2"},
+        "rollbackUpdate": {"provider": "C", "name": "G", "version": "1"},
+        "waves": [{"name": "fleet", "deviceGroup": "fleet", "successThresholdPercent": 100,
+                   "failureThresholdPercent": 5, "minDevicesJudged": 1, "soakMinutes": 0,
+                   "deviceTimeoutMinutes": 60, "onFailure": "rollback"}]
+    }))
+    .expect("plan");
+    let (rollout, _) =
+        Rollout::create("ro-paged", plan, "alice", chrono::Utc::now()).expect("rollout");
+    let effect = Effect {
+        id: "ro-paged:members:w0a1".into(),
+        kind: EffectKind::FetchGroupMembers {
+            wave: 0,
+            group: "fleet".into(),
+        },
+    };
+    let (mut seen, mut sizes, mut checkpoint) = (Vec::new(), Vec::new(), None::<String>);
+    for expected_page in 0..3 {
+        let outcome = executor
+            .execute(&rollout, &effect, checkpoint.as_deref())
+            .await;
+        let EffectOutcome::MembersPage {
+            devices,
+            page,
+            resume,
+        } = outcome
+        else {
+            panic!("expected a page, got {outcome:?}")
+        };
+        assert_eq!(page, expected_page);
+        sizes.push(devices.len());
+        seen.extend(devices);
+        checkpoint = resume;
+    }
+    assert_eq!(sizes, [1_000, 1_000, 500]);
+    assert!(checkpoint.is_none(), "the last page has no checkpoint");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 2_500, "every device once");
+}

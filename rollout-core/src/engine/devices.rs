@@ -39,17 +39,19 @@ pub fn effective_outcome(outcome: Outcome, deadline_passed: bool) -> Outcome {
 }
 
 impl Rollout {
-    /// The wave's devices arrived: record them, then request the deployment.
+    /// A page of the wave's devices arrived: record and count them; after the last page,
+    /// request the deployment. `(page, last)`: pages are counted in order and once each.
     pub(super) fn on_group_members(
         &mut self,
         index: usize,
         devices: &[String],
+        (page, last): (u32, bool),
         effects: &mut Vec<Effect>,
     ) {
         let Some(wave) = self.waves.get(index) else {
             return;
         };
-        if wave.members_known || wave.status != WaveStatus::Deploying {
+        if wave.members_known || wave.status != WaveStatus::Deploying || page != wave.member_pages {
             return;
         }
         let mut added = 0u64;
@@ -69,16 +71,27 @@ impl Rollout {
             }
         }
         let wave = &mut self.waves[index];
-        wave.members_known = true;
+        wave.member_pages += 1;
+        wave.members_left_out += elsewhere;
         wave.counts.total += added;
+        if last {
+            self.members_learned(index, effects);
+        }
+    }
+
+    /// All pages of the wave's members are counted: say how many, and deploy.
+    fn members_learned(&mut self, index: usize, effects: &mut Vec<Effect>) {
+        let wave = &mut self.waves[index];
+        wave.members_known = true;
         let plan = &self.plan.waves[index];
         let mut reason = format!(
             "wave {}: {} device(s) in group {}; deploying {}",
             plan.name, wave.counts.total, plan.device_group, self.plan.update
         );
-        if elsewhere > 0 {
+        if wave.members_left_out > 0 {
             reason.push_str(&format!(
-                " ({elsewhere} device(s) already in an earlier wave left out)"
+                " ({} device(s) already in an earlier wave left out)",
+                wave.members_left_out
             ));
         }
         self.decide(effects, "wave.members", Some(index), None, reason);

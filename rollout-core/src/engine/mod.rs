@@ -108,9 +108,12 @@ impl Rollout {
                 outcome,
                 detail,
             } => self.on_machine_patched(machine, *outcome, detail, &mut effects),
-            Input::GroupMembers { wave, devices } => {
-                self.on_group_members(*wave, devices, &mut effects)
-            }
+            Input::GroupMembers {
+                wave,
+                devices,
+                page,
+                last,
+            } => self.on_group_members(*wave, devices, (*page, *last), &mut effects),
             Input::DeviceReport(report) => self.on_device_report(report),
             Input::DeploymentStates {
                 deployment_id,
@@ -218,6 +221,8 @@ impl WaveProgress {
             started_at: None,
             deployed_at: None,
             members_known: false,
+            member_pages: 0,
+            members_left_out: 0,
             timeouts_applied: false,
             threshold_met_at: None,
             counts: Default::default(),

@@ -73,7 +73,15 @@ impl Scenario {
     }
 
     pub fn members(&mut self, wave: usize, devices: Vec<String>, at: DateTime<Utc>) -> Vec<Effect> {
-        self.step(Input::GroupMembers { wave, devices }, at)
+        self.step(
+            Input::GroupMembers {
+                wave,
+                devices,
+                page: 0,
+                last: true,
+            },
+            at,
+        )
     }
 
     pub fn report(
