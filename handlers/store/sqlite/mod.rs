@@ -1,92 +1,20 @@
 //! The embedded store: SQLite in WAL mode, one connection per store, work done on the
 //! blocking pool so the async threads never wait on disk.
 
+mod commit;
+mod setup;
+
 use super::{Commit, DeadLetter, PendingEffect, Store, StoreError, Version, Versioned};
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS rollouts (
-    id TEXT PRIMARY KEY, version INTEGER NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (
-    rollout TEXT NOT NULL, device TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL,
-    PRIMARY KEY (rollout, device)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS device_index (device TEXT PRIMARY KEY, rollout TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    rollout TEXT NOT NULL, effect_id TEXT NOT NULL, ord TEXT NOT NULL, effect TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0, checkpoint TEXT, PRIMARY KEY (rollout, effect_id));
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (done, rollout, ord);
-CREATE TABLE IF NOT EXISTS audit (
-    rollout TEXT NOT NULL, seq INTEGER NOT NULL, decision TEXT NOT NULL, PRIMARY KEY (rollout, seq));
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id TEXT PRIMARY KEY, received_at TEXT NOT NULL, function TEXT NOT NULL,
-    invocation_id TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS idempotency_keys (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-";
+use std::sync::{Arc, Mutex};
 
 /// SQLite store on a file (`PATCHWAVE_STORE=sqlite:PATH`).
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
-}
-
-/// How often the background checkpointer copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// WAL size (pages) at which a commit checkpoints by itself, should the background
-/// checkpointer fall behind.
-const WAL_BACKSTOP_PAGES: u32 = 65_536;
-
-/// Checkpoints the WAL from a thread of its own, on a connection of its own, so commits
-/// only append to the WAL and never wait for a checkpoint's copying and `fsync`. `PASSIVE`
-/// never blocks the writer. The thread ends when the store is dropped.
-fn start_checkpointer(path: &Path, store: Weak<Mutex<Connection>>) -> Result<(), StoreError> {
-    let checkpointer = Connection::open(path)
-        .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-    std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
-        .spawn(move || {
-            while store.strong_count() > 0 {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(error) =
-                    checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                {
-                    tracing::warn!(%error, "WAL checkpoint failed; commits will checkpoint");
-                }
-            }
-        })
-        .map_err(backend)?;
-    Ok(())
-}
-
-/// Rebuilds a table made as a rowid table (before 2026-11) as a `WITHOUT ROWID` table
-/// clustered on its key, as `SCHEMA` now makes it: a point read is then one B-tree descent
-/// instead of two. Rows are copied in one transaction.
-fn cluster_by_key(connection: &Connection, table: &str) -> Result<(), StoreError> {
-    let definition: String = connection
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [table],
-            |row| row.get(0),
-        )
-        .map_err(backend)?;
-    if definition.contains("WITHOUT ROWID") {
-        return Ok(());
-    }
-    tracing::info!(table, "rebuilding the table clustered on its key");
-    let old = format!("{table}_rowid");
-    connection
-        .execute_batch(&format!(
-            "BEGIN IMMEDIATE; ALTER TABLE {table} RENAME TO {old}; {SCHEMA} \
-             INSERT INTO {table} SELECT * FROM {old}; DROP TABLE {old}; COMMIT;"
-        ))
-        .map_err(|error| {
-            let _ = connection.execute_batch("ROLLBACK");
-            backend(format!("rebuilding {table}: {error}"))
-        })
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -107,25 +35,9 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let connection = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-        connection
-            .execute_batch(&format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"))
-            .map_err(backend)?;
-        connection.execute_batch(SCHEMA).map_err(backend)?;
-        rusqlite::vtab::array::load_module(&connection).map_err(backend)?;
-        for table in ["devices", "device_index"] {
-            cluster_by_key(&connection, table)?;
-        }
-        // databases made before effects had checkpoints
-        let has_checkpoint = connection
-            .prepare("SELECT checkpoint FROM outbox LIMIT 0")
-            .is_ok();
-        if !has_checkpoint {
-            connection
-                .execute_batch("ALTER TABLE outbox ADD COLUMN checkpoint TEXT")
-                .map_err(backend)?;
-        }
+        setup::prepare(&connection)?;
         let connection = Arc::new(Mutex::new(connection));
-        start_checkpointer(path, Arc::downgrade(&connection))?;
+        setup::start_checkpointer(path, Arc::downgrade(&connection))?;
         Ok(SqliteStore { connection })
     }
 
@@ -147,63 +59,6 @@ impl SqliteStore {
     }
 }
 
-fn write_commit(connection: &mut Connection, commit: &Commit) -> Result<Version, StoreError> {
-    let tx = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
-    let id = &commit.rollout.id;
-    let version = write_head(&tx, commit)?;
-    for write in &commit.devices {
-        let record = to_json(&write.record)?;
-        let changed = match &write.expected {
-            None => execute(
-                &tx,
-                "INSERT OR IGNORE INTO devices (rollout, device, version, record) VALUES (?1, ?2, 1, ?3)",
-                params![id, write.device, record],
-            ),
-            Some(expected) => execute(
-                &tx,
-                "UPDATE devices SET record = ?1, version = version + 1 WHERE rollout = ?2 AND device = ?3 AND version = ?4",
-                params![record, id, write.device, expected.parse::<i64>().unwrap_or(-1)],
-            ),
-        }?;
-        if changed == 0 {
-            return Err(StoreError::Conflict(format!(
-                "device {} of rollout {id} changed",
-                write.device
-            )));
-        }
-    }
-    for (index, effect) in commit.effects.iter().enumerate() {
-        execute(
-            &tx,
-            "INSERT OR IGNORE INTO outbox (rollout, effect_id, ord, effect) VALUES (?1, ?2, ?3, ?4)",
-            params![id, effect.id, format!("{version:012}-{index:05}"), to_json(effect)?],
-        )?;
-    }
-    for (seq, decision) in &commit.decisions {
-        execute(
-            &tx,
-            "INSERT OR IGNORE INTO audit (rollout, seq, decision) VALUES (?1, ?2, ?3)",
-            params![id, *seq as i64, to_json(decision)?],
-        )?;
-    }
-    tx.commit().map_err(backend)?;
-    Ok(version.to_string())
-}
-
-/// Runs one statement, prepared once per connection.
-fn execute(
-    connection: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<usize, StoreError> {
-    connection
-        .prepare_cached(sql)
-        .and_then(|mut statement| statement.execute(params))
-        .map_err(backend)
-}
-
 /// Keys as one statement parameter (`IN rarray(?)`): a batch's point reads in one statement.
 fn key_array(keys: Vec<String>) -> rusqlite::vtab::array::Array {
     std::rc::Rc::new(keys.into_iter().map(rusqlite::types::Value::Text).collect())
@@ -215,39 +70,6 @@ fn read_transaction(connection: &mut Connection) -> Result<rusqlite::Transaction
     connection
         .transaction_with_behavior(TransactionBehavior::Deferred)
         .map_err(backend)
-}
-
-/// Inserts the rollout document, or replaces it if its version is still the one read.
-fn write_head(connection: &Connection, commit: &Commit) -> Result<i64, StoreError> {
-    let id = &commit.rollout.id;
-    let doc = to_json(&commit.rollout)?;
-    match &commit.expected {
-        None => {
-            let inserted = execute(
-                connection,
-                "INSERT OR IGNORE INTO rollouts (id, version, created_at, doc) VALUES (?1, 1, ?2, ?3)",
-                params![id, commit.rollout.created_at.to_rfc3339(), doc],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!("rollout {id} already exists")));
-            }
-            Ok(1)
-        }
-        Some(expected) => {
-            let expected: i64 = expected.parse().map_err(|_| backend("bad version"))?;
-            let updated = execute(
-                connection,
-                "UPDATE rollouts SET doc = ?1, version = version + 1 WHERE id = ?2 AND version = ?3",
-                params![doc, id, expected],
-            )?;
-            if updated == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "rollout {id} changed since version {expected}"
-                )));
-            }
-            Ok(expected + 1)
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -368,7 +190,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<Version, StoreError> {
-        self.with(move |c| write_commit(c, &commit)).await
+        self.with(move |c| commit::write_commit(c, &commit)).await
     }
 
     async fn pending_effects(
