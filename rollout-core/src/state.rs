@@ -152,6 +152,14 @@ pub struct DeviceRecord {
     /// The same for the rollback outcome.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback_polled: bool,
+    /// The device itself reported a final outcome for the plan's update at some point: its
+    /// own reports reach us, so a poll (which may predate its latest report) no longer
+    /// changes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_reported: bool,
+    /// The same for the rollback update.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback_reported: bool,
 }
 
 impl DeviceRecord {
@@ -164,6 +172,8 @@ impl DeviceRecord {
             rollback: Outcome::NotReported,
             forward_polled: false,
             rollback_polled: false,
+            forward_reported: false,
+            rollback_reported: false,
         }
     }
 }

@@ -129,6 +129,22 @@ fn a_report_still_in_progress_does_not_undo_a_polled_outcome() {
 }
 
 #[test]
+fn a_device_that_reported_a_final_outcome_itself_is_left_to_its_own_reports() {
+    let mut s = Scenario::new(one_wave(100.0, 50.0));
+    s.members(0, devices("canary", 4), minutes(1));
+    acknowledge(&mut s, minutes(1));
+    s.fail("canary-d0", minutes(2));
+    // the device tries again: in progress, a newer twin version
+    s.report("canary-d0", 6, None, minutes(3));
+    // a poll read before that report still lists the failure: it changes nothing
+    let effects = poll(&mut s, "pw-r1-w0a1", vec![polled("canary-d0", false)], 4);
+    assert!(effects.is_empty(), "{effects:?}");
+    let counts = s.rollout.waves[0].counts;
+    assert_eq!((counts.in_progress, counts.failed), (1, 0));
+    assert!(!s.rollout.devices["canary-d0"].forward_polled);
+}
+
+#[test]
 fn a_wave_whose_reports_were_lost_passes_on_the_polled_status() {
     let mut s = Scenario::new(one_wave(100.0, 10.0));
     s.members(0, devices("canary", 5), minutes(1));

@@ -116,7 +116,11 @@ impl Rollout {
             if let Some(group) = rollback.groups.iter_mut().find(|g| g.wave == wave) {
                 if let Some(reported) = classify(report, &self.plan.rollback_update) {
                     record_report(
-                        (&mut record.rollback, &mut record.rollback_polled),
+                        (
+                            &mut record.rollback,
+                            &mut record.rollback_polled,
+                            &mut record.rollback_reported,
+                        ),
                         &mut group.counts,
                         reported,
                         group.timeouts_applied,
@@ -130,7 +134,11 @@ impl Rollout {
         };
         if let Some(reported) = classify(report, &self.plan.update) {
             record_report(
-                (&mut record.forward, &mut record.forward_polled),
+                (
+                    &mut record.forward,
+                    &mut record.forward_polled,
+                    &mut record.forward_reported,
+                ),
                 &mut progress.counts,
                 reported,
                 progress.timeouts_applied,
@@ -140,9 +148,10 @@ impl Rollout {
 }
 
 /// Records a reported outcome in `counts`, except a report still in progress after a polled
-/// final outcome: the poll saw the device finish, so that report is older.
+/// final outcome: the poll saw the device finish, so that report is older. A final report
+/// marks the device as one whose own reports arrive (`reported`).
 fn record_report(
-    (recorded, polled): (&mut Outcome, &mut bool),
+    (recorded, polled, reported_final): (&mut Outcome, &mut bool, &mut bool),
     counts: &mut Counts,
     reported: Outcome,
     deadline_passed: bool,
@@ -151,6 +160,7 @@ fn record_report(
         *recorded = move_outcome(counts, *recorded, reported, deadline_passed);
         *polled = false;
     }
+    *reported_final |= reported.is_finished();
 }
 
 /// Moves one device from `old` to `new` in `counts` (both as they count once the deadline

@@ -141,12 +141,13 @@ impl Rollout {
         } else {
             Outcome::Failed
         };
-        let (wave, current, counts, deadline_passed) = match target {
+        let (wave, current, reported_itself, counts, deadline_passed) = match target {
             Target::Forward(index) => {
                 let wave = &mut self.waves[index];
                 (
                     index,
                     record.forward,
+                    record.forward_reported,
                     &mut wave.counts,
                     wave.timeouts_applied,
                 )
@@ -158,13 +159,16 @@ impl Rollout {
                 (
                     group.wave,
                     record.rollback,
+                    record.rollback_reported,
                     &mut group.counts,
                     group.timeouts_applied,
                 )
             }
         };
+        // a device that reported a final outcome itself is left to its own reports, even once
+        // it is in progress again: the poll may be older than its latest report
         let reported = matches!(current, Outcome::Succeeded | Outcome::Failed);
-        if record.wave as usize != wave || reported {
+        if record.wave as usize != wave || reported || reported_itself {
             return false;
         }
         let recorded = super::devices::move_outcome(counts, current, outcome, deadline_passed);
