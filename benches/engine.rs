@@ -7,7 +7,7 @@
 // A benchmark measures wall time; the engine itself never reads the clock.
 #![allow(clippy::disallowed_methods)]
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use rollout_core::{
     DeviceRecord, DeviceReport, Input, Rollout, RolloutPlan, UpdateId, WaveFailure, WavePlan,
 };
@@ -41,25 +41,27 @@ fn plan() -> RolloutPlan {
     }
 }
 
-/// Reports per second when `REPORTS` reports go to a fleet of `fleet` devices.
-fn fold(fleet: u64) -> f64 {
+/// A rollout whose one wave has learned a fleet of `fleet` devices; its devices; the time.
+fn fleet_rollout(fleet: u64) -> (Rollout, Vec<String>, DateTime<Utc>) {
     let now = Utc
         .with_ymd_and_hms(2026, 11, 23, 1, 0, 0)
         .single()
         .expect("time");
     let (mut rollout, _) = Rollout::create("bench", plan(), "bench", now).expect("valid plan");
     let devices: Vec<String> = (0..fleet).map(|i| format!("device-{i:07}")).collect();
-    rollout
-        .step(
-            &Input::GroupMembers {
-                wave: 0,
-                devices: devices.clone(),
-                page: 0,
-                last: true,
-            },
-            now,
-        )
-        .expect("members");
+    let members = Input::GroupMembers {
+        wave: 0,
+        devices: devices.clone(),
+        page: 0,
+        last: true,
+    };
+    rollout.step(&members, now).expect("members");
+    (rollout, devices, now)
+}
+
+/// Reports per second when `REPORTS` reports go to a fleet of `fleet` devices.
+fn fold(fleet: u64) -> f64 {
+    let (mut rollout, devices, now) = fleet_rollout(fleet);
     let reports: Vec<Input> = (0..REPORTS)
         .map(|n| {
             Input::DeviceReport(DeviceReport {
@@ -88,19 +90,7 @@ fn fold(fleet: u64) -> f64 {
 /// after (here the "store" is a vector in memory, read in an order with no locality; the
 /// real store's cost is in the e2e benchmark). The fleet then only sets the counts.
 fn fold_batches(fleet: u64) -> f64 {
-    let now = Utc
-        .with_ymd_and_hms(2026, 11, 23, 1, 0, 0)
-        .single()
-        .expect("time");
-    let (mut rollout, _) = Rollout::create("bench", plan(), "bench", now).expect("valid plan");
-    let devices: Vec<String> = (0..fleet).map(|i| format!("device-{i:07}")).collect();
-    let members = Input::GroupMembers {
-        wave: 0,
-        devices: devices.clone(),
-        page: 0,
-        last: true,
-    };
-    rollout.step(&members, now).expect("members");
+    let (mut rollout, devices, now) = fleet_rollout(fleet);
     let mut stored: Vec<DeviceRecord> = devices
         .iter()
         .map(|d| rollout.devices[d.as_str()])
