@@ -64,14 +64,6 @@ fn key_array(keys: Vec<String>) -> rusqlite::vtab::array::Array {
     std::rc::Rc::new(keys.into_iter().map(rusqlite::types::Value::Text).collect())
 }
 
-/// One read transaction for a batch of point reads, instead of one per statement (each
-/// of which would take and release the WAL read lock). Dropped, it ends without writing.
-fn read_transaction(connection: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
-    connection
-        .transaction_with_behavior(TransactionBehavior::Deferred)
-        .map_err(backend)
-}
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -122,8 +114,7 @@ impl Store for SqliteStore {
         let rollout = rollout.to_string();
         let devices = devices.to_vec();
         self.with(move |c| {
-            let reads = read_transaction(c)?;
-            let mut statement = reads
+            let mut statement = c
                 .prepare_cached(
                     "SELECT device, record, version FROM devices WHERE rollout = ?1 AND device IN rarray(?2)",
                 )
@@ -175,8 +166,7 @@ impl Store for SqliteStore {
     ) -> Result<HashMap<String, String>, StoreError> {
         let devices = devices.to_vec();
         self.with(move |c| {
-            let reads = read_transaction(c)?;
-            let mut statement = reads
+            let mut statement = c
                 .prepare_cached(
                     "SELECT device, rollout FROM device_index WHERE device IN rarray(?1)",
                 )
