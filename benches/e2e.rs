@@ -44,7 +44,11 @@ impl EffectExecutor for Members {
         _checkpoint: Option<&str>,
     ) -> EffectOutcome {
         match effect.kind {
-            EffectKind::FetchGroupMembers { .. } => EffectOutcome::Members(self.0.clone()),
+            EffectKind::FetchGroupMembers { .. } => EffectOutcome::MembersPage {
+                devices: self.0.clone(),
+                page: 0,
+                resume: None,
+            },
             _ => EffectOutcome::Done,
         }
     }

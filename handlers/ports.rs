@@ -9,11 +9,10 @@ use rollout_core::{Effect, PatchOutcome, PolledDevice, Rollout};
 pub enum EffectOutcome {
     /// Done; nothing to report back but success.
     Done,
-    /// The devices of a group (answer to `FetchGroupMembers`), all at once.
-    Members(Vec<String>),
     /// One page of a group's devices (answer to `FetchGroupMembers`, page by page, so a
     /// million members are never in memory at once). `resume` is the checkpoint that
-    /// fetches the next page; `None` on the last.
+    /// fetches the next page; `None` on the last (a small group is one page: page 0, no
+    /// `resume`).
     MembersPage {
         /// Device ids of this page.
         devices: Vec<String>,

@@ -159,17 +159,6 @@ fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome)
     };
     match (kind, outcome) {
         (EffectKind::PublishEvent { .. }, _) => Vec::new(),
-        (EffectKind::FetchGroupMembers { wave, .. }, EffectOutcome::Members(devices)) => {
-            vec![
-                Input::GroupMembers {
-                    wave: *wave,
-                    devices,
-                    page: 0,
-                    last: true,
-                },
-                succeeded,
-            ]
-        }
         (
             EffectKind::FetchGroupMembers { wave, .. },
             EffectOutcome::MembersPage { devices, page, .. },

@@ -42,9 +42,11 @@ impl EffectExecutor for FakeAzure {
     ) -> EffectOutcome {
         self.executed.lock().expect("lock").push(effect.id.clone());
         match &effect.kind {
-            EffectKind::FetchGroupMembers { group, .. } => {
-                EffectOutcome::Members(self.groups.get(group).cloned().unwrap_or_default())
-            }
+            EffectKind::FetchGroupMembers { group, .. } => EffectOutcome::MembersPage {
+                devices: self.groups.get(group).cloned().unwrap_or_default(),
+                page: 0,
+                resume: None,
+            },
             _ => EffectOutcome::Done,
         }
     }
