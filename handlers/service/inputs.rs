@@ -1,14 +1,15 @@
 //! Trigger inputs into rollouts: device reports routed by device, maintenance events by
 //! configuration, ticks to every active rollout; unusable items become dead letters.
 
-use super::{RolloutService, ServiceError};
+use super::{Preloaded, RolloutService, ServiceError};
 use crate::decode::agent_report::AgentState;
 use crate::decode::event_grid::{MaintenanceEvent, MaintenancePhase, RunStatus};
 use crate::decode::twin_change::TwinChange;
 use crate::host::InvocationContext;
 use crate::inputs::{Delivery, InputSink, TriggerInput};
-use rollout_core::{DeviceReport, Input, MaintenanceRun, PatchOutcome, Rollout};
-use std::collections::BTreeMap;
+use crate::store::Versioned;
+use rollout_core::{DeviceRecord, DeviceReport, Input, MaintenanceRun, PatchOutcome, Rollout};
+use std::collections::{BTreeMap, HashMap};
 
 /// Most polled devices applied per commit (bounds the records one step loads).
 const POLLED_PER_COMMIT: usize = 1_000;
@@ -32,6 +33,20 @@ pub fn device_report(change: &TwinChange) -> Option<DeviceReport> {
             .and_then(|r| r.result_code),
         installed_update: report.installed_update_id.clone(),
     })
+}
+
+/// The preloaded records of one commit's reports (a device reporting twice in the batch
+/// shares its record).
+fn take_records(preloaded: &mut Preloaded, inputs: &[Input]) -> Preloaded {
+    let mut taken = Preloaded::with_capacity(inputs.len());
+    for input in inputs {
+        if let Input::DeviceReport(report) = input {
+            if let Some(record) = preloaded.get(&report.device) {
+                taken.insert(report.device.clone(), record.clone());
+            }
+        }
+    }
+    taken
 }
 
 fn patch_outcome(status: Option<&RunStatus>) -> PatchOutcome {
@@ -59,23 +74,37 @@ impl RolloutService {
             .ordinary_traffic
             .add((changes.len() - reports.len()) as u64);
         let devices: Vec<String> = reports.iter().map(|(r, _)| r.device.clone()).collect();
-        let index = self.store.rollouts_of_devices(&devices).await?;
+        let mut routes: HashMap<String, (String, Option<Versioned<DeviceRecord>>)> = self
+            .store
+            .route_devices(&devices)
+            .await?
+            .into_iter()
+            .map(|routed| (routed.device, (routed.rollout, routed.record)))
+            .collect();
         let mut by_rollout: BTreeMap<String, Vec<(Input, &TwinChange)>> = BTreeMap::new();
+        let mut records: HashMap<String, Preloaded> = HashMap::new();
         for (report, change) in reports {
-            match index.get(&report.device) {
-                Some(rollout) => by_rollout
-                    .entry(rollout.clone())
-                    .or_default()
-                    .push((Input::DeviceReport(report), change)),
-                None => self.metrics.ordinary_traffic.add(1),
+            let Some((rollout, record)) = routes.get_mut(&report.device) else {
+                self.metrics.ordinary_traffic.add(1);
+                continue;
+            };
+            if let Some(record) = record.take() {
+                let preloaded = records.entry(rollout.clone()).or_default();
+                preloaded.insert(report.device.clone(), record);
             }
+            by_rollout
+                .entry(rollout.clone())
+                .or_default()
+                .push((Input::DeviceReport(report), change));
         }
         let per_commit = self.store.max_device_writes().max(1);
         for (rollout, reports) in by_rollout {
+            let mut preloaded = records.remove(&rollout).unwrap_or_default();
             for chunk in reports.chunks(per_commit) {
                 let inputs: Vec<Input> = chunk.iter().map(|(input, _)| input.clone()).collect();
                 let count = inputs.len() as u64;
-                match self.apply_reports(&rollout, inputs).await {
+                let chunk_records = take_records(&mut preloaded, &inputs);
+                match self.apply_reports(&rollout, inputs, chunk_records).await {
                     Ok(produced_effects) => {
                         self.metrics.reports_applied.add(count);
                         if produced_effects {

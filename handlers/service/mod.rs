@@ -4,6 +4,7 @@
 //! the next invocation or the timer.
 
 mod effects;
+mod heads;
 mod inputs;
 mod metrics;
 mod writers;
@@ -11,7 +12,7 @@ mod writers;
 pub use metrics::Metrics;
 
 use crate::ports::{Clock, EffectExecutor};
-use crate::store::{Commit, DeadLetter, DeviceWrite, Store, StoreError, Version};
+use crate::store::{Commit, DeadLetter, DeviceWrite, Store, StoreError, Version, Versioned};
 use rollout_core::{DeviceRecord, Effect, Input, Rollout, RolloutPlan};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -49,6 +50,19 @@ pub struct RolloutService {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     writers: writers::Writers,
+    heads: heads::Heads,
+}
+
+/// Device records read before the writer's turn (with the batch's routing), by device.
+pub(crate) type Preloaded = HashMap<String, Versioned<DeviceRecord>>;
+
+/// Where a first attempt at a step may start from; a retry after a conflict always reads.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Start<'a> {
+    /// Begin from the head this instance last committed, when it has one.
+    cached_head: bool,
+    /// The records of the inputs' devices, already read.
+    records: Option<&'a Preloaded>,
 }
 
 /// What one load-step-commit produced.
@@ -70,6 +84,7 @@ impl RolloutService {
             clock,
             metrics: Metrics::default(),
             writers: writers::Writers::default(),
+            heads: heads::Heads::default(),
         }
     }
 
@@ -155,15 +170,27 @@ impl RolloutService {
     /// single input (an operator command) is returned as `Rejected`.
     pub(crate) async fn apply(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
         let _writer = self.writers.lock(id).await;
-        self.apply_unlocked(id, inputs).await
+        self.apply_unlocked(id, inputs, Start::default()).await
     }
 
-    /// [`RolloutService::apply`] for a caller that is the rollout's writer already.
-    async fn apply_unlocked(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
+    /// [`RolloutService::apply`] for a caller that is the rollout's writer already; the first
+    /// attempt begins from `start`.
+    async fn apply_unlocked(
+        &self,
+        id: &str,
+        inputs: &[Input],
+        start: Start<'_>,
+    ) -> Result<Applied, ServiceError> {
+        let mut attempt_start = start;
         for _ in 0..MAX_ATTEMPTS {
-            match self.try_apply(id, inputs).await {
+            let attempt = self.try_apply(id, inputs, attempt_start).await;
+            if attempt.is_err() {
+                self.heads.forget(id);
+            }
+            match attempt {
                 Err(ServiceError::Store(StoreError::Conflict(_))) => {
-                    self.metrics.conflicts_retried.add(1)
+                    self.metrics.conflicts_retried.add(1);
+                    attempt_start = Start::default();
                 }
                 other => return other,
             }
@@ -173,14 +200,26 @@ impl RolloutService {
         )))
     }
 
-    async fn try_apply(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
-        let loaded = self
-            .store
-            .load_rollout(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+    async fn try_apply(
+        &self,
+        id: &str,
+        inputs: &[Input],
+        start: Start<'_>,
+    ) -> Result<Applied, ServiceError> {
+        let cached = start.cached_head.then(|| self.heads.get(id)).flatten();
+        let loaded = match cached {
+            Some(head) => head,
+            None => self
+                .store
+                .load_rollout(id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(id.to_string()))?,
+        };
         let mut rollout = loaded.value;
-        let versions = self.load_devices_for(&mut rollout, inputs).await?;
+        let versions = match start.records {
+            Some(records) => take_preloaded(&mut rollout, inputs, records),
+            None => self.load_devices_for(&mut rollout, inputs).await?,
+        };
         let before: HashMap<String, DeviceRecord> = rollout
             .devices
             .iter()
@@ -211,24 +250,25 @@ impl RolloutService {
             effects: effects.clone(),
             decisions,
         };
-        self.commit_logged(commit).await?;
+        let version = self.commit_logged(commit).await?;
+        self.heads.put(&rollout, version);
         Ok(Applied { rollout, effects })
     }
 
     /// Writes a commit, then logs each of its decisions (`event_type` = the lifecycle event's
     /// type), so log queries and alerts see them whatever the event sink.
-    async fn commit_logged(&self, commit: Commit) -> Result<(), StoreError> {
+    async fn commit_logged(&self, commit: Commit) -> Result<Version, StoreError> {
         let rollout = commit.rollout.id.clone();
         let logged: Vec<(String, String)> = commit
             .decisions
             .iter()
             .map(|(_, d)| (d.kind.clone(), d.reason.clone()))
             .collect();
-        self.store.commit(commit).await?;
+        let version = self.store.commit(commit).await?;
         for (kind, reason) in logged {
             tracing::info!(rollout = %rollout, event_type = %format!("patchwave.{kind}"), "{reason}");
         }
-        Ok(())
+        Ok(version)
     }
 
     /// Loads the device records the inputs touch; returns their versions.
@@ -315,6 +355,27 @@ impl RolloutService {
         self.metrics.dead_letters.add(1);
         self.store.add_dead_letter(&letter).await
     }
+}
+
+/// Puts the already read records of the reporting devices into the rollout; returns their
+/// versions. A device without a record is not the rollout's (as a fresh read would say).
+fn take_preloaded(
+    rollout: &mut Rollout,
+    inputs: &[Input],
+    records: &Preloaded,
+) -> HashMap<String, Version> {
+    let mut versions = HashMap::with_capacity(inputs.len());
+    for input in inputs {
+        if let Input::DeviceReport(report) = input {
+            if let Some(record) = records.get(&report.device) {
+                rollout
+                    .devices
+                    .insert(report.device.as_str().into(), record.value);
+                versions.insert(report.device.clone(), record.version.clone());
+            }
+        }
+    }
+    versions
 }
 
 /// Takes the decisions recorded since the last drain, numbered for the audit log.

@@ -1,8 +1,10 @@
 //! One writer per rollout within an instance, with group commit: device reports that queue
 //! for a rollout while another invocation writes it are applied together in the next commit.
-//! Other instances are still met by the store's version check.
+//! A group's first attempt starts from the head this instance last committed and from the
+//! records each invocation read with its routing; other instances (and records that moved
+//! since they were read) are met by the store's version checks, and the retry reads afresh.
 
-use super::{RolloutService, ServiceError};
+use super::{Preloaded, RolloutService, ServiceError, Start};
 use rollout_core::Input;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,7 @@ pub(super) struct Slot {
 /// Reports of one invocation, and where their outcome goes.
 struct Queued {
     inputs: Vec<Input>,
+    records: Preloaded,
     done: oneshot::Sender<Result<(), ServiceError>>,
 }
 
@@ -72,17 +75,41 @@ impl Slot {
     }
 }
 
+/// One group's inputs in queue order, and the records read for them (a record read later
+/// replaces one read earlier).
+fn merge(group: &mut [Queued]) -> (Vec<Input>, Preloaded) {
+    if let [only] = group {
+        return (
+            std::mem::take(&mut only.inputs),
+            std::mem::take(&mut only.records),
+        );
+    }
+    let mut inputs = Vec::with_capacity(group.iter().map(|q| q.inputs.len()).sum());
+    let mut records = Preloaded::with_capacity(group.iter().map(|q| q.records.len()).sum());
+    for queued in group {
+        inputs.append(&mut queued.inputs);
+        records.extend(queued.records.drain());
+    }
+    (inputs, records)
+}
+
 impl RolloutService {
-    /// Applies device reports to a rollout, in one commit with any others queued for it.
-    /// Returns whether this call's commits produced effects (this caller then runs them).
+    /// Applies device reports to a rollout, in one commit with any others queued for it;
+    /// `records` are their devices' records as read with the routing. Returns whether this
+    /// call's commits produced effects (this caller then runs them).
     pub(super) async fn apply_reports(
         &self,
         id: &str,
         inputs: Vec<Input>,
+        records: Preloaded,
     ) -> Result<bool, ServiceError> {
         let slot = self.writers.slot(id);
         let (done, mut outcome) = oneshot::channel();
-        slot.push(Queued { inputs, done });
+        slot.push(Queued {
+            inputs,
+            records,
+            done,
+        });
         let _writer = slot.lock.clone().lock_owned().await;
         let limit = self.store.max_device_writes().clamp(1, MAX_GROUP);
         let mut produced_effects = false;
@@ -90,15 +117,16 @@ impl RolloutService {
             if let Ok(mine) = outcome.try_recv() {
                 return mine.map(|()| produced_effects);
             }
-            let group = slot.take_group(limit);
+            let mut group = slot.take_group(limit);
             if group.is_empty() {
                 break;
             }
-            let all: Vec<Input> = group
-                .iter()
-                .flat_map(|queued| queued.inputs.iter().cloned())
-                .collect();
-            let applied = self.apply_unlocked(id, &all).await;
+            let (all, records) = merge(&mut group);
+            let start = Start {
+                cached_head: true,
+                records: Some(&records),
+            };
+            let applied = self.apply_unlocked(id, &all, start).await;
             self.metrics.report_commits.add(1);
             produced_effects |= applied.as_ref().is_ok_and(|a| !a.effects.is_empty());
             let result = applied.map(|_| ());

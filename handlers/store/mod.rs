@@ -70,6 +70,17 @@ impl Commit {
     }
 }
 
+/// Where a reporting device belongs: its rollout, and its record there as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    /// Device id.
+    pub device: String,
+    /// The rollout the device is indexed to.
+    pub rollout: String,
+    /// Its record in that rollout (`None` if the rollout holds none).
+    pub record: Option<Versioned<DeviceRecord>>,
+}
+
 /// An effect waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,6 +167,30 @@ pub trait Store: Send + Sync + 'static {
         &self,
         devices: &[String],
     ) -> Result<HashMap<String, String>, StoreError>;
+    /// Routes a batch of reporting devices: the rollout each belongs to, with its record
+    /// there, read together (devices in no rollout are left out). The records are a snapshot
+    /// for a first attempt: the commit's conditional writes catch any that moved since.
+    async fn route_devices(&self, devices: &[String]) -> Result<Vec<Routed>, StoreError> {
+        let index = self.rollouts_of_devices(devices).await?;
+        let mut by_rollout: HashMap<&str, Vec<String>> = HashMap::new();
+        for (device, rollout) in &index {
+            by_rollout.entry(rollout).or_default().push(device.clone());
+        }
+        let mut routed = Vec::with_capacity(index.len());
+        for (rollout, devices) in by_rollout {
+            let mut records: HashMap<String, Versioned<DeviceRecord>> = self
+                .load_devices(rollout, &devices)
+                .await?
+                .into_iter()
+                .collect();
+            routed.extend(devices.into_iter().map(|device| Routed {
+                record: records.remove(&device),
+                rollout: rollout.to_string(),
+                device,
+            }));
+        }
+        Ok(routed)
+    }
     /// The most device records one commit may write (a backend's transaction limit), leaving
     /// room for the rollout, its effects and decisions.
     fn max_device_writes(&self) -> usize {

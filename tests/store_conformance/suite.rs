@@ -185,6 +185,39 @@ pub async fn devices_are_added_once_indexed_and_loaded_by_id(store: Arc<dyn Stor
         .into_iter()
         .collect()
     );
+    // routing reads the index and each device's record there together
+    store
+        .add_devices(
+            "r2",
+            &[("dev-005".into(), record(0, 3, Outcome::InProgress))],
+        )
+        .await
+        .expect("moved");
+    let wanted: Vec<String> = vec!["dev-007".into(), "stranger".into(), "dev-005".into()];
+    let mut routed = store.route_devices(&wanted).await.expect("route");
+    routed.sort_by(|a, b| a.device.cmp(&b.device));
+    let summary: Vec<(&str, &str, Option<DeviceRecord>)> = routed
+        .iter()
+        .map(|r| {
+            (
+                r.device.as_str(),
+                r.rollout.as_str(),
+                r.record.as_ref().map(|v| v.value),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("dev-005", "r2", Some(record(0, 3, Outcome::InProgress))),
+            ("dev-007", "r", Some(record(0, 0, Outcome::NotReported))),
+        ]
+    );
+    let version_read = &routed[1].record.as_ref().expect("record").version;
+    assert_eq!(
+        version_read, &loaded[0].1.version,
+        "the version a commit checks"
+    );
 }
 
 pub async fn outbox_keeps_order_ignores_duplicates_and_completes(store: Arc<dyn Store>) {

@@ -1,10 +1,11 @@
-//! The embedded store: SQLite in WAL mode, one connection per store, work done on the
-//! blocking pool so the async threads never wait on disk.
+//! The embedded store: SQLite in WAL mode, work done on the blocking pool so the async
+//! threads never wait on disk. One connection writes (and serves most reads); a second one
+//! routes reports, so an invocation reads its devices while another one commits.
 
 mod commit;
 mod setup;
 
-use super::{Commit, DeadLetter, PendingEffect, Store, StoreError, Version, Versioned};
+use super::{Commit, DeadLetter, PendingEffect, Routed, Store, StoreError, Version, Versioned};
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    /// Reads that run beside a commit (WAL readers see the last committed state).
+    reader: Arc<Mutex<Connection>>,
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -36,18 +39,30 @@ impl SqliteStore {
         let connection = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         setup::prepare(&connection)?;
+        let reader = setup::open_reader(path)?;
         let connection = Arc::new(Mutex::new(connection));
         setup::start_checkpointer(path, Arc::downgrade(&connection))?;
-        Ok(SqliteStore { connection })
+        Ok(SqliteStore {
+            connection,
+            reader: Arc::new(Mutex::new(reader)),
+        })
     }
 
-    /// Runs `work` with the connection on the blocking pool.
+    /// Runs `work` with the writing connection on the blocking pool.
     async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let connection = self.connection.clone();
+        Self::on(self.connection.clone(), work).await
+    }
+
+    /// Runs `work` with `connection` on the blocking pool.
+    async fn on<T, F>(connection: Arc<Mutex<Connection>>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
             let mut guard = connection
                 .lock()
@@ -175,6 +190,46 @@ impl Store for SqliteStore {
                 .query_map([key_array(devices)], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(backend)?;
             rows.map(|row| row.map_err(backend)).collect()
+        })
+        .await
+    }
+
+    async fn route_devices(&self, devices: &[String]) -> Result<Vec<Routed>, StoreError> {
+        let devices = devices.to_vec();
+        Self::on(self.reader.clone(), move |c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT i.device, i.rollout, d.record, d.version FROM device_index i \
+                     LEFT JOIN devices d ON d.rollout = i.rollout AND d.device = i.device \
+                     WHERE i.device IN rarray(?1)",
+                )
+                .map_err(backend)?;
+            let rows = statement
+                .query_map([key_array(devices)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (device, rollout, record, version) = row.map_err(backend)?;
+                let record = match (record, version) {
+                    (Some(record), Some(version)) => Some(Versioned {
+                        value: from_json(&record)?,
+                        version: version.to_string(),
+                    }),
+                    _ => None,
+                };
+                Ok(Routed {
+                    device,
+                    rollout,
+                    record,
+                })
+            })
+            .collect()
         })
         .await
     }

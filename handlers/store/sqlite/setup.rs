@@ -56,6 +56,17 @@ pub(super) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A second connection for reads beside the writer: same database, same `rarray` function.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let reader = Connection::open(path)
+        .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+    reader
+        .execute_batch("PRAGMA busy_timeout = 10000;")
+        .map_err(backend)?;
+    rusqlite::vtab::array::load_module(&reader).map_err(backend)?;
+    Ok(reader)
+}
+
 /// Checkpoints the WAL from a thread of its own, on a connection of its own, so commits
 /// only append to the WAL and never wait for a checkpoint's copying and `fsync`. `PASSIVE`
 /// never blocks the writer. The thread ends when the store is dropped.
