@@ -17,7 +17,7 @@ pub(super) fn write_commit(
     let id = &commit.rollout.id;
     let version = write_head(&tx, commit)?;
     for write in &commit.devices {
-        let record = to_json(&write.record)?;
+        let record = super::record::encode(&write.record);
         let changed = match &write.expected {
             None => execute(
                 &tx,

@@ -3,6 +3,7 @@
 //! routes reports, so an invocation reads its devices while another one commits.
 
 mod commit;
+mod record;
 mod setup;
 
 use super::{Commit, DeadLetter, PendingEffect, Routed, Store, StoreError, Version, Versioned};
@@ -136,13 +137,12 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let rows = statement
                 .query_map(params![rollout, key_array(devices)], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                    Ok((r.get::<_, String>(0)?, record::decode(r.get_ref(1)?), r.get::<_, i64>(2)?))
                 })
                 .map_err(backend)?;
             rows.map(|row| {
-                let (device, record, version) = row.map_err(backend)?;
-                let value = from_json(&record)?;
-                Ok((device, Versioned { value, version: version.to_string() }))
+                let (device, value, version) = row.map_err(backend)?;
+                Ok((device, Versioned { value: value?, version: version.to_string() }))
             })
             .collect()
         })
@@ -166,7 +166,7 @@ impl Store for SqliteStore {
                     .prepare_cached("INSERT OR REPLACE INTO device_index (device, rollout) VALUES (?1, ?2)")
                     .map_err(backend)?;
                 for (device, record) in &devices {
-                    insert.execute(params![rollout, device, to_json(record)?]).map_err(backend)?;
+                    insert.execute(params![rollout, device, record::encode(record)]).map_err(backend)?;
                     index.execute(params![device, rollout]).map_err(backend)?;
                 }
             }
@@ -206,10 +206,14 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let rows = statement
                 .query_map([key_array(devices)], |r| {
+                    let record = match r.get_ref(2)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        stored => Some(record::decode(stored)),
+                    };
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
+                        record,
                         r.get::<_, Option<i64>>(3)?,
                     ))
                 })
@@ -218,7 +222,7 @@ impl Store for SqliteStore {
                 let (device, rollout, record, version) = row.map_err(backend)?;
                 let record = match (record, version) {
                     (Some(record), Some(version)) => Some(Versioned {
-                        value: from_json(&record)?,
+                        value: record?,
                         version: version.to_string(),
                     }),
                     _ => None,

@@ -1,0 +1,144 @@
+//! Device records as SQLite stores them: 15 bytes (wave, twin version, both outcomes, flags)
+//! instead of a JSON document, so a batch's reads and writes neither parse nor print text.
+//! Records written as JSON by earlier versions are still read.
+
+use super::{backend, from_json};
+use crate::store::StoreError;
+use rollout_core::{DeviceRecord, Outcome};
+use rusqlite::types::ValueRef;
+
+/// Size of an encoded record.
+const LEN: usize = 15;
+
+/// The record's bytes: wave (u32 LE), version (u64 LE), forward, rollback, flags.
+pub(super) fn encode(record: &DeviceRecord) -> [u8; LEN] {
+    let mut bytes = [0u8; LEN];
+    bytes[..4].copy_from_slice(&record.wave.to_le_bytes());
+    bytes[4..12].copy_from_slice(&record.version.to_le_bytes());
+    bytes[12] = outcome_code(record.forward);
+    bytes[13] = outcome_code(record.rollback);
+    let flags = [
+        record.forward_polled,
+        record.rollback_polled,
+        record.forward_reported,
+        record.rollback_reported,
+    ];
+    bytes[14] = flags
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (bit, set)| acc | (u8::from(*set) << bit));
+    bytes
+}
+
+/// Reads a stored record: the 15-byte form, or JSON text from an earlier version.
+pub(super) fn decode(value: ValueRef<'_>) -> Result<DeviceRecord, StoreError> {
+    match value {
+        ValueRef::Blob(bytes) => decode_bytes(bytes),
+        ValueRef::Text(text) => from_json(std::str::from_utf8(text).map_err(backend)?),
+        other => Err(unreadable(&format!("a {:?} value", other.data_type()))),
+    }
+}
+
+fn decode_bytes(bytes: &[u8]) -> Result<DeviceRecord, StoreError> {
+    let bytes: &[u8; LEN] = bytes
+        .try_into()
+        .map_err(|_| unreadable(&format!("{} bytes", bytes.len())))?;
+    let flag = |bit: u8| bytes[14] & (1 << bit) != 0;
+    Ok(DeviceRecord {
+        wave: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        version: u64::from_le_bytes([
+            bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11],
+        ]),
+        forward: outcome_of(bytes[12])?,
+        rollback: outcome_of(bytes[13])?,
+        forward_polled: flag(0),
+        rollback_polled: flag(1),
+        forward_reported: flag(2),
+        rollback_reported: flag(3),
+    })
+}
+
+fn unreadable(what: &str) -> StoreError {
+    StoreError::Backend(format!("stored device record unreadable: {what}"))
+}
+
+fn outcome_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::NotReported => 0,
+        Outcome::InProgress => 1,
+        Outcome::Succeeded => 2,
+        Outcome::Failed => 3,
+        Outcome::TimedOut => 4,
+    }
+}
+
+fn outcome_of(code: u8) -> Result<Outcome, StoreError> {
+    Ok(match code {
+        0 => Outcome::NotReported,
+        1 => Outcome::InProgress,
+        2 => Outcome::Succeeded,
+        3 => Outcome::Failed,
+        4 => Outcome::TimedOut,
+        other => return Err(unreadable(&format!("outcome code {other}"))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_record() -> Vec<DeviceRecord> {
+        let outcomes = [
+            Outcome::NotReported,
+            Outcome::InProgress,
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::TimedOut,
+        ];
+        let mut records = Vec::new();
+        for (i, (forward, rollback)) in outcomes
+            .iter()
+            .flat_map(|f| outcomes.iter().map(move |r| (*f, *r)))
+            .enumerate()
+        {
+            for flags in 0..16u8 {
+                records.push(DeviceRecord {
+                    wave: i as u32 * 7919,
+                    version: u64::MAX - i as u64,
+                    forward,
+                    rollback,
+                    forward_polled: flags & 1 != 0,
+                    rollback_polled: flags & 2 != 0,
+                    forward_reported: flags & 4 != 0,
+                    rollback_reported: flags & 8 != 0,
+                });
+            }
+        }
+        records
+    }
+
+    #[test]
+    fn every_record_reads_back_as_written() {
+        for record in every_record() {
+            let bytes = encode(&record);
+            assert_eq!(decode(ValueRef::Blob(&bytes)), Ok(record));
+        }
+    }
+
+    #[test]
+    fn records_written_as_json_are_still_read() {
+        for record in every_record() {
+            let json = serde_json::to_string(&record).expect("json");
+            assert_eq!(decode(ValueRef::Text(json.as_bytes())), Ok(record));
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_errors() {
+        let mut bytes = encode(&every_record()[0]);
+        bytes[12] = 9;
+        assert!(decode(ValueRef::Blob(&bytes)).is_err());
+        assert!(decode(ValueRef::Blob(&bytes[..14])).is_err());
+        assert!(decode(ValueRef::Integer(3)).is_err());
+    }
+}
