@@ -1,53 +1,14 @@
-//! Trigger inputs into rollouts: device reports routed by device, maintenance events by
-//! configuration, ticks to every active rollout; unusable items become dead letters.
+//! Trigger inputs into rollouts: maintenance events by configuration, ticks to every active
+//! rollout, device reports (routed in `reports`); unusable items become dead letters.
 
-use super::{Preloaded, RolloutService, ServiceError};
-use crate::decode::agent_report::AgentState;
+use super::{RolloutService, ServiceError};
 use crate::decode::event_grid::{MaintenanceEvent, MaintenancePhase, RunStatus};
-use crate::decode::twin_change::TwinChange;
 use crate::host::InvocationContext;
 use crate::inputs::{Delivery, InputSink, TriggerInput};
-use crate::store::Versioned;
-use rollout_core::{DeviceRecord, DeviceReport, Input, MaintenanceRun, PatchOutcome, Rollout};
-use std::collections::{BTreeMap, HashMap};
+use rollout_core::{Input, MaintenanceRun, PatchOutcome, Rollout};
 
 /// Most polled devices applied per commit (bounds the records one step loads).
 const POLLED_PER_COMMIT: usize = 1_000;
-
-/// The engine's view of a twin change; `None` when it carries no agent state or version.
-pub fn device_report(change: &TwinChange) -> Option<DeviceReport> {
-    let report = change.device_update.as_ref()?;
-    let agent_state = match report.state? {
-        AgentState::Idle => 0,
-        AgentState::DeploymentInProgress => 6,
-        AgentState::Failed => 255,
-        AgentState::Other(code) => code,
-    };
-    Some(DeviceReport {
-        device: change.device_id.clone(),
-        twin_version: change.twin_version.or(change.reported_version)?,
-        agent_state,
-        result_code: report
-            .last_install_result
-            .as_ref()
-            .and_then(|r| r.result_code),
-        installed_update: report.installed_update_id.clone(),
-    })
-}
-
-/// The preloaded records of one commit's reports (a device reporting twice in the batch
-/// shares its record).
-fn take_records(preloaded: &mut Preloaded, inputs: &[Input]) -> Preloaded {
-    let mut taken = Preloaded::with_capacity(inputs.len());
-    for input in inputs {
-        if let Input::DeviceReport(report) = input {
-            if let Some(record) = preloaded.get(&report.device) {
-                taken.insert(report.device.clone(), record.clone());
-            }
-        }
-    }
-    taken
-}
 
 fn patch_outcome(status: Option<&RunStatus>) -> PatchOutcome {
     match status {
@@ -60,80 +21,6 @@ fn patch_outcome(status: Option<&RunStatus>) -> PatchOutcome {
 }
 
 impl RolloutService {
-    /// Applies device reports to the rollouts their devices belong to.
-    pub async fn deliver_reports(
-        &self,
-        context: &InvocationContext,
-        changes: &[TwinChange],
-    ) -> Result<(), ServiceError> {
-        let reports: Vec<(DeviceReport, &TwinChange)> = changes
-            .iter()
-            .filter_map(|change| device_report(change).map(|report| (report, change)))
-            .collect();
-        self.metrics
-            .ordinary_traffic
-            .add((changes.len() - reports.len()) as u64);
-        let devices: Vec<String> = reports.iter().map(|(r, _)| r.device.clone()).collect();
-        let mut routes: HashMap<String, (String, Option<Versioned<DeviceRecord>>)> = self
-            .store
-            .route_devices(&devices)
-            .await?
-            .into_iter()
-            .map(|routed| (routed.device, (routed.rollout, routed.record)))
-            .collect();
-        let mut by_rollout: BTreeMap<String, Vec<(Input, &TwinChange)>> = BTreeMap::new();
-        let mut records: HashMap<String, Preloaded> = HashMap::new();
-        for (report, change) in reports {
-            let Some((rollout, record)) = routes.get_mut(&report.device) else {
-                self.metrics.ordinary_traffic.add(1);
-                continue;
-            };
-            if let Some(record) = record.take() {
-                let preloaded = records.entry(rollout.clone()).or_default();
-                preloaded.insert(report.device.clone(), record);
-            }
-            by_rollout
-                .entry(rollout.clone())
-                .or_default()
-                .push((Input::DeviceReport(report), change));
-        }
-        let per_commit = self.store.max_device_writes().max(1);
-        for (rollout, reports) in by_rollout {
-            let mut preloaded = records.remove(&rollout).unwrap_or_default();
-            for chunk in reports.chunks(per_commit) {
-                let inputs: Vec<Input> = chunk.iter().map(|(input, _)| input.clone()).collect();
-                let count = inputs.len() as u64;
-                let chunk_records = take_records(&mut preloaded, &inputs);
-                match self.apply_reports(&rollout, inputs, chunk_records).await {
-                    Ok(produced_effects) => {
-                        self.metrics.reports_applied.add(count);
-                        if produced_effects {
-                            self.run_effects(&rollout).await?;
-                        }
-                    }
-                    Err(ServiceError::NotFound(_)) => {
-                        for (_, change) in chunk {
-                            let raw = serde_json::to_string(change).unwrap_or_default();
-                            let reason = format!(
-                                "device {} is indexed to rollout {rollout}, which does not exist",
-                                change.device_id
-                            );
-                            self.dead_letter(
-                                context.function,
-                                &context.invocation_id,
-                                &reason,
-                                &raw,
-                            )
-                            .await?;
-                        }
-                    }
-                    Err(other) => return Err(other),
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Applies a maintenance event to every active rollout that names its configuration.
     pub async fn deliver_maintenance(
         &self,

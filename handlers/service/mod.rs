@@ -7,6 +7,7 @@ mod effects;
 mod heads;
 mod inputs;
 mod metrics;
+mod reports;
 mod writers;
 
 pub use metrics::Metrics;
@@ -216,15 +217,17 @@ impl RolloutService {
                 .ok_or_else(|| ServiceError::NotFound(id.to_string()))?,
         };
         let mut rollout = loaded.value;
-        let versions = match start.records {
-            Some(records) => take_preloaded(&mut rollout, inputs, records),
-            None => self.load_devices_for(&mut rollout, inputs).await?,
+        let loaded_here;
+        let read = match start.records {
+            Some(records) => records,
+            None => {
+                loaded_here = self.load_devices_for(&rollout.id, inputs).await?;
+                &loaded_here
+            }
         };
-        let before: HashMap<String, DeviceRecord> = rollout
-            .devices
-            .iter()
-            .map(|(device, record)| (device.to_string(), *record))
-            .collect();
+        for (device, record) in read {
+            rollout.devices.insert(device.as_str().into(), record.value);
+        }
         let now = self.clock.now();
         let mut effects = Vec::new();
         for input in inputs {
@@ -236,9 +239,7 @@ impl RolloutService {
                 Err(rejected) => tracing::info!(rollout = id, reason = %rejected, "input refused"),
             }
         }
-        let changed = self
-            .store_device_changes(&rollout, &before, &versions)
-            .await?;
+        let changed = self.store_device_changes(&rollout, read).await?;
         // the records are written; the document never carries them (and a million of them
         // must not be copied into the commit)
         rollout.devices = Default::default();
@@ -271,12 +272,12 @@ impl RolloutService {
         Ok(version)
     }
 
-    /// Loads the device records the inputs touch; returns their versions.
+    /// Reads the records of the devices the inputs touch.
     async fn load_devices_for(
         &self,
-        rollout: &mut Rollout,
+        rollout: &str,
         inputs: &[Input],
-    ) -> Result<HashMap<String, Version>, StoreError> {
+    ) -> Result<Preloaded, StoreError> {
         let mut wanted: Vec<&str> = Vec::new();
         for input in inputs {
             match input {
@@ -292,36 +293,30 @@ impl RolloutService {
         }
         wanted.sort_unstable();
         wanted.dedup();
-        let mut versions = HashMap::new();
+        let mut read = Preloaded::with_capacity(wanted.len());
         for chunk in wanted.chunks(DEVICE_CHUNK) {
             let chunk: Vec<String> = chunk.iter().map(|device| device.to_string()).collect();
-            for (device, record) in self.store.load_devices(&rollout.id, &chunk).await? {
-                rollout.devices.insert(device.as_str().into(), record.value);
-                versions.insert(device, record.version);
-            }
+            read.extend(self.store.load_devices(rollout, &chunk).await?);
         }
-        Ok(versions)
+        Ok(read)
     }
 
     /// Writes the records that are new (in chunks, before the commit that counts them) and
-    /// returns the conditional writes of those that changed, for the commit.
+    /// returns the conditional writes of those that changed since `read`, for the commit.
     async fn store_device_changes(
         &self,
         rollout: &Rollout,
-        before: &HashMap<String, DeviceRecord>,
-        versions: &HashMap<String, Version>,
+        read: &Preloaded,
     ) -> Result<Vec<DeviceWrite>, StoreError> {
         let mut changed = Vec::new();
         let mut added = Vec::new();
         for (device, record) in &rollout.devices {
-            match versions.get(device.as_str()) {
-                Some(version) if before.get(device.as_str()) != Some(record) => {
-                    changed.push(DeviceWrite {
-                        device: device.to_string(),
-                        record: *record,
-                        expected: Some(version.clone()),
-                    })
-                }
+            match read.get(device.as_str()) {
+                Some(before) if before.value != *record => changed.push(DeviceWrite {
+                    device: device.to_string(),
+                    record: *record,
+                    expected: Some(before.version.clone()),
+                }),
                 Some(_) => {}
                 None => added.push((device.to_string(), *record)),
             }
@@ -355,27 +350,6 @@ impl RolloutService {
         self.metrics.dead_letters.add(1);
         self.store.add_dead_letter(&letter).await
     }
-}
-
-/// Puts the already read records of the reporting devices into the rollout; returns their
-/// versions. A device without a record is not the rollout's (as a fresh read would say).
-fn take_preloaded(
-    rollout: &mut Rollout,
-    inputs: &[Input],
-    records: &Preloaded,
-) -> HashMap<String, Version> {
-    let mut versions = HashMap::with_capacity(inputs.len());
-    for input in inputs {
-        if let Input::DeviceReport(report) = input {
-            if let Some(record) = records.get(&report.device) {
-                rollout
-                    .devices
-                    .insert(report.device.as_str().into(), record.value);
-                versions.insert(report.device.clone(), record.version.clone());
-            }
-        }
-    }
-    versions
 }
 
 /// Takes the decisions recorded since the last drain, numbered for the audit log.

@@ -170,8 +170,8 @@ pub trait Store: Send + Sync + 'static {
     /// Routes a batch of reporting devices: the rollout each belongs to, with its record
     /// there, read together (devices in no rollout are left out). The records are a snapshot
     /// for a first attempt: the commit's conditional writes catch any that moved since.
-    async fn route_devices(&self, devices: &[String]) -> Result<Vec<Routed>, StoreError> {
-        let index = self.rollouts_of_devices(devices).await?;
+    async fn route_devices(&self, devices: Vec<String>) -> Result<Vec<Routed>, StoreError> {
+        let index = self.rollouts_of_devices(&devices).await?;
         let mut by_rollout: HashMap<&str, Vec<String>> = HashMap::new();
         for (device, rollout) in &index {
             by_rollout.entry(rollout).or_default().push(device.clone());

@@ -58,9 +58,15 @@ mod sqlite {
             .expect("index");
         assert_eq!(index.get("dev-1").map(String::as_str), Some("r"));
         // a record still in the old JSON form is read by routing too
-        let routed = store.route_devices(&["dev-1".into()]).await.expect("route");
+        let routed = store
+            .route_devices(vec!["dev-1".into()])
+            .await
+            .expect("route");
         let record = routed[0].record.as_ref().expect("record");
-        assert_eq!((record.value, record.version.as_str()), (DeviceRecord::new(1), "7"));
+        assert_eq!(
+            (record.value, record.version.as_str()),
+            (DeviceRecord::new(1), "7")
+        );
         let check = rusqlite::Connection::open(&path).expect("reopen");
         for table in ["devices", "device_index"] {
             let sql: String = check

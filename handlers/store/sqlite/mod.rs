@@ -194,8 +194,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn route_devices(&self, devices: &[String]) -> Result<Vec<Routed>, StoreError> {
-        let devices = devices.to_vec();
+    async fn route_devices(&self, devices: Vec<String>) -> Result<Vec<Routed>, StoreError> {
         Self::on(self.reader.clone(), move |c| {
             let mut statement = c
                 .prepare_cached(
