@@ -1,6 +1,14 @@
-//! The embedded store: SQLite in WAL mode, work done on the blocking pool so the async
-//! threads never wait on disk. One connection writes (and serves most reads); a second one
-//! routes reports, so an invocation reads its devices while another one commits.
+//! The embedded store: SQLite in WAL mode. One connection writes (and serves the occasional
+//! reads); a few more route reports, so invocations read their devices while another commits.
+//!
+//! The two calls of the report path, routing a batch and committing a step, run on the
+//! calling thread: both are bounded (a batch, a group of at most 1,000 records) and do no
+//! disk waits (a WAL commit appends to the file without `fsync`; the background
+//! checkpointer does the syncing), so they cost what decoding a batch costs, and a hand-off
+//! to the blocking pool and back cost more than the work (BENCHMARKS.md). (Another process
+//! writing the same file would make a commit wait for its lock there, up to the busy
+//! timeout; one instance owns its database file.) Everything else,
+//! unbounded reads and the writing of a new rollout's records, runs on the blocking pool.
 
 mod commit;
 mod record;
@@ -8,17 +16,23 @@ mod setup;
 
 use super::{Commit, DeadLetter, PendingEffect, Routed, Store, StoreError, Version, Versioned};
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One routing connection per core, up to 4 (each has its own page cache).
+fn reader_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+}
 
 /// SQLite store on a file (`PATCHWAVE_STORE=sqlite:PATH`).
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
-    /// Reads that run beside a commit (WAL readers see the last committed state).
-    reader: Arc<Mutex<Connection>>,
+    /// Routing reads, beside a commit (WAL readers see the last committed state).
+    readers: Arc<[Mutex<Connection>]>,
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -40,12 +54,14 @@ impl SqliteStore {
         let connection = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         setup::prepare(&connection)?;
-        let reader = setup::open_reader(path)?;
+        let readers = (0..reader_count())
+            .map(|_| setup::open_reader(path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let connection = Arc::new(Mutex::new(connection));
         setup::start_checkpointer(path, Arc::downgrade(&connection))?;
         Ok(SqliteStore {
             connection,
-            reader: Arc::new(Mutex::new(reader)),
+            readers: readers.into(),
         })
     }
 
@@ -56,6 +72,16 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         Self::on(self.connection.clone(), work).await
+    }
+
+    /// A routing connection: a free one, else the first one to be free.
+    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        if let Some(free) = self.readers.iter().find_map(|r| r.try_lock().ok()) {
+            return Ok(free);
+        }
+        self.readers[0]
+            .lock()
+            .map_err(|_| backend("connection lock poisoned"))
     }
 
     /// Runs `work` with `connection` on the blocking pool.
@@ -195,50 +221,54 @@ impl Store for SqliteStore {
     }
 
     async fn route_devices(&self, devices: Vec<String>) -> Result<Vec<Routed>, StoreError> {
-        Self::on(self.reader.clone(), move |c| {
-            let mut statement = c
-                .prepare_cached(
-                    "SELECT i.device, i.rollout, d.record, d.version FROM device_index i \
-                     LEFT JOIN devices d ON d.rollout = i.rollout AND d.device = i.device \
-                     WHERE i.device IN rarray(?1)",
-                )
-                .map_err(backend)?;
-            let rows = statement
-                .query_map([key_array(devices)], |r| {
-                    let record = match r.get_ref(2)? {
-                        rusqlite::types::ValueRef::Null => None,
-                        stored => Some(record::decode(stored)),
-                    };
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        record,
-                        r.get::<_, Option<i64>>(3)?,
-                    ))
-                })
-                .map_err(backend)?;
-            rows.map(|row| {
-                let (device, rollout, record, version) = row.map_err(backend)?;
-                let record = match (record, version) {
-                    (Some(record), Some(version)) => Some(Versioned {
-                        value: record?,
-                        version: version.to_string(),
-                    }),
-                    _ => None,
+        // on this thread: see the module's documentation
+        let c = self.reader()?;
+        let mut statement = c
+            .prepare_cached(
+                "SELECT i.device, i.rollout, d.record, d.version FROM device_index i \
+                 LEFT JOIN devices d ON d.rollout = i.rollout AND d.device = i.device \
+                 WHERE i.device IN rarray(?1)",
+            )
+            .map_err(backend)?;
+        let rows = statement
+            .query_map([key_array(devices)], |r| {
+                let record = match r.get_ref(2)? {
+                    ValueRef::Null => None,
+                    stored => Some(record::decode(stored)),
                 };
-                Ok(Routed {
-                    device,
-                    rollout,
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
                     record,
-                })
+                    r.get::<_, Option<i64>>(3)?,
+                ))
             })
-            .collect()
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (device, rollout, record, version) = row.map_err(backend)?;
+            let record = match (record, version) {
+                (Some(record), Some(version)) => Some(Versioned {
+                    value: record?,
+                    version: version.to_string(),
+                }),
+                _ => None,
+            };
+            Ok(Routed {
+                device,
+                rollout,
+                record,
+            })
         })
-        .await
+        .collect()
     }
 
     async fn commit(&self, commit: Commit) -> Result<Version, StoreError> {
-        self.with(move |c| commit::write_commit(c, &commit)).await
+        // on this thread: see the module's documentation
+        let mut connection = self
+            .connection
+            .lock()
+            .map_err(|_| backend("connection lock poisoned"))?;
+        commit::write_commit(&mut connection, &commit)
     }
 
     async fn pending_effects(
