@@ -156,3 +156,73 @@ async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
     // deliveries that queued behind the first one share commits
     assert!(metrics.report_commits < 8, "{metrics:?}");
 }
+
+/// Within one instance, batches that carry the same devices at once: each batch routes its
+/// devices' records before its writer turn, so all but the first read records that another
+/// batch writes before they commit. Those commits must fail their version checks and step
+/// again on fresh records: the newest twin version wins and every count stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_routed_on_records_that_another_batch_wrote_since_step_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("patchwave.db")).expect("open"));
+    let fleet = devices("dev", 100);
+    let azure = Arc::new(FakeAzure::with_group("fleet", fleet.clone()));
+    let service = Arc::new(RolloutService::new(
+        store,
+        azure,
+        Arc::new(ManualClock::new(t0())),
+    ));
+    let mut plan = one_wave_plan("fleet", 100.0);
+    plan.waves[0].min_devices_judged = 100;
+    let rollout = service.create(plan, "alice", None).await.expect("created");
+    const BATCHES: u64 = 8;
+    for round in 0..5u64 {
+        let deliveries: Vec<_> = (0..BATCHES)
+            .map(|k| {
+                let (service, fleet) = (service.clone(), fleet.clone());
+                // the newest version of the last round says installed; all else in progress
+                let version = 10 + round * BATCHES + k;
+                let done = round == 4 && k == BATCHES - 1;
+                tokio::spawn(async move {
+                    let changes: Vec<_> = fleet
+                        .iter()
+                        .map(|d| match done {
+                            true => {
+                                twin_change(d, version, AgentState::Idle, Some(update("2.4.1")))
+                            }
+                            false => {
+                                twin_change(d, version, AgentState::DeploymentInProgress, None)
+                            }
+                        })
+                        .collect();
+                    service.deliver_reports(&context(), &changes).await
+                })
+            })
+            .collect();
+        for delivery in deliveries {
+            delivery.await.expect("joined").expect("delivered");
+        }
+    }
+    let after = service.get(&rollout.id).await.expect("get");
+    let counts = after.waves[0].counts;
+    assert_eq!(
+        (counts.succeeded, counts.in_progress),
+        (100, 0),
+        "{counts:?}"
+    );
+    let records = service
+        .store()
+        .load_devices(&rollout.id, &fleet)
+        .await
+        .expect("records");
+    assert_eq!(records.len(), 100);
+    for (device, record) in records {
+        assert_eq!(record.value.version, 10 + 5 * BATCHES - 1, "{device}");
+        assert_eq!(record.value.forward, Outcome::Succeeded, "{device}");
+    }
+    assert_eq!(
+        service.metrics().snapshot().reports_applied,
+        100 * 5 * BATCHES
+    );
+}
