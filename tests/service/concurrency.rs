@@ -114,15 +114,15 @@ async fn table_storage_concurrent_writers_keep_counts_exact() {
     concurrent_writers_keep_counts_exact(stores).await;
 }
 
-/// Within one instance, invocations for the same rollout queue for it: 8 concurrent
-/// deliveries lose no conditional write to each other, share commits, and every report
-/// counts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
-    let dir = tempfile::tempdir().expect("dir");
+/// One instance on a SQLite store in `dir`, with a one-wave rollout of `size` devices that
+/// judges only once all of them finished.
+async fn one_instance_one_wave(
+    dir: &std::path::Path,
+    size: usize,
+) -> (Arc<RolloutService>, Vec<String>, rollout_core::Rollout) {
     let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("patchwave.db")).expect("open"));
-    let fleet = devices("dev", 800);
+        Arc::new(SqliteStore::open(&dir.join("patchwave.db")).expect("open"));
+    let fleet = devices("dev", size);
     let azure = Arc::new(FakeAzure::with_group("fleet", fleet.clone()));
     let service = Arc::new(RolloutService::new(
         store,
@@ -130,8 +130,18 @@ async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
         Arc::new(ManualClock::new(t0())),
     ));
     let mut plan = one_wave_plan("fleet", 100.0);
-    plan.waves[0].min_devices_judged = 800;
+    plan.waves[0].min_devices_judged = size as u32;
     let rollout = service.create(plan, "alice", None).await.expect("created");
+    (service, fleet, rollout)
+}
+
+/// Within one instance, invocations for the same rollout queue for it: 8 concurrent
+/// deliveries lose no conditional write to each other, share commits, and every report
+/// counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (service, fleet, rollout) = one_instance_one_wave(dir.path(), 800).await;
     let deliveries: Vec<_> = fleet
         .chunks(100)
         .map(|chunk| {
@@ -164,18 +174,7 @@ async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batches_routed_on_records_that_another_batch_wrote_since_step_again() {
     let dir = tempfile::tempdir().expect("dir");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("patchwave.db")).expect("open"));
-    let fleet = devices("dev", 100);
-    let azure = Arc::new(FakeAzure::with_group("fleet", fleet.clone()));
-    let service = Arc::new(RolloutService::new(
-        store,
-        azure,
-        Arc::new(ManualClock::new(t0())),
-    ));
-    let mut plan = one_wave_plan("fleet", 100.0);
-    plan.waves[0].min_devices_judged = 100;
-    let rollout = service.create(plan, "alice", None).await.expect("created");
+    let (service, fleet, rollout) = one_instance_one_wave(dir.path(), 100).await;
     const BATCHES: u64 = 8;
     for round in 0..5u64 {
         let deliveries: Vec<_> = (0..BATCHES)
