@@ -57,15 +57,6 @@ pub struct RolloutService {
 /// Device records read before the writer's turn (with the batch's routing), by device.
 pub(crate) type Preloaded = HashMap<String, Versioned<DeviceRecord>>;
 
-/// Where a first attempt at a step may start from; a retry after a conflict always reads.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Start<'a> {
-    /// Begin from the head this instance last committed, when it has one.
-    cached_head: bool,
-    /// The records of the inputs' devices, already read.
-    records: Option<&'a Preloaded>,
-}
-
 /// What one load-step-commit produced.
 pub(crate) struct Applied {
     rollout: Rollout,
@@ -171,27 +162,29 @@ impl RolloutService {
     /// single input (an operator command) is returned as `Rejected`.
     pub(crate) async fn apply(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
         let _writer = self.writers.lock(id).await;
-        self.apply_unlocked(id, inputs, Start::default()).await
+        self.apply_unlocked(id, inputs, None).await
     }
 
-    /// [`RolloutService::apply`] for a caller that is the rollout's writer already; the first
-    /// attempt begins from `start`.
+    /// [`RolloutService::apply`] for a caller that is the rollout's writer already. With
+    /// `preloaded` (a group of reports and their devices' records, read with the routing), the
+    /// first attempt starts from those records and the head this instance last committed; any
+    /// other attempt reads both from the store.
     async fn apply_unlocked(
         &self,
         id: &str,
         inputs: &[Input],
-        start: Start<'_>,
+        preloaded: Option<&Preloaded>,
     ) -> Result<Applied, ServiceError> {
-        let mut attempt_start = start;
+        let mut preloaded = preloaded;
         for _ in 0..MAX_ATTEMPTS {
-            let attempt = self.try_apply(id, inputs, attempt_start).await;
+            let attempt = self.try_apply(id, inputs, preloaded).await;
             if attempt.is_err() {
                 self.heads.forget(id);
             }
             match attempt {
                 Err(ServiceError::Store(StoreError::Conflict(_))) => {
                     self.metrics.conflicts_retried.add(1);
-                    attempt_start = Start::default();
+                    preloaded = None;
                 }
                 other => return other,
             }
@@ -205,9 +198,9 @@ impl RolloutService {
         &self,
         id: &str,
         inputs: &[Input],
-        start: Start<'_>,
+        preloaded: Option<&Preloaded>,
     ) -> Result<Applied, ServiceError> {
-        let cached = start.cached_head.then(|| self.heads.get(id)).flatten();
+        let cached = preloaded.and_then(|_| self.heads.get(id));
         let loaded = match cached {
             Some(head) => head,
             None => self
@@ -218,7 +211,7 @@ impl RolloutService {
         };
         let mut rollout = loaded.value;
         let loaded_here;
-        let read = match start.records {
+        let read = match preloaded {
             Some(records) => records,
             None => {
                 loaded_here = self.load_devices_for(&rollout.id, inputs).await?;

@@ -66,12 +66,7 @@ impl RolloutService {
                 self.metrics.ordinary_traffic.add(1);
                 continue;
             };
-            if !by_rollout.contains_key(rollout.as_str()) {
-                by_rollout.insert(rollout.clone(), RolloutReports::default());
-            }
-            let Some(share) = by_rollout.get_mut(rollout.as_str()) else {
-                continue;
-            };
+            let share = by_rollout.entry(rollout.clone()).or_default();
             if let Some(record) = record.take() {
                 share.records.insert(report.device.clone(), record);
             }

@@ -4,7 +4,7 @@
 //! records each invocation read with its routing; other instances (and records that moved
 //! since they were read) are met by the store's version checks, and the retry reads afresh.
 
-use super::{Preloaded, RolloutService, ServiceError, Start};
+use super::{Preloaded, RolloutService, ServiceError};
 use rollout_core::Input;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -122,11 +122,7 @@ impl RolloutService {
                 break;
             }
             let (all, records) = merge(&mut group);
-            let start = Start {
-                cached_head: true,
-                records: Some(&records),
-            };
-            let applied = self.apply_unlocked(id, &all, start).await;
+            let applied = self.apply_unlocked(id, &all, Some(&records)).await;
             self.metrics.report_commits.add(1);
             produced_effects |= applied.as_ref().is_ok_and(|a| !a.effects.is_empty());
             let result = applied.map(|_| ());

@@ -186,11 +186,10 @@ async fn batches_routed_on_records_that_another_batch_wrote_since_step_again() {
                 tokio::spawn(async move {
                     let changes: Vec<_> = fleet
                         .iter()
-                        .map(|d| match done {
-                            true => {
+                        .map(|d| {
+                            if done {
                                 twin_change(d, version, AgentState::Idle, Some(update("2.4.1")))
-                            }
-                            false => {
+                            } else {
                                 twin_change(d, version, AgentState::DeploymentInProgress, None)
                             }
                         })

@@ -194,7 +194,7 @@ pub async fn devices_are_added_once_indexed_and_loaded_by_id(store: Arc<dyn Stor
         .await
         .expect("moved");
     let wanted: Vec<String> = vec!["dev-007".into(), "stranger".into(), "dev-005".into()];
-    let mut routed = store.route_devices(wanted.clone()).await.expect("route");
+    let mut routed = store.route_devices(wanted).await.expect("route");
     routed.sort_by(|a, b| a.device.cmp(&b.device));
     let summary: Vec<(&str, &str, Option<DeviceRecord>)> = routed
         .iter()

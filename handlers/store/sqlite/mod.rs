@@ -5,10 +5,10 @@
 //! calling thread: both are bounded (a batch, a group of at most 1,000 records) and do no
 //! disk waits (a WAL commit appends to the file without `fsync`; the background
 //! checkpointer does the syncing), so they cost what decoding a batch costs, and a hand-off
-//! to the blocking pool and back cost more than the work (BENCHMARKS.md). (Another process
+//! to the blocking pool and back cost more than the work (BENCHMARKS.md). Another process
 //! writing the same file would make a commit wait for its lock there, up to the busy
-//! timeout; one instance owns its database file.) Everything else,
-//! unbounded reads and the writing of a new rollout's records, runs on the blocking pool.
+//! timeout: one instance owns its database file. Everything else (unbounded reads, the
+//! writing of a new rollout's records) runs on the blocking pool.
 
 mod commit;
 mod record;
@@ -51,8 +51,7 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError
 impl SqliteStore {
     /// Opens (and creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let connection = Connection::open(path)
-            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let connection = setup::open(path)?;
         setup::prepare(&connection)?;
         let readers = (0..reader_count())
             .map(|_| setup::open_reader(path).map(Mutex::new))
@@ -71,25 +70,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        Self::on(self.connection.clone(), work).await
-    }
-
-    /// A routing connection: a free one, else the first one to be free.
-    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        if let Some(free) = self.readers.iter().find_map(|r| r.try_lock().ok()) {
-            return Ok(free);
-        }
-        self.readers[0]
-            .lock()
-            .map_err(|_| backend("connection lock poisoned"))
-    }
-
-    /// Runs `work` with `connection` on the blocking pool.
-    async fn on<T, F>(connection: Arc<Mutex<Connection>>, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
+        let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = connection
                 .lock()
@@ -98,6 +79,16 @@ impl SqliteStore {
         })
         .await
         .map_err(backend)?
+    }
+
+    /// A routing connection: a free one, else the first one once it is free.
+    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        if let Some(free) = self.readers.iter().find_map(|r| r.try_lock().ok()) {
+            return Ok(free);
+        }
+        self.readers[0]
+            .lock()
+            .map_err(|_| backend("connection lock poisoned"))
     }
 }
 

@@ -56,10 +56,14 @@ pub(super) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A connection to the database file at `path`; the error names the file.
+pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
+    Connection::open(path).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))
+}
+
 /// A second connection for reads beside the writer: same database, same `rarray` function.
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let reader = Connection::open(path)
-        .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+    let reader = open(path)?;
     reader
         .execute_batch("PRAGMA busy_timeout = 10000;")
         .map_err(backend)?;
@@ -74,8 +78,7 @@ pub(super) fn start_checkpointer(
     path: &Path,
     store: Weak<Mutex<Connection>>,
 ) -> Result<(), StoreError> {
-    let checkpointer = Connection::open(path)
-        .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+    let checkpointer = open(path)?;
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
