@@ -1,5 +1,6 @@
 //! Several instances write the same rollout at once: counts stay exact, nothing is lost.
 
+use crate::gated::HoldFirstCommit;
 use crate::support::*;
 use patchwave::decode::agent_report::AgentState;
 use patchwave::ports::ManualClock;
@@ -114,14 +115,17 @@ async fn table_storage_concurrent_writers_keep_counts_exact() {
     concurrent_writers_keep_counts_exact(stores).await;
 }
 
-/// One instance on a SQLite store in `dir`, with a one-wave rollout of `size` devices that
-/// judges only once all of them finished.
+/// A SQLite store in `dir`.
+fn sqlite_in(dir: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(&dir.join("patchwave.db")).expect("open"))
+}
+
+/// One instance on `store`, with a one-wave rollout of `size` devices that judges only once
+/// all of them finished.
 async fn one_instance_one_wave(
-    dir: &std::path::Path,
+    store: Arc<dyn Store>,
     size: usize,
 ) -> (Arc<RolloutService>, Vec<String>, rollout_core::Rollout) {
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.join("patchwave.db")).expect("open"));
     let fleet = devices("dev", size);
     let azure = Arc::new(FakeAzure::with_group("fleet", fleet.clone()));
     let service = Arc::new(RolloutService::new(
@@ -137,11 +141,14 @@ async fn one_instance_one_wave(
 
 /// Within one instance, invocations for the same rollout queue for it: 8 concurrent
 /// deliveries lose no conditional write to each other, share commits, and every report
-/// counts.
+/// counts. The first commit is held until all 8 have been routed, so the other 7 are queued
+/// behind it however the machine schedules them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
     let dir = tempfile::tempdir().expect("dir");
-    let (service, fleet, rollout) = one_instance_one_wave(dir.path(), 800).await;
+    let store = Arc::new(HoldFirstCommit::new(sqlite_in(dir.path()), 8));
+    let (service, fleet, rollout) = one_instance_one_wave(store.clone(), 800).await;
+    store.arm();
     let deliveries: Vec<_> = fleet
         .chunks(100)
         .map(|chunk| {
@@ -163,8 +170,8 @@ async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
     let metrics = service.metrics().snapshot();
     assert_eq!(metrics.conflicts_retried, 0);
     assert_eq!(metrics.reports_applied, 800);
-    // deliveries that queued behind the first one share commits
-    assert!(metrics.report_commits < 8, "{metrics:?}");
+    // the 7 deliveries that queued behind the first one share commits
+    assert!(metrics.report_commits <= 3, "{metrics:?}");
 }
 
 /// Within one instance, batches that carry the same devices at once: each batch routes its
@@ -174,7 +181,7 @@ async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batches_routed_on_records_that_another_batch_wrote_since_step_again() {
     let dir = tempfile::tempdir().expect("dir");
-    let (service, fleet, rollout) = one_instance_one_wave(dir.path(), 100).await;
+    let (service, fleet, rollout) = one_instance_one_wave(sqlite_in(dir.path()), 100).await;
     const BATCHES: u64 = 8;
     for round in 0..5u64 {
         let deliveries: Vec<_> = (0..BATCHES)

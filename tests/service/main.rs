@@ -5,6 +5,7 @@
 mod azurite;
 mod concurrency;
 mod flow;
+mod gated;
 mod http;
 mod paging;
 mod restart;
