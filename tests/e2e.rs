@@ -279,12 +279,19 @@ async fn a_maintenance_run_starting_while_devices_roll_back_is_cancelled() {
         .expect("finished");
     assert!(saw_rolling_back && asked, "the rollout rolled back: {last}");
     // the hold happens on the Pre event, which may land just after the rollback finished:
-    // give the handler a moment, then look at what Resource Manager was asked
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let cancelled = world.standin.world().cancelled_maintenance_runs();
-    let events = decisions(&world, &id).await;
-    let held = events.iter().any(|d| d["kind"] == "infrastructure.hold");
-    assert!(held, "decision log: {events:?}");
+    // wait for its decision, then look at what Resource Manager was asked
+    let held = |events: &[Value]| events.iter().any(|d| d["kind"] == "infrastructure.hold");
+    let mut events = decisions(&world, &id).await;
+    let mut cancelled = world.standin.world().cancelled_maintenance_runs();
+    for _ in 0..100 {
+        if held(&events) && !cancelled.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        events = decisions(&world, &id).await;
+        cancelled = world.standin.world().cancelled_maintenance_runs();
+    }
+    assert!(held(&events), "decision log: {events:?}");
     assert_eq!(
         cancelled.len(),
         1,
