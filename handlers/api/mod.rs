@@ -1,6 +1,7 @@
 //! The operator API under `/api` (design §3): health, dead letters; errors as problem+json.
 
 pub mod auth;
+pub mod extract;
 pub mod openapi;
 pub mod rollouts;
 pub mod views;
@@ -8,11 +9,12 @@ pub mod views;
 use crate::problem::Problem;
 use crate::triggers::AppState;
 use auth::{authenticate, Caller, READ};
-use axum::extract::{DefaultBodyLimit, OriginalUri, Query, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use extract::ApiQuery;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -39,23 +41,17 @@ pub fn router() -> Router<AppState> {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+        .layer(axum::middleware::map_response(extract::errors_as_problems))
 }
 
-/// The `code` query parameter, which Functions accepts in place of `x-functions-key`.
-#[derive(Debug, Default, Deserialize)]
-pub struct KeyQuery {
-    code: Option<String>,
-    limit: Option<usize>,
-}
-
-/// Authenticates the caller and checks `role`.
+/// Authenticates the caller (by header, or by the query's `code`) and checks `role`.
 pub fn authorize(
     state: &AppState,
     headers: &HeaderMap,
-    query: &KeyQuery,
+    query: &ApiQuery,
     role: &str,
 ) -> Result<Caller, Problem> {
-    let caller = authenticate(headers, query.code.as_deref(), &state.auth)?;
+    let caller = authenticate(headers, query.key().as_deref(), &state.auth)?;
     caller.require(role)?;
     Ok(caller)
 }
@@ -89,22 +85,29 @@ pub struct DeadLetterList {
     pub value: Vec<crate::store::DeadLetter>,
 }
 
+/// `?limit=` of the dead-letter listing.
+#[derive(Debug, Default, Deserialize)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
 /// Inputs that could not be used, newest first.
 #[utoipa::path(get, path = "/api/deadletters", tag = "service",
     params(("limit" = Option<usize>, Query, description = "at most this many (1–1000, default 100)")),
-    responses((status = 200, body = DeadLetterList), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = DeadLetterList), (status = 400, description = "a limit that is not a number", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<KeyQuery>,
+    query: ApiQuery,
 ) -> Response {
-    if let Err(problem) = authorize(&state, &headers, &query, READ) {
-        return problem.into_response();
-    }
+    let limit =
+        match authorize(&state, &headers, &query, READ).and_then(|_| query.parse::<LimitQuery>()) {
+            Ok(fields) => fields.limit.unwrap_or(100).clamp(1, MAX_LIST),
+            Err(problem) => return problem.into_response(),
+        };
     let Some(service) = &state.service else {
         return unavailable();
     };
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIST);
     match service.store().dead_letters(limit).await {
         Ok(letters) => Json(DeadLetterList { value: letters }).into_response(),
         Err(error) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable")

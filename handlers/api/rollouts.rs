@@ -1,16 +1,17 @@
 //! `/api/rollouts`: create, list, show, operator commands, audit trail; `/api/compliance`.
 
 use super::auth::{self, Caller, CallerKind};
+use super::authorize;
+use super::extract::ApiQuery;
 use super::views::{
     CommandBody, ComplianceView, EventList, RolloutCompliance, RolloutList, RolloutSummary,
     RolloutView,
 };
-use super::{authorize, KeyQuery};
 use crate::problem::Problem;
 use crate::service::{RolloutService, ServiceError};
 use crate::triggers::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -64,12 +65,13 @@ fn location(id: &str) -> String {
     responses(
         (status = 201, description = "created", body = RolloutView, headers(("Location" = String, description = "the rollout"))),
         (status = 400, description = "invalid plan; every problem listed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "a device group is in another active rollout", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<KeyQuery>,
+    query: ApiQuery,
     body: Bytes,
 ) -> Response {
     let result = async {
@@ -106,22 +108,16 @@ pub async fn create(
 pub struct ListQuery {
     /// Only rollouts in this state.
     state: Option<RolloutState>,
-    #[serde(flatten)]
-    #[param(ignore)]
-    key: KeyQuery,
 }
 
 /// List rollouts, newest first.
 #[utoipa::path(get, path = "/api/rollouts", tag = "rollouts", params(ListQuery),
-    responses((status = 200, body = RolloutList), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-pub async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<ListQuery>,
-) -> Response {
+    responses((status = 200, body = RolloutList), (status = 400, description = "an unknown state", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(State(state): State<AppState>, headers: HeaderMap, query: ApiQuery) -> Response {
     let result = async {
-        authorize(&state, &headers, &query.key, auth::READ)?;
-        let rollouts = service(&state)?.list(query.state).await?;
+        authorize(&state, &headers, &query, auth::READ)?;
+        let filter: ListQuery = query.parse()?;
+        let rollouts = service(&state)?.list(filter.state).await?;
         Ok::<_, Problem>(RolloutList {
             value: rollouts.iter().map(RolloutSummary::of).collect(),
         })
@@ -136,7 +132,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<KeyQuery>,
+    query: ApiQuery,
     Path(id): Path<String>,
 ) -> Response {
     let result = async {
@@ -160,7 +156,7 @@ pub async fn show(
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<KeyQuery>,
+    query: ApiQuery,
     Path(id): Path<String>,
 ) -> Response {
     let result = async {
@@ -184,7 +180,7 @@ pub async fn events(
 pub async fn compliance(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<KeyQuery>,
+    query: ApiQuery,
 ) -> Response {
     let result = async {
         authorize(&state, &headers, &query, auth::READ)?;
@@ -220,7 +216,7 @@ fn respond<T: IntoResponse>(result: Result<T, Problem>) -> Response {
 async fn command(
     state: AppState,
     headers: HeaderMap,
-    query: KeyQuery,
+    query: ApiQuery,
     id: String,
     body: Bytes,
     action: CommandAction,
@@ -294,9 +290,9 @@ macro_rules! command_route {
                 (status = 202, description = "accepted; the rollout moves on (Logic Apps: poll Location)", body = RolloutView,
                     headers(("Location" = String, description = "the rollout"), ("Retry-After" = String, description = "seconds"))),
                 (status = 200, description = "done; the rollout is in a final state", body = RolloutView),
-                (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 400, body = Problem, content_type = "application/problem+json"), (status = 413, description = "body over 1 MiB", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
                 (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "refused in the rollout's state", body = Problem, content_type = "application/problem+json")))]
-        pub async fn $name(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<KeyQuery>, Path(id): Path<String>, body: Bytes) -> Response {
+        pub async fn $name(State(state): State<AppState>, headers: HeaderMap, query: ApiQuery, Path(id): Path<String>, body: Bytes) -> Response {
             command(state, headers, query, id, body, $action).await
         }
     };

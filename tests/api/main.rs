@@ -5,6 +5,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod rejections;
 mod roles;
 mod rollouts;
 
