@@ -52,15 +52,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiQuery {
     }
 }
 
-/// Turns an error response that is not problem+json (axum's own rejections are plain text)
-/// into one, with the same status and the text as its detail.
+/// Turns an error response in plain text (axum's own rejections) into problem+json, with the
+/// same status and the text as its detail; answers of ours (JSON, such as the health check's
+/// `503`) pass as they are.
 pub async fn errors_as_problems(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
+    let plain_text = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain_text {
         return response;
     }
     let title = status.canonical_reason().unwrap_or("Error");
@@ -73,5 +74,70 @@ pub async fn errors_as_problems(response: Response) -> Response {
         problem.into_response()
     } else {
         problem.detail(detail).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    async fn answer(status: StatusCode, content_type: Option<&str>, body: &str) -> Response {
+        let mut response = Response::builder().status(status);
+        if let Some(content_type) = content_type {
+            response = response.header(header::CONTENT_TYPE, content_type);
+        }
+        let response = response
+            .body(Body::from(body.to_string()))
+            .expect("response");
+        errors_as_problems(response).await
+    }
+
+    async fn text(response: Response) -> String {
+        let bytes = to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_rejection_becomes_problem_json_with_its_status_and_text() {
+        let body = "length limit exceeded";
+        let response = answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("text/plain; charset=utf-8"),
+            body,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let problem: serde_json::Value = serde_json::from_str(&text(response).await).expect("json");
+        assert_eq!(problem["status"], 413);
+        assert_eq!(problem["title"], "Payload Too Large");
+        assert_eq!(problem["detail"], body);
+    }
+
+    #[tokio::test]
+    async fn json_answers_and_successes_pass_unchanged() {
+        let health = r#"{"status":"degraded"}"#;
+        let response = answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("application/json"),
+            health,
+        )
+        .await;
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(text(response).await, health);
+        let response = answer(StatusCode::OK, Some("text/plain"), "fine").await;
+        assert_eq!(text(response).await, "fine");
+    }
+
+    #[tokio::test]
+    async fn an_empty_error_gets_a_problem_without_detail() {
+        let response = answer(StatusCode::BAD_REQUEST, None, "").await;
+        let problem: serde_json::Value = serde_json::from_str(&text(response).await).expect("json");
+        assert_eq!(problem["status"], 400);
+        assert!(problem.get("detail").is_none(), "{problem}");
     }
 }
