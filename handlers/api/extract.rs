@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-/// Longest rejection text kept as a problem's detail.
+/// Longest rejection text kept as a problem's detail (a longer one is left out).
 const MAX_DETAIL_BYTES: usize = 4 * 1024;
 
 /// The request's query string, read on demand.

@@ -5,10 +5,14 @@
 //! calling thread: both are bounded (a batch, a group of at most 1,000 records) and do no
 //! disk waits (a WAL commit appends to the file without `fsync`; the background
 //! checkpointer does the syncing), so they cost what decoding a batch costs, and a hand-off
-//! to the blocking pool and back cost more than the work (BENCHMARKS.md). Another process
-//! writing the same file would make a commit wait for its lock there, up to the busy
-//! timeout: one instance owns its database file. Everything else (unbounded reads, the
-//! writing of a new rollout's records) runs on the blocking pool.
+//! to the blocking pool and back cost more than the work (BENCHMARKS.md). Everything else
+//! (unbounded reads, the writing of a new rollout's records) runs on the blocking pool.
+//!
+//! Two waits remain on the calling thread. A commit waits while the blocking pool holds the
+//! writing connection for one of those other calls; each is one statement or one chunk (the
+//! service adds records 500 at a time), so the wait is one such call at most. And another
+//! process writing the same file would make a commit wait for its lock, up to the busy
+//! timeout: one instance owns its database file.
 
 mod commit;
 mod record;
