@@ -38,6 +38,7 @@ fn plan() -> RolloutPlan {
         }],
         window: None,
         allow_self_approval: false,
+        rollback: None,
     }
 }
 
@@ -70,6 +71,8 @@ fn fold(fleet: u64) -> f64 {
                 agent_state: 6,
                 result_code: Some(400),
                 installed_update: None,
+                workflow: None,
+                reported_at: None,
             })
         })
         .collect();
@@ -106,6 +109,8 @@ fn fold_batches(fleet: u64) -> f64 {
                 agent_state: 6,
                 result_code: Some(400),
                 installed_update: None,
+                workflow: None,
+                reported_at: None,
             };
             (index, Input::DeviceReport(report))
         })

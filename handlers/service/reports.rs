@@ -26,6 +26,8 @@ pub fn device_report(change: &TwinChange) -> Option<DeviceReport> {
             .as_ref()
             .and_then(|r| r.result_code),
         installed_update: report.installed_update_id.clone(),
+        workflow: report.workflow.as_ref().and_then(|w| w.id.clone()),
+        reported_at: change.operation_time.or(change.enqueued_time),
     })
 }
 

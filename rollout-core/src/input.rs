@@ -53,6 +53,14 @@ pub enum Input {
         /// Finished devices, by Device Update's account.
         devices: Vec<PolledDevice>,
     },
+    /// Device Update reports a deployment as failed (a device-class subgroup in state
+    /// `Failed`, e.g. `ADMConfigurationLimitExceeded`): it will reach no more devices.
+    DeploymentFailed {
+        /// The wave's or rollback group's deployment.
+        deployment_id: String,
+        /// Device Update's error, code and message.
+        error: String,
+    },
     /// An operator command.
     Operator(Command),
     /// An effect was carried out.
@@ -110,6 +118,13 @@ pub struct DeviceReport {
     pub result_code: Option<i64>,
     /// The update installed on the device.
     pub installed_update: Option<UpdateId>,
+    /// `workflow.id`: the Device Update workflow (one per deployment a device takes) the
+    /// report is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// When the device wrote the report (the twin operation's time as IoT Hub recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<DateTime<Utc>>,
 }
 
 /// One device's outcome of a deployment as Device Update reports it.

@@ -22,10 +22,13 @@ pub use input::{
     Command, CommandAction, DeviceReport, Input, MaintenanceRun, PatchOutcome, PolledDevice,
 };
 pub use judge::{judge, percent, Verdict};
-pub use plan::{InfrastructureFailure, InfrastructurePlan, RolloutPlan, WaveFailure, WavePlan};
+pub use plan::{
+    InfrastructureFailure, InfrastructurePlan, RollbackPolicy, RolloutPlan, WaveFailure, WavePlan,
+};
 pub use state::{
-    Counts, Decision, DeviceRecord, InfrastructureProgress, Outcome, PauseCause, PauseRecord,
-    RollbackGroup, RollbackProgress, Rollout, RolloutState, WaveProgress, WaveStatus,
+    Counts, Decision, DeviceRecord, InfrastructureProgress, Installed, Outcome, PauseCause,
+    PauseRecord, RollbackGroup, RollbackProgress, Rollout, RolloutState, WaveProgress, WaveStatus,
+    ROLLBACK_DEPLOYMENT,
 };
 pub use update_id::{UpdateId, UpdateIdError};
 pub use window::Window;

@@ -27,6 +27,43 @@ pub struct RolloutPlan {
     /// Whether the creator may also approve gates (separation of duties is the default).
     #[serde(default)]
     pub allow_self_approval: bool,
+    /// The rollback's own policy (defaults: every device back, 240 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackPolicy>,
+}
+
+/// When a rollback counts as done: the share of every touched group that must be back on
+/// the rollback update, and how long a device has to get there.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RollbackPolicy {
+    /// Share of each touched group that must be back on the rollback update (default 100).
+    #[serde(default = "RollbackPolicy::default_success")]
+    pub success_threshold_percent: f64,
+    /// Minutes a device has to report the rollback update before it counts as timed out
+    /// (default 240).
+    #[serde(default = "RollbackPolicy::default_timeout")]
+    pub device_timeout_minutes: u32,
+}
+
+impl RollbackPolicy {
+    fn default_success() -> f64 {
+        100.0
+    }
+
+    fn default_timeout() -> u32 {
+        240
+    }
+}
+
+impl Default for RollbackPolicy {
+    fn default() -> Self {
+        RollbackPolicy {
+            success_threshold_percent: Self::default_success(),
+            device_timeout_minutes: Self::default_timeout(),
+        }
+    }
 }
 
 /// Hosts patched by Azure Update Manager before the devices.
@@ -137,6 +174,9 @@ impl RolloutPlan {
                 ));
             }
         }
+        if let Some(rollback) = &self.rollback {
+            check_rollback(rollback, &mut problems);
+        }
         if let Some(window) = &self.window {
             problems.extend(window.problems().into_iter().map(|p| format!("window.{p}")));
         }
@@ -145,6 +185,11 @@ impl RolloutPlan {
         } else {
             Err(problems)
         }
+    }
+
+    /// The rollback's policy, with its defaults when the plan names none.
+    pub fn rollback_policy(&self) -> RollbackPolicy {
+        self.rollback.unwrap_or_default()
     }
 
     /// Device groups this plan deploys to.
@@ -162,6 +207,18 @@ fn check_update(field: &str, update: &UpdateId, problems: &mut Vec<String>) {
         if value.trim().is_empty() {
             problems.push(format!("{field}.{part} must not be empty"));
         }
+    }
+}
+
+fn check_rollback(policy: &RollbackPolicy, problems: &mut Vec<String>) {
+    let success = policy.success_threshold_percent;
+    if !(success > 0.0 && success <= 100.0) {
+        problems.push(format!(
+            "rollback.successThresholdPercent must be above 0 and at most 100 (got {success})"
+        ));
+    }
+    if policy.device_timeout_minutes == 0 {
+        problems.push("rollback.deviceTimeoutMinutes must be at least 1".into());
     }
 }
 

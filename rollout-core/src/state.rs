@@ -160,6 +160,45 @@ pub struct DeviceRecord {
     /// The same for the rollback update.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback_reported: bool,
+    /// The update the device last said it runs (`installedUpdateId`).
+    #[serde(default, skip_serializing_if = "Installed::is_unknown")]
+    pub installed: Installed,
+    /// Fingerprint of the last Device Update workflow (`workflow.id`) attributed to one of
+    /// the group's deployments; 0 when none was.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub workflow: u32,
+    /// Which deployment that workflow belongs to: the forward attempt's number, or
+    /// [`ROLLBACK_DEPLOYMENT`].
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    pub workflow_deployment: u8,
+    /// When the device last reported (the report's own time, else when it was applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report_at: Option<DateTime<Utc>>,
+}
+
+/// [`DeviceRecord::workflow_deployment`] of the rollback deployment.
+pub const ROLLBACK_DEPLOYMENT: u8 = u8::MAX;
+
+/// The update a device last said it runs, against the rollout's two updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Installed {
+    /// Not reported.
+    #[default]
+    Unknown,
+    /// The plan's update.
+    Update,
+    /// The rollback update.
+    RollbackUpdate,
+    /// Some other update.
+    Other,
+}
+
+impl Installed {
+    /// Whether nothing was reported.
+    pub fn is_unknown(&self) -> bool {
+        *self == Installed::Unknown
+    }
 }
 
 impl DeviceRecord {
@@ -174,6 +213,10 @@ impl DeviceRecord {
             rollback_polled: false,
             forward_reported: false,
             rollback_reported: false,
+            installed: Installed::Unknown,
+            workflow: 0,
+            workflow_deployment: 0,
+            last_report_at: None,
         }
     }
 }
@@ -349,5 +392,13 @@ fn is_zero(n: &u32) -> bool {
 }
 
 fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u8(n: &u8) -> bool {
     *n == 0
 }

@@ -17,13 +17,35 @@ const MACHINE: &str =
 enum Step {
     Tick(u16),
     Members,
-    Report { pick: u16, bump: u8, kind: u8 },
-    Command { action: u8, by_creator: bool },
-    Pre { stamp: u8, lead: u16 },
-    Post { stamp: u8, failed: bool },
-    Machine { failed: bool },
-    EffectResult { pick: u16, ok: bool },
-    Poll { pick: u16, mask: u16 },
+    Report {
+        pick: u16,
+        bump: u8,
+        kind: u8,
+        about: u8,
+    },
+    Command {
+        action: u8,
+        by_creator: bool,
+    },
+    Pre {
+        stamp: u8,
+        lead: u16,
+    },
+    Post {
+        stamp: u8,
+        failed: bool,
+    },
+    Machine {
+        failed: bool,
+    },
+    EffectResult {
+        pick: u16,
+        ok: bool,
+    },
+    Poll {
+        pick: u16,
+        mask: u16,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -66,8 +88,8 @@ fn step_strategy() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (0u16..50).prop_map(Step::Tick),
         3 => Just(Step::Members),
-        12 => (any::<u16>(), prop_oneof![1 => Just(0u8), 4 => Just(1u8), 1 => Just(2u8)], prop_oneof![6 => Just(0u8), 2 => Just(1u8), 3 => Just(2u8), 2 => Just(3u8), 1 => Just(4u8)])
-            .prop_map(|(pick, bump, kind)| Step::Report { pick, bump, kind }),
+        12 => (any::<u16>(), prop_oneof![1 => Just(0u8), 4 => Just(1u8), 1 => Just(2u8)], prop_oneof![6 => Just(0u8), 2 => Just(1u8), 3 => Just(2u8), 2 => Just(3u8), 1 => Just(4u8)], 0u8..4)
+            .prop_map(|(pick, bump, kind, about)| Step::Report { pick, bump, kind, about }),
         2 => (command_action(), prop::bool::weighted(0.2)).prop_map(|(action, by_creator)| Step::Command { action, by_creator }),
         1 => (0u8..3, 0u16..90).prop_map(|(stamp, lead)| Step::Pre { stamp, lead }),
         1 => (0u8..3, any::<bool>()).prop_map(|(stamp, failed)| Step::Post { stamp, failed }),
@@ -123,7 +145,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
 fn resolve(case: &Case) -> Vec<(Input, DateTime<Utc>)> {
     let (mut rollout, _) = Rollout::create("p", case.plan.clone(), "alice", t0()).expect("valid");
     let mut now = t0();
-    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut versions = Seen::default();
     let mut accepted = Vec::new();
     for (index, step) in case.steps.iter().enumerate() {
         let Some(input) = concrete(step, index, &rollout, case, &mut now, &mut versions) else {
@@ -142,7 +164,7 @@ fn concrete(
     rollout: &Rollout,
     case: &Case,
     now: &mut DateTime<Utc>,
-    versions: &mut HashMap<String, u64>,
+    seen: &mut Seen,
 ) -> Option<Input> {
     let run = |stamp: u8, start: DateTime<Utc>| MaintenanceRun {
         run_id: format!("{CONFIG}/providers/microsoft.maintenance/applyupdates/{stamp}"),
@@ -168,14 +190,20 @@ fn concrete(
                 last: true,
             }
         }
-        Step::Report { pick, bump, kind } => {
+        Step::Report {
+            pick,
+            bump,
+            kind,
+            about,
+        } => {
             let mut known: Vec<&str> = rollout.devices.keys().map(|k| k.as_str()).collect();
             known.sort();
             let device = known
                 .get(usize::from(*pick) % known.len().max(1))?
                 .to_string();
-            let version = versions.entry(device.clone()).or_insert(0);
+            let version = seen.versions.entry(device.clone()).or_insert(0);
             *version += u64::from(*bump);
+            let version = *version;
             let (agent_state, installed) = match kind {
                 0 => (0, Some(rollout.plan.update.clone())),
                 1 => (0, Some(rollout.plan.rollback_update.clone())),
@@ -183,12 +211,20 @@ fn concrete(
                 3 => (6, None),
                 _ => (0, Some(update("9.9.9"))),
             };
+            let fresh = rollout
+                .devices
+                .get(device.as_str())
+                .is_some_and(|r| r.version < version);
+            let (workflow, reported_at) =
+                report_origin(rollout, &device, *about, *now, fresh, seen);
             Input::DeviceReport(DeviceReport {
                 device,
-                twin_version: *version,
+                twin_version: version,
                 agent_state,
                 result_code: Some(700),
                 installed_update: installed,
+                workflow,
+                reported_at,
             })
         }
         Step::Command { action, by_creator } => {
@@ -268,6 +304,151 @@ fn concrete(
     })
 }
 
+/// What the generator remembers: each device's twin version, and the devices that reported
+/// their forward workflow.
+#[derive(Default)]
+struct Seen {
+    versions: HashMap<String, u64>,
+    forward: BTreeSet<String>,
+    rollback: BTreeSet<String>,
+}
+
+/// The workflow id a generated report is about: `about` 0 and 1 the device's forward
+/// deployment (written now, or late: before the rollback opened), 2 the rollback deployment
+/// (once it exists), 3 a report with neither workflow nor time. A forward workflow a device
+/// never reported before is first reported before the rollback opened, as an agent does
+/// (it reports state 6 as soon as it takes a deployment). `fresh`: the report is newer than
+/// the device's record, so the rollout will see it.
+fn report_origin(
+    rollout: &Rollout,
+    device: &str,
+    about: u8,
+    now: DateTime<Utc>,
+    fresh: bool,
+    seen: &mut Seen,
+) -> (Option<String>, Option<DateTime<Utc>>) {
+    let wave = rollout.devices.get(device).map_or(0, |r| r.wave as usize);
+    let attempt = rollout.waves.get(wave).map_or(0, |w| w.attempt);
+    let rollback_start = rollout
+        .rollback
+        .as_ref()
+        .filter(|r| r.groups.iter().any(|g| g.wave == wave))
+        .map(|r| r.started_at);
+    // an agent that took the rollback's workflow never reports the forward one again
+    let switched = seen.rollback.contains(device);
+    match (about, rollback_start) {
+        (3, _) => (None, None),
+        (2, Some(start)) | (_, Some(start)) if about == 2 || switched => {
+            if fresh {
+                seen.rollback.insert(device.to_string());
+            }
+            (Some(format!("rb-{wave}")), Some(now.max(start)))
+        }
+        (late, start) => {
+            let key = format!("{device}/{attempt}");
+            let first = !seen.forward.contains(&key);
+            if fresh {
+                seen.forward.insert(key);
+            }
+            let at = match start {
+                Some(start) if first || late == 1 => now.min(start - Duration::seconds(1)),
+                _ => now,
+            };
+            (Some(format!("fw-{wave}-{attempt}")), Some(at))
+        }
+    }
+}
+
+/// Whether an input is, by construction, Device Update's or a device's word about a
+/// rollback deployment that the device did not succeed in.
+fn rollback_trouble(input: &Input) -> Vec<String> {
+    match input {
+        Input::DeviceReport(report)
+            if report
+                .workflow
+                .as_deref()
+                .is_some_and(|w| w.starts_with("rb-"))
+                && report.agent_state != 0 =>
+        {
+            vec![report.device.clone()]
+        }
+        Input::DeploymentStates {
+            deployment_id,
+            devices,
+        } if deployment_id.contains("rb") => devices
+            .iter()
+            .filter(|d| !d.succeeded)
+            .map(|d| d.device.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every wave's and rollback group's counts are the sum of its devices' records.
+fn check_counts(rollout: &Rollout) -> Result<(), TestCaseError> {
+    let mut sums: HashMap<(bool, usize), Counts> = HashMap::new();
+    for record in rollout.devices.values() {
+        let wave = record.wave as usize;
+        let forward = effective_outcome(record.forward, rollout.waves[wave].timeouts_applied);
+        bump(sums.entry((false, wave)).or_default(), forward);
+        if let Some(group) = rollout
+            .rollback
+            .iter()
+            .flat_map(|r| &r.groups)
+            .find(|g| g.wave == wave)
+        {
+            let back = effective_outcome(record.rollback, group.timeouts_applied);
+            bump(sums.entry((true, wave)).or_default(), back);
+        }
+    }
+    let mut groups: Vec<((bool, usize), Counts)> = rollout
+        .waves
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ((false, i), w.counts))
+        .collect();
+    groups.extend(
+        rollout
+            .rollback
+            .iter()
+            .flat_map(|r| &r.groups)
+            .map(|g| ((true, g.wave), g.counts)),
+    );
+    for (key, counts) in groups {
+        let sum = sums.get(&key).copied().unwrap_or_default();
+        prop_assert_eq!(
+            (
+                counts.total,
+                counts.in_progress,
+                counts.succeeded,
+                counts.failed,
+                counts.timed_out
+            ),
+            (
+                sum.total,
+                sum.in_progress,
+                sum.succeeded,
+                sum.failed,
+                sum.timed_out
+            ),
+            "counts of {:?} differ from the sum of their records",
+            key
+        );
+    }
+    Ok(())
+}
+
+fn bump(counts: &mut Counts, outcome: Outcome) {
+    counts.total += 1;
+    match outcome {
+        Outcome::NotReported => {}
+        Outcome::InProgress => counts.in_progress += 1,
+        Outcome::Succeeded => counts.succeeded += 1,
+        Outcome::Failed => counts.failed += 1,
+        Outcome::TimedOut => counts.timed_out += 1,
+    }
+}
+
 /// Runs concrete inputs; returns the final rollout and every effect id emitted.
 fn run(plan: &RolloutPlan, inputs: &[(Input, DateTime<Utc>)]) -> (Rollout, BTreeSet<String>) {
     let (mut rollout, effects) = Rollout::create("p", plan.clone(), "alice", t0()).expect("valid");
@@ -284,6 +465,19 @@ fn run(plan: &RolloutPlan, inputs: &[(Input, DateTime<Utc>)]) -> (Rollout, BTree
 fn comparable(rollout: &Rollout) -> Rollout {
     let mut copy = rollout.clone();
     copy.ignored_reports = 0;
+    copy
+}
+
+/// A rollout without what reports keep moving after its end (records and counts).
+fn decided(rollout: &Rollout) -> Rollout {
+    let mut copy = comparable(rollout);
+    copy.devices = Default::default();
+    for wave in &mut copy.waves {
+        wave.counts = Counts::default();
+    }
+    for group in copy.rollback.iter_mut().flat_map(|r| &mut r.groups) {
+        group.counts = Counts::default();
+    }
     copy
 }
 
@@ -357,11 +551,34 @@ proptest! {
             let result = rollout.step(input, *at);
             if snapshot.state.is_terminal() {
                 terminal_seen = true;
-                prop_assert_eq!(&rollout, &snapshot);
+                // a late report still moves its device's record and counts; nothing else moves
+                prop_assert_eq!(decided(&rollout), decided(&snapshot));
                 prop_assert!(result.map(|effects| effects.is_empty()).unwrap_or(true));
             }
         }
         prop_assert!(terminal_seen || rollout.state.is_terminal());
+    }
+
+    #[test]
+    fn rollback_counts_hold_only_the_rollbacks_reports(case in case_strategy()) {
+        let inputs = resolve(&case);
+        let (mut rollout, _) = Rollout::create("p", case.plan.clone(), "alice", t0()).expect("valid");
+        let mut troubled: BTreeSet<String> = BTreeSet::new();
+        for (input, at) in &inputs {
+            let _ = rollout.step(input, *at);
+            troubled.extend(rollback_trouble(input));
+            check_counts(&rollout)?;
+            for (device, record) in &rollout.devices {
+                if matches!(record.rollback, Outcome::Failed | Outcome::InProgress) {
+                    prop_assert!(
+                        troubled.contains(device.as_str()),
+                        "{} counts {:?} for the rollback, but only forward reports said so",
+                        device,
+                        record.rollback
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub fn plan() -> RolloutPlan {
         }],
         window: None,
         allow_self_approval: false,
+        rollback: None,
     }
 }
 

@@ -1,16 +1,22 @@
-//! Device records as SQLite stores them: 15 bytes (wave, twin version, both outcomes, flags)
-//! instead of a JSON document, so a batch's reads and writes neither parse nor print text.
-//! Records written as JSON by earlier versions are still read.
+//! Device records as SQLite stores them: 29 bytes (wave, twin version, both outcomes, flags,
+//! installed update, workflow, time of the last report) instead of a JSON document, so a
+//! batch's reads and writes neither parse nor print text. Records written by earlier versions
+//! (15 bytes, or JSON) are still read.
 
 use super::{backend, from_json};
 use crate::store::StoreError;
-use rollout_core::{DeviceRecord, Outcome};
+use chrono::{DateTime, Utc};
+use rollout_core::{DeviceRecord, Installed, Outcome};
 use rusqlite::types::ValueRef;
 
 /// Size of an encoded record.
-const LEN: usize = 15;
+const LEN: usize = 29;
+/// Size of a record written before attribution (no installed update, workflow or time).
+const LEN_BEFORE_ATTRIBUTION: usize = 15;
 
-/// The record's bytes: wave (u32 LE), version (u64 LE), forward, rollback, flags.
+/// The record's bytes: wave (u32 LE), version (u64 LE), forward, rollback, flags, installed,
+/// workflow (u32 LE), its deployment, last report (Unix milliseconds, i64 LE; `i64::MIN` for
+/// none).
 pub(super) fn encode(record: &DeviceRecord) -> [u8; LEN] {
     let mut bytes = [0u8; LEN];
     bytes[..4].copy_from_slice(&record.wave.to_le_bytes());
@@ -27,6 +33,13 @@ pub(super) fn encode(record: &DeviceRecord) -> [u8; LEN] {
         .iter()
         .enumerate()
         .fold(0, |acc, (bit, set)| acc | (u8::from(*set) << bit));
+    bytes[15] = installed_code(record.installed);
+    bytes[16..20].copy_from_slice(&record.workflow.to_le_bytes());
+    bytes[20] = record.workflow_deployment;
+    let millis = record
+        .last_report_at
+        .map_or(i64::MIN, |at| at.timestamp_millis());
+    bytes[21..29].copy_from_slice(&millis.to_le_bytes());
     bytes
 }
 
@@ -40,9 +53,31 @@ pub(super) fn decode(value: ValueRef<'_>) -> Result<DeviceRecord, StoreError> {
 }
 
 fn decode_bytes(bytes: &[u8]) -> Result<DeviceRecord, StoreError> {
-    let bytes: &[u8; LEN] = bytes
-        .try_into()
-        .map_err(|_| unreadable(&format!("{} bytes", bytes.len())))?;
+    if bytes.len() != LEN && bytes.len() != LEN_BEFORE_ATTRIBUTION {
+        return Err(unreadable(&format!("{} bytes", bytes.len())));
+    }
+    let mut record = decode_counted(bytes)?;
+    if let Some(rest) = bytes.get(LEN_BEFORE_ATTRIBUTION..LEN) {
+        record.installed = installed_of(rest[0])?;
+        record.workflow = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]);
+        record.workflow_deployment = rest[5];
+        let mut millis = [0u8; 8];
+        millis.copy_from_slice(&rest[6..14]);
+        let millis = i64::from_le_bytes(millis);
+        record.last_report_at = if millis == i64::MIN {
+            None
+        } else {
+            Some(
+                DateTime::<Utc>::from_timestamp_millis(millis)
+                    .ok_or_else(|| unreadable(&format!("report time {millis}")))?,
+            )
+        };
+    }
+    Ok(record)
+}
+
+/// The first 15 bytes: what every version wrote.
+fn decode_counted(bytes: &[u8]) -> Result<DeviceRecord, StoreError> {
     let flag = |bit: u8| bytes[14] & (1 << bit) != 0;
     Ok(DeviceRecord {
         wave: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
@@ -55,6 +90,26 @@ fn decode_bytes(bytes: &[u8]) -> Result<DeviceRecord, StoreError> {
         rollback_polled: flag(1),
         forward_reported: flag(2),
         rollback_reported: flag(3),
+        ..DeviceRecord::new(0)
+    })
+}
+
+fn installed_code(installed: Installed) -> u8 {
+    match installed {
+        Installed::Unknown => 0,
+        Installed::Update => 1,
+        Installed::RollbackUpdate => 2,
+        Installed::Other => 3,
+    }
+}
+
+fn installed_of(code: u8) -> Result<Installed, StoreError> {
+    Ok(match code {
+        0 => Installed::Unknown,
+        1 => Installed::Update,
+        2 => Installed::RollbackUpdate,
+        3 => Installed::Other,
+        other => return Err(unreadable(&format!("installed code {other}"))),
     })
 }
 
@@ -111,6 +166,18 @@ mod tests {
                     rollback_polled: flags & 2 != 0,
                     forward_reported: flags & 4 != 0,
                     rollback_reported: flags & 8 != 0,
+                    installed: [
+                        Installed::Unknown,
+                        Installed::Update,
+                        Installed::RollbackUpdate,
+                        Installed::Other,
+                    ][usize::from(flags) % 4],
+                    workflow: u32::from(flags) * 0x0101_0101,
+                    workflow_deployment: flags.wrapping_mul(17),
+                    last_report_at: (flags % 3 != 0).then(|| {
+                        DateTime::<Utc>::from_timestamp_millis(1_790_000_000_123 + i64::from(flags))
+                            .expect("time")
+                    }),
                 });
             }
         }
@@ -130,6 +197,24 @@ mod tests {
         for record in every_record() {
             let json = serde_json::to_string(&record).expect("json");
             assert_eq!(decode(ValueRef::Text(json.as_bytes())), Ok(record));
+        }
+    }
+
+    #[test]
+    fn records_written_before_attribution_are_still_read() {
+        for record in every_record() {
+            let bytes = encode(&record);
+            let before = decode(ValueRef::Blob(&bytes[..LEN_BEFORE_ATTRIBUTION])).expect("read");
+            assert_eq!(
+                before,
+                DeviceRecord {
+                    installed: Installed::Unknown,
+                    workflow: 0,
+                    workflow_deployment: 0,
+                    last_report_at: None,
+                    ..record
+                }
+            );
         }
     }
 

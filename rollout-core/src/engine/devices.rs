@@ -2,8 +2,10 @@
 
 use crate::effect::Effect;
 use crate::input::DeviceReport;
-use crate::state::{Counts, DeviceRecord, Outcome, Rollout, WaveStatus};
+use crate::state::ROLLBACK_DEPLOYMENT;
+use crate::state::{Counts, DeviceRecord, Installed, Outcome, Rollout, WaveStatus};
 use crate::UpdateId;
+use chrono::{DateTime, Utc};
 
 /// Agent states the cloud sees (`ADUCITF_State`).
 const STATE_IDLE: i64 = 0;
@@ -100,8 +102,11 @@ impl Rollout {
         }
     }
 
-    /// A device report: O(1) whatever the fleet size.
-    pub(super) fn on_device_report(&mut self, report: &DeviceReport) {
+    /// A device report: O(1) whatever the fleet size. The report is attributed to one of
+    /// the group's deployments first (see [`about_current`]): a rollback group counts only
+    /// reports about the rollback, and a device that says it runs the rollback update is
+    /// back whatever deployment its report is about.
+    pub(super) fn on_device_report(&mut self, report: &DeviceReport, now: DateTime<Utc>) {
         let Some(record) = self.devices.get_mut(report.device.as_str()) else {
             self.ignored_reports += 1;
             return;
@@ -111,47 +116,154 @@ impl Rollout {
             return;
         }
         record.version = report.twin_version;
-        let wave = record.wave as usize;
-        if let Some(rollback) = self.rollback.as_mut() {
-            if let Some(group) = rollback.groups.iter_mut().find(|g| g.wave == wave) {
-                if let Some(reported) = classify(report, &self.plan.rollback_update) {
-                    record_report(
-                        (
-                            &mut record.rollback,
-                            &mut record.rollback_polled,
-                            &mut record.rollback_reported,
-                        ),
-                        &mut group.counts,
-                        reported,
-                        group.timeouts_applied,
-                    );
-                }
-                return;
-            }
+        record.last_report_at = Some(report.reported_at.unwrap_or(now));
+        if let Some(update) = &report.installed_update {
+            record.installed =
+                installed_kind(&self.plan.update, &self.plan.rollback_update, update);
         }
+        let wave = record.wave as usize;
         let Some(progress) = self.waves.get_mut(wave) else {
             return;
         };
-        if let Some(reported) = classify(report, &self.plan.update) {
-            record_report(
-                (
-                    &mut record.forward,
-                    &mut record.forward_polled,
-                    &mut record.forward_reported,
-                ),
-                &mut progress.counts,
-                reported,
-                progress.timeouts_applied,
-            );
+        let forward = u8::try_from(progress.attempt).unwrap_or(ROLLBACK_DEPLOYMENT - 1);
+        let rollback_group = self.rollback.as_mut().and_then(|rollback| {
+            let since = rollback.started_at;
+            let group = rollback.groups.iter_mut().find(|g| g.wave == wave)?;
+            Some((group, since))
+        });
+        let about_forward = match rollback_group {
+            Some((group, since)) => {
+                let about =
+                    about_current(record, report, ROLLBACK_DEPLOYMENT, Some(since), forward);
+                let back = matches!(report.agent_state, STATE_IDLE | STATE_FAILED)
+                    && record.installed == Installed::RollbackUpdate;
+                let outcome = if back {
+                    Some(Outcome::Succeeded)
+                } else if about == Some(true) {
+                    classify(report, &self.plan.rollback_update)
+                } else {
+                    None
+                };
+                if let Some(outcome) = outcome {
+                    record_report(
+                        rollback_slots(record),
+                        &mut group.counts,
+                        outcome,
+                        group.timeouts_applied,
+                    );
+                }
+                about == Some(false)
+            }
+            None => {
+                // Only a retried wave has an earlier deployment whose reports may still come.
+                let since = (progress.attempt > 1)
+                    .then(|| progress.deployed_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
+                let about =
+                    about_current(record, report, forward, since, forward.saturating_sub(1));
+                if about != Some(true) {
+                    // an earlier attempt's report counts only when it says the target is installed
+                    if classify(report, &self.plan.update) == Some(Outcome::Succeeded) {
+                        record_report(
+                            forward_slots(record),
+                            &mut progress.counts,
+                            Outcome::Succeeded,
+                            progress.timeouts_applied,
+                        );
+                    }
+                    return;
+                }
+                true
+            }
+        };
+        if about_forward {
+            if let Some(outcome) = classify(report, &self.plan.update) {
+                record_report(
+                    forward_slots(record),
+                    &mut progress.counts,
+                    outcome,
+                    progress.timeouts_applied,
+                );
+            }
         }
     }
+}
+
+/// Whether a report is about the deployment its group is measured against now (`Some(true)`),
+/// an earlier one (`Some(false)`), or cannot be told (`None`). `deployment` is the current
+/// deployment's number in [`DeviceRecord::workflow_deployment`], `earlier` the one before it;
+/// `since` is when the current one was created, `None` when no earlier deployment of this
+/// rollout can still report (a wave's first attempt).
+///
+/// The workflow id is trusted first: Device Update gives every deployment a device takes its
+/// own workflow, and an agent reports progress and failure with it, so a workflow already
+/// attributed keeps its deployment. A workflow not seen before is placed by the report's
+/// time: one written before the current deployment existed cannot be about it. Without a
+/// time, a report with a new workflow cannot be placed.
+fn about_current(
+    record: &mut DeviceRecord,
+    report: &DeviceReport,
+    deployment: u8,
+    since: Option<DateTime<Utc>>,
+    earlier: u8,
+) -> Option<bool> {
+    let fingerprint = report.workflow.as_deref().map(workflow_fingerprint);
+    if fingerprint.is_some_and(|fp| fp == record.workflow) {
+        return Some(record.workflow_deployment == deployment);
+    }
+    let current = match (since, report.reported_at) {
+        (None, _) => true,
+        (Some(since), Some(at)) => at >= since,
+        (Some(_), None) => return None,
+    };
+    if let Some(fingerprint) = fingerprint {
+        record.workflow = fingerprint;
+        record.workflow_deployment = if current { deployment } else { earlier };
+    }
+    Some(current)
+}
+
+/// A stable 32-bit fingerprint of a workflow id (FNV-1a; never 0, which means "none").
+pub fn workflow_fingerprint(id: &str) -> u32 {
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    hash.max(1)
+}
+
+/// Which of the rollout's updates `update` is.
+pub fn installed_kind(target: &UpdateId, rollback: &UpdateId, update: &UpdateId) -> Installed {
+    if update == target {
+        Installed::Update
+    } else if update == rollback {
+        Installed::RollbackUpdate
+    } else {
+        Installed::Other
+    }
+}
+
+type Slots<'a> = (&'a mut Outcome, &'a mut bool, &'a mut bool);
+
+fn forward_slots(record: &mut DeviceRecord) -> Slots<'_> {
+    (
+        &mut record.forward,
+        &mut record.forward_polled,
+        &mut record.forward_reported,
+    )
+}
+
+fn rollback_slots(record: &mut DeviceRecord) -> Slots<'_> {
+    (
+        &mut record.rollback,
+        &mut record.rollback_polled,
+        &mut record.rollback_reported,
+    )
 }
 
 /// Records a reported outcome in `counts`, except a report still in progress after a polled
 /// final outcome: the poll saw the device finish, so that report is older. A final report
 /// marks the device as one whose own reports arrive (`reported`).
 fn record_report(
-    (recorded, polled, reported_final): (&mut Outcome, &mut bool, &mut bool),
+    (recorded, polled, reported_final): Slots<'_>,
     counts: &mut Counts,
     reported: Outcome,
     deadline_passed: bool,

@@ -87,6 +87,12 @@ impl Rollout {
                     "rollout {} is {:?}: {:?} is not possible",
                     self.id, self.state, command.action
                 ))),
+                // a late report still tells where the device is (compliance); nothing is
+                // judged again
+                Input::DeviceReport(report) => {
+                    self.on_device_report(report, now);
+                    Ok(Vec::new())
+                }
                 _ => Ok(Vec::new()),
             };
         }
@@ -114,11 +120,15 @@ impl Rollout {
                 page,
                 last,
             } => self.on_group_members(*wave, devices, (*page, *last), &mut effects),
-            Input::DeviceReport(report) => self.on_device_report(report),
+            Input::DeviceReport(report) => self.on_device_report(report, now),
             Input::DeploymentStates {
                 deployment_id,
                 devices,
             } => self.on_deployment_states(deployment_id, devices, &mut effects),
+            Input::DeploymentFailed {
+                deployment_id,
+                error,
+            } => self.on_deployment_failed(deployment_id, error, &mut effects),
             Input::Operator(command) => self.apply_command(command, &mut effects),
             Input::EffectSucceeded { effect_id } => {
                 self.outstanding.remove(effect_id);

@@ -87,6 +87,57 @@ impl Rollout {
         (!rolled_back).then_some(Target::Forward(index))
     }
 
+    /// Device Update failed a deployment (a subgroup it could not serve): the wave fails
+    /// with Device Update's error and its `onFailure` decides; a failed rollback deployment
+    /// fails the rollback. A deployment of this rollout that is no longer followed changes
+    /// nothing.
+    pub(super) fn on_deployment_failed(
+        &mut self,
+        deployment_id: &str,
+        error: &str,
+        effects: &mut Vec<Effect>,
+    ) {
+        match self.reconcile_target(deployment_id) {
+            Some(Target::Forward(index))
+                if index == self.current_wave && self.deployment_followed(index) =>
+            {
+                let reason = format!(
+                    "wave {}: Device Update failed deployment {deployment_id}: {error}",
+                    self.plan.waves[index].name
+                );
+                self.fail_wave(index, reason, effects);
+            }
+            Some(Target::Rollback(position)) if self.state == RolloutState::RollingBack => {
+                let Some(group) = self.rollback.as_mut().map(|r| &mut r.groups[position]) else {
+                    return;
+                };
+                if group.passed.is_some() {
+                    return;
+                }
+                group.passed = Some(false);
+                let wave = group.wave;
+                self.state = RolloutState::Failed;
+                let reason = format!(
+                    "rollback failed: wave {}: Device Update failed rollback deployment {deployment_id}: {error}",
+                    self.plan.waves[wave].name
+                );
+                self.decide(effects, "rollback.failed", Some(wave), None, reason);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the wave's deployment is live: deploying or soaking, paused or not.
+    fn deployment_followed(&self, index: usize) -> bool {
+        let state = self.pause.as_ref().map_or(self.state, |pause| pause.from);
+        matches!(state, RolloutState::Deploying | RolloutState::Soaking)
+            && self.waves[index].deployed_at.is_some()
+            && matches!(
+                self.waves[index].status,
+                crate::state::WaveStatus::Deploying | crate::state::WaveStatus::Soaking
+            )
+    }
+
     /// Fills in the devices Device Update counts as finished and whose own final report
     /// never came; a device with a reported final outcome keeps it.
     pub(super) fn on_deployment_states(

@@ -3,7 +3,7 @@
 
 use super::infrastructure::short_name;
 use crate::effect::{deployment_id, Effect, EffectKind};
-use crate::judge::{judge, Verdict};
+use crate::judge::percent;
 use crate::state::{RollbackGroup, RollbackProgress, Rollout, RolloutState, WaveStatus};
 use chrono::Duration;
 
@@ -94,7 +94,8 @@ impl Rollout {
         self.decide(effects, "rollback.opened", None, actor, text);
     }
 
-    /// RollingBack: judge each group; finish when all passed, fail when one failed.
+    /// RollingBack: judge each group against the rollback's policy once all its devices
+    /// finished; the rollout is rolled back when every group is, failed when one is not.
     pub(super) fn advance_rollback(&mut self, effects: &mut Vec<Effect>) -> bool {
         let Some(rollback) = &self.rollback else {
             return false;
@@ -109,35 +110,32 @@ impl Rollout {
             let Some(group) = self.rollback.as_ref().map(|r| r.groups[position].clone()) else {
                 return false;
             };
-            let plan = &self.plan.waves[group.wave];
-            let name = format!("{} (rollback)", plan.name);
-            match judge(&name, plan, &group.counts, true) {
-                Verdict::Failed(reason) => {
-                    self.set_group_result(position, false);
-                    self.state = RolloutState::Failed;
-                    self.decide(
-                        effects,
-                        "rollback.failed",
-                        Some(group.wave),
-                        None,
-                        format!("{reason}; the rollback failed"),
-                    );
-                    self.delete_superseded(effects);
-                    return true;
-                }
-                Verdict::ThresholdMet(reason) => {
-                    self.set_group_result(position, true);
-                    self.decide(
-                        effects,
-                        "rollback.group_done",
-                        Some(group.wave),
-                        None,
-                        reason,
-                    );
-                    return true;
-                }
-                Verdict::Open => {}
+            let Some(passed) = self.judge_rollback_group(&group) else {
+                continue;
+            };
+            self.set_group_result(position, passed);
+            let summary = self.rollback_summary(std::slice::from_ref(&group));
+            let name = &self.plan.waves[group.wave].name;
+            if !passed {
+                self.state = RolloutState::Failed;
+                let threshold = self.plan.rollback_policy().success_threshold_percent;
+                let reason = format!(
+                    "rollback failed: wave {name}: {summary}, {:.1}% < {threshold}%",
+                    percent(group.counts.succeeded, group.counts.total)
+                );
+                self.decide(effects, "rollback.failed", Some(group.wave), None, reason);
+                self.delete_superseded(effects);
+                return true;
             }
+            let reason = format!("wave {name} (rollback): {summary}");
+            self.decide(
+                effects,
+                "rollback.group_done",
+                Some(group.wave),
+                None,
+                reason,
+            );
+            return true;
         }
         let all_passed = self
             .rollback
@@ -145,15 +143,58 @@ impl Rollout {
             .is_some_and(|r| r.groups.iter().all(|g| g.passed == Some(true)));
         if all_passed {
             self.state = RolloutState::RolledBack;
-            let reason = format!(
-                "rollback finished: every touched group is back on {}",
-                self.plan.rollback_update
-            );
+            let groups = self
+                .rollback
+                .as_ref()
+                .map(|r| r.groups.clone())
+                .unwrap_or_default();
+            let reason = format!("rollback finished: {}", self.rollback_summary(&groups));
             self.decide(effects, "rollback.finished", None, None, reason);
             self.delete_superseded(effects);
             return true;
         }
         false
+    }
+
+    /// A group is judged once every device finished (timeouts count) or all are back:
+    /// `Some(passed)` against the policy's success threshold, `None` while devices move.
+    fn judge_rollback_group(&self, group: &RollbackGroup) -> Option<bool> {
+        let counts = &group.counts;
+        if counts.succeeded < counts.total && counts.finished() < counts.total {
+            return None;
+        }
+        let threshold = self.plan.rollback_policy().success_threshold_percent;
+        Some(counts.total == 0 || percent(counts.succeeded, counts.total) >= threshold)
+    }
+
+    /// "498 of 500 back on U; 2 timed out (listed in compliance)", summed over `groups`.
+    fn rollback_summary(&self, groups: &[RollbackGroup]) -> String {
+        let mut sum = crate::state::Counts::default();
+        for group in groups {
+            sum.total += group.counts.total;
+            sum.succeeded += group.counts.succeeded;
+            sum.failed += group.counts.failed;
+            sum.timed_out += group.counts.timed_out;
+        }
+        let mut text = format!(
+            "{} of {} back on {}",
+            sum.succeeded, sum.total, self.plan.rollback_update
+        );
+        let mut missing = Vec::new();
+        if sum.failed > 0 {
+            missing.push(format!("{} failed", sum.failed));
+        }
+        if sum.timed_out > 0 {
+            missing.push(format!("{} timed out", sum.timed_out));
+        }
+        let open = sum.total.saturating_sub(sum.finished());
+        if open > 0 {
+            missing.push(format!("{open} still reporting"));
+        }
+        if !missing.is_empty() {
+            text.push_str(&format!("; {} (listed in compliance)", missing.join(", ")));
+        }
+        text
     }
 
     fn set_group_result(&mut self, position: usize, passed: bool) {
@@ -167,7 +208,7 @@ impl Rollout {
             return false;
         };
         let group = &mut rollback.groups[position];
-        let minutes = self.plan.waves[group.wave].device_timeout_minutes;
+        let minutes = self.plan.rollback_policy().device_timeout_minutes;
         if group.timeouts_applied
             || self.now < rollback.started_at + Duration::minutes(i64::from(minutes))
         {

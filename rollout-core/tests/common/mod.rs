@@ -42,6 +42,7 @@ pub fn plan(waves: Vec<WavePlan>) -> RolloutPlan {
         waves,
         window: None,
         allow_self_approval: false,
+        rollback: None,
     }
 }
 
@@ -104,6 +105,34 @@ impl Scenario {
                 400
             }),
             installed_update: installed,
+            workflow: None,
+            reported_at: Some(at),
+        };
+        self.step(Input::DeviceReport(report), at)
+    }
+
+    /// A report as an agent writes it: about workflow `workflow`, written at `written`,
+    /// applied at `at`.
+    pub fn agent(
+        &mut self,
+        device: &str,
+        (agent_state, installed): (i64, Option<UpdateId>),
+        (workflow, written): (&str, DateTime<Utc>),
+        at: DateTime<Utc>,
+    ) -> Vec<Effect> {
+        self.version += 1;
+        let report = DeviceReport {
+            device: device.into(),
+            twin_version: self.version,
+            agent_state,
+            result_code: Some(match agent_state {
+                0 => 700,
+                255 => 0,
+                _ => 400,
+            }),
+            installed_update: installed,
+            workflow: Some(workflow.into()),
+            reported_at: Some(written),
         };
         self.step(Input::DeviceReport(report), at)
     }
