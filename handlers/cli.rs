@@ -128,6 +128,63 @@ impl RolloutsCommand {
     }
 }
 
+/// Which devices `patchwave compliance` lists.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ComplianceFilter {
+    /// Only this rollout's devices.
+    #[arg(long)]
+    pub rollout: Option<String>,
+    /// Only this device group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only devices in this status: onTarget, behind, failed or timedOut.
+    #[arg(long, value_parser = ["onTarget", "behind", "failed", "timedOut"])]
+    pub status: Option<String>,
+}
+
+/// `patchwave compliance`: the summary, or with a filter every matching device (following
+/// `nextLink`) as one JSON line each.
+pub async fn run_compliance(target: &ApiTarget, filter: &ComplianceFilter) -> anyhow::Result<()> {
+    let pairs: Vec<(&str, &String)> = [
+        ("rollout", &filter.rollout),
+        ("group", &filter.group),
+        ("status", &filter.status),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
+    .collect();
+    if pairs.is_empty() {
+        let answer = call(target, reqwest::Method::GET, "/api/compliance", None, &[]).await?;
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let query: Vec<String> = pairs
+        .iter()
+        .map(|(name, value)| {
+            let value =
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+            format!("{name}={value}")
+        })
+        .collect();
+    let mut next = Some(format!(
+        "/api/compliance/devices?limit=1000&{}",
+        query.join("&")
+    ));
+    while let Some(path) = next.take() {
+        let page = call(target, reqwest::Method::GET, &path, None, &[]).await?;
+        for device in page["value"].as_array().into_iter().flatten() {
+            println!("{device}");
+        }
+        next = page["nextLink"]
+            .as_str()
+            .map(|link| match link.find("/api/") {
+                Some(start) => link[start..].to_string(),
+                None => link.to_string(),
+            });
+    }
+    Ok(())
+}
+
 /// Sends one API call and returns the JSON answer; a problem+json answer becomes an error
 /// naming its title, detail and listed problems.
 pub async fn call(

@@ -64,10 +64,13 @@ enum Command {
         #[command(subcommand)]
         command: RolloutsCommand,
     },
-    /// Hosts and devices side by side: on the target update, behind, failed.
+    /// Hosts and devices side by side: on the target update, behind, failed. With a filter,
+    /// every matching device as a JSON line (all pages).
     Compliance {
         #[command(flatten)]
         target: ApiTarget,
+        #[command(flatten)]
+        filter: patchwave::cli::ComplianceFilter,
     },
     /// List dead letters from the configured store (PATCHWAVE_STORE), newest first, as JSON lines.
     Deadletters {
@@ -149,12 +152,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Rollouts { target, command } => {
             patchwave::cli::run_rollouts(&target, &command).await
         }
-        Command::Compliance { target } => {
-            let answer =
-                patchwave::cli::call(&target, reqwest::Method::GET, "/api/compliance", None, &[])
-                    .await?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-            Ok(())
+        Command::Compliance { target, filter } => {
+            patchwave::cli::run_compliance(&target, &filter).await
         }
         Command::Deadletters { limit } => {
             let settings = Settings::from_env()?;

@@ -57,17 +57,26 @@ pub trait EffectExecutor: Send + Sync + 'static {
         checkpoint: Option<&str>,
     ) -> EffectOutcome;
 
-    /// The devices Device Update counts as finished in a deployment, read only when it
-    /// counts more than `known_finished`: `Ok(None)` when it counts no more, or when this
-    /// executor has no Device Update to ask.
-    async fn finished_devices(
+    /// What Device Update says of a deployment: the devices it counts as finished, listed
+    /// only when it counts more than `known_finished`, and its error when it failed the
+    /// deployment. Nothing when this executor has no Device Update to ask.
+    async fn poll_deployment(
         &self,
         _group: &str,
         _deployment_id: &str,
         _known_finished: u64,
-    ) -> Result<Option<Vec<PolledDevice>>, String> {
-        Ok(None)
+    ) -> Result<DeploymentPoll, String> {
+        Ok(DeploymentPoll::default())
     }
+}
+
+/// One read of a deployment's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentPoll {
+    /// The finished devices; `None` when Device Update counts no more than already known.
+    pub finished: Option<Vec<PolledDevice>>,
+    /// Device Update's error when it failed the deployment (or one of its subgroups).
+    pub failure: Option<String>,
 }
 
 /// Where "now" comes from.

@@ -1,6 +1,7 @@
 //! The operator API under `/api` (design §3): health, dead letters; errors as problem+json.
 
 pub mod auth;
+pub mod compliance;
 pub mod extract;
 pub mod openapi;
 pub mod rollouts;
@@ -36,7 +37,9 @@ pub fn router() -> Router<AppState> {
         .route("/rollouts/{id}/approve", post(rollouts::approve))
         .route("/rollouts/{id}/cancel", post(rollouts::cancel))
         .route("/rollouts/{id}/rollback", post(rollouts::rollback))
-        .route("/compliance", get(rollouts::compliance))
+        .route("/compliance", get(compliance::summary))
+        .route("/compliance/devices", get(compliance::devices))
+        .route("/compliance/hosts", get(compliance::hosts))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

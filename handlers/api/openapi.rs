@@ -16,11 +16,13 @@ use utoipa::{Modify, OpenApi};
     paths(
         rollouts::create, rollouts::list, rollouts::show, rollouts::events,
         rollouts::pause, rollouts::resume, rollouts::approve, rollouts::cancel, rollouts::rollback,
-        rollouts::compliance, super::health, super::dead_letters
+        super::compliance::summary, super::compliance::devices, super::compliance::hosts,
+        super::health, super::dead_letters
     ),
     components(schemas(
         RolloutView, WaveView, InfrastructureView, HostView, RollbackView, RollbackGroupView, RolloutSummary,
-        RolloutList, CommandBody, EventList, ComplianceView, RolloutCompliance, GroupCompliance, Problem, DeadLetter,
+        RolloutList, CommandBody, EventList, ComplianceView, RolloutCompliance, GroupCompliance, DeviceStatus, DeviceCompliance, DeviceComplianceList,
+        HostCompliance, HostComplianceList, Problem, DeadLetter,
         super::DeadLetterList
     )),
     modifiers(&Security),

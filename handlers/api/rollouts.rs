@@ -1,12 +1,9 @@
-//! `/api/rollouts`: create, list, show, operator commands, audit trail; `/api/compliance`.
+//! `/api/rollouts`: create, list, show, operator commands, audit trail.
 
 use super::auth::{self, Caller, CallerKind};
 use super::authorize;
 use super::extract::ApiQuery;
-use super::views::{
-    CommandBody, ComplianceView, EventList, RolloutCompliance, RolloutList, RolloutSummary,
-    RolloutView,
-};
+use super::views::{CommandBody, EventList, RolloutList, RolloutSummary, RolloutView};
 use crate::problem::Problem;
 use crate::service::{RolloutService, ServiceError};
 use crate::triggers::AppState;
@@ -169,38 +166,6 @@ pub async fn events(
             .await
             .map_err(ServiceError::from)?;
         Ok::<_, Problem>(EventList { value: decisions })
-    }
-    .await;
-    respond(result.map(Json))
-}
-
-/// Hosts and devices side by side: on the target update, behind, or failed.
-#[utoipa::path(get, path = "/api/compliance", tag = "compliance",
-    responses((status = 200, body = ComplianceView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-pub async fn compliance(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: ApiQuery,
-) -> Response {
-    let result = async {
-        authorize(&state, &headers, &query, auth::READ)?;
-        let rollouts = service(&state)?.list(None).await?;
-        let mut seen_groups = std::collections::BTreeSet::new();
-        let mut entries = Vec::new();
-        for rollout in &rollouts {
-            // newest first: a group's latest rollout speaks for it
-            let groups: Vec<String> = rollout
-                .plan
-                .device_groups()
-                .map(|g| g.to_ascii_lowercase())
-                .collect();
-            if groups.iter().all(|g| seen_groups.contains(g)) && rollout.state.is_terminal() {
-                continue;
-            }
-            seen_groups.extend(groups);
-            entries.push(RolloutCompliance::of(rollout));
-        }
-        Ok::<_, Problem>(ComplianceView { rollouts: entries })
     }
     .await;
     respond(result.map(Json))

@@ -2,7 +2,8 @@
 //! stored rollout; the OpenAPI document is generated from these types.
 
 use rollout_core::{
-    Counts, Decision, PatchOutcome, Rollout, RolloutPlan, RolloutState, UpdateId, WaveStatus,
+    effective_outcome, Counts, Decision, DeviceRecord, Installed, Outcome, PatchOutcome, Rollout,
+    RolloutPlan, RolloutState, UpdateId, WaveStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -179,8 +180,155 @@ pub struct GroupCompliance {
     pub on_target: u64,
     /// Not there yet (not reported or in progress).
     pub behind: u64,
-    /// Failed or timed out.
+    /// Failed.
     pub failed: u64,
+    /// Did not finish in time.
+    pub timed_out: u64,
+}
+
+/// Where one device stands against the update it should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DeviceStatus {
+    /// Runs the target update.
+    OnTarget,
+    /// Not there yet: not reported, or in progress.
+    Behind,
+    /// Failed.
+    Failed,
+    /// Did not finish in time.
+    TimedOut,
+}
+
+impl DeviceStatus {
+    /// The name used in queries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::OnTarget => "onTarget",
+            DeviceStatus::Behind => "behind",
+            DeviceStatus::Failed => "failed",
+            DeviceStatus::TimedOut => "timedOut",
+        }
+    }
+
+    fn of(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Succeeded => DeviceStatus::OnTarget,
+            Outcome::Failed => DeviceStatus::Failed,
+            Outcome::TimedOut => DeviceStatus::TimedOut,
+            Outcome::NotReported | Outcome::InProgress => DeviceStatus::Behind,
+        }
+    }
+}
+
+/// One device's compliance.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceCompliance {
+    /// Device id.
+    pub device_id: String,
+    /// Its Device Update group.
+    pub group: String,
+    /// Against the target update (the rollback update once its group is rolled back).
+    pub status: DeviceStatus,
+    /// The update it last said it runs, when it is one of the rollout's two (null otherwise).
+    pub installed_update: Option<UpdateId>,
+    /// When it last reported (RFC 3339), null when never.
+    pub last_report_at: Option<String>,
+    /// The rollout it belongs to.
+    pub rollout_id: String,
+}
+
+/// A page of devices.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceComplianceList {
+    /// Devices, by rollout, then device id.
+    pub value: Vec<DeviceCompliance>,
+    /// The next page, while more remain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+/// One host target of a rollout with its result.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostCompliance {
+    /// The rollout.
+    pub rollout_id: String,
+    /// Resource id.
+    pub id: String,
+    /// `maintenanceConfiguration` or `machine`.
+    pub kind: String,
+    /// `pending`, `succeeded`, `succeededWithWarnings`, `failed` or `cancelled`.
+    pub result: String,
+}
+
+/// Every host of the rollouts asked for.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostComplianceList {
+    /// Hosts.
+    pub value: Vec<HostCompliance>,
+}
+
+impl HostCompliance {
+    /// The hosts of one rollout.
+    pub fn of(rollout: &Rollout) -> Vec<Self> {
+        hosts(rollout)
+            .into_iter()
+            .map(|host| HostCompliance {
+                rollout_id: rollout.id.clone(),
+                id: host.id,
+                kind: host.kind,
+                result: host.result,
+            })
+            .collect()
+    }
+}
+
+impl DeviceCompliance {
+    /// One device record against what its group should run.
+    pub fn of(rollout: &Rollout, device: &str, record: &DeviceRecord) -> Self {
+        let wave = record.wave as usize;
+        let group = rollout
+            .plan
+            .waves
+            .get(wave)
+            .map(|w| w.device_group.clone())
+            .unwrap_or_default();
+        let rollback = rollout
+            .rollback
+            .as_ref()
+            .and_then(|rb| rb.groups.iter().find(|g| g.wave == wave));
+        let (outcome, target) = match (rollback, rollout.waves.get(wave)) {
+            (Some(group), _) => (
+                effective_outcome(record.rollback, group.timeouts_applied),
+                &rollout.plan.rollback_update,
+            ),
+            (None, Some(progress)) => (
+                effective_outcome(record.forward, progress.timeouts_applied),
+                &rollout.plan.update,
+            ),
+            (None, None) => (record.forward, &rollout.plan.update),
+        };
+        let status = DeviceStatus::of(outcome);
+        let installed_update = match record.installed {
+            Installed::Update => Some(rollout.plan.update.clone()),
+            Installed::RollbackUpdate => Some(rollout.plan.rollback_update.clone()),
+            // Device Update's status said it succeeded; it did not say so itself yet
+            _ if status == DeviceStatus::OnTarget => Some(target.clone()),
+            _ => None,
+        };
+        DeviceCompliance {
+            device_id: device.to_string(),
+            group,
+            status,
+            installed_update,
+            last_report_at: record.last_report_at.map(|at| at.to_rfc3339()),
+            rollout_id: rollout.id.clone(),
+        }
+    }
 }
 
 fn result_name(outcome: Option<PatchOutcome>) -> String {
@@ -325,7 +473,8 @@ impl RolloutCompliance {
                     total: counts.total,
                     on_target: counts.succeeded,
                     behind: counts.total.saturating_sub(counts.finished()),
-                    failed: counts.failures(),
+                    failed: counts.failed,
+                    timed_out: counts.timed_out,
                 }
             })
             .collect();

@@ -382,8 +382,37 @@ impl DeviceUpdateClient {
         deployment_id: &str,
         known_finished: u64,
     ) -> Result<Option<Vec<DeviceDeploymentState>>, AzureError> {
+        Ok(self
+            .poll_deployment(group, deployment_id, known_finished)
+            .await?
+            .finished)
+    }
+
+    /// One status read: the finished devices as [`Self::finished_devices`] lists them, and
+    /// the errors of the deployment or its subgroups in state `Failed` (Device Update accepts
+    /// a deployment, then reports e.g. `ADMConfigurationLimitExceeded` on a subgroup).
+    pub async fn poll_deployment(
+        &self,
+        group: &str,
+        deployment_id: &str,
+        known_finished: u64,
+    ) -> Result<DeploymentProgress, AzureError> {
         let body = self.status_body(group, deployment_id).await?;
-        let subgroups = subgroups_of(&body);
+        let failures = failures_of(&body);
+        let finished = self
+            .list_finished(group, deployment_id, known_finished, &body)
+            .await?;
+        Ok(DeploymentProgress { finished, failures })
+    }
+
+    async fn list_finished(
+        &self,
+        group: &str,
+        deployment_id: &str,
+        known_finished: u64,
+        body: &Value,
+    ) -> Result<Option<Vec<DeviceDeploymentState>>, AzureError> {
+        let subgroups = subgroups_of(body);
         let finished: u64 = subgroups.iter().map(|(_, c)| c.succeeded + c.failed).sum();
         if finished <= known_finished {
             return Ok(None);
@@ -421,6 +450,49 @@ impl DeviceUpdateClient {
         }
         Ok(devices)
     }
+}
+
+/// What one read of a deployment's status found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentProgress {
+    /// The finished devices; `None` when no more than already known finished.
+    pub finished: Option<Vec<DeviceDeploymentState>>,
+    /// "subgroup C: CODE: message" for each failed subgroup (or the deployment itself).
+    pub failures: Vec<String>,
+}
+
+/// The errors of a `DeploymentStatus` in state `Failed`, and of its failed subgroups.
+fn failures_of(body: &Value) -> Vec<String> {
+    let describe = |item: &Value| {
+        let error = item.get("error");
+        let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
+        match (field("code"), field("message")) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            (None, Some(message)) => message.to_string(),
+            (None, None) => "no error given".to_string(),
+        }
+    };
+    let failed =
+        |item: &Value| item.get("deploymentState").and_then(Value::as_str) == Some("Failed");
+    let mut failures: Vec<String> = body
+        .get("subgroupStatus")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|sub| failed(sub))
+        .map(|sub| {
+            let class = sub
+                .get("deviceClassId")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            format!("subgroup {class}: {}", describe(sub))
+        })
+        .collect();
+    if failures.is_empty() && failed(body) {
+        failures.push(format!("deployment failed: {}", describe(body)));
+    }
+    failures
 }
 
 /// Each `subgroupStatus` item of a `DeploymentStatus` body: its device class and counts.

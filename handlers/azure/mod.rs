@@ -8,7 +8,7 @@ pub mod iot_hub;
 pub mod resource_manager;
 pub mod rest;
 
-use crate::ports::{EffectExecutor, EffectOutcome};
+use crate::ports::{DeploymentPoll, EffectExecutor, EffectOutcome};
 use device_update::{DeploymentDeviceState, DeviceUpdateClient};
 use events::{cloud_event, LifecycleSink};
 use iot_hub::IotHubClient;
@@ -192,20 +192,21 @@ impl EffectExecutor for AzureExecutor {
         }
     }
 
-    async fn finished_devices(
+    async fn poll_deployment(
         &self,
         group: &str,
         deployment_id: &str,
         known_finished: u64,
-    ) -> Result<Option<Vec<PolledDevice>>, String> {
+    ) -> Result<DeploymentPoll, String> {
         let Some(client) = &self.device_update else {
-            return Ok(None);
+            return Ok(DeploymentPoll::default());
         };
-        let listed = client
-            .finished_devices(group, deployment_id, known_finished)
+        let progress = client
+            .poll_deployment(group, deployment_id, known_finished)
             .await
             .map_err(|error| error.to_string())?;
-        Ok(listed.map(|states| {
+        let failure = (!progress.failures.is_empty()).then(|| progress.failures.join("; "));
+        let finished = progress.finished.map(|states| {
             states
                 .into_iter()
                 .filter_map(|item| {
@@ -220,7 +221,8 @@ impl EffectExecutor for AzureExecutor {
                     })
                 })
                 .collect()
-        }))
+        });
+        Ok(DeploymentPoll { finished, failure })
     }
 }
 

@@ -84,17 +84,26 @@ impl RolloutService {
     /// the next tick.
     async fn reconcile(&self, rollout: &Rollout) -> Result<(), ServiceError> {
         for target in rollout.deployments_to_poll() {
-            let listed = self
+            let polled = self
                 .executor
-                .finished_devices(&target.group, &target.deployment_id, target.known_finished)
+                .poll_deployment(&target.group, &target.deployment_id, target.known_finished)
                 .await;
-            let devices = match listed {
-                Ok(Some(devices)) => devices,
-                Ok(None) => continue,
+            let polled = match polled {
+                Ok(polled) => polled,
                 Err(error) => {
                     tracing::warn!(rollout = %rollout.id, deployment = %target.deployment_id, %error, "deployment status not read");
                     continue;
                 }
+            };
+            if let Some(error) = polled.failure {
+                let input = Input::DeploymentFailed {
+                    deployment_id: target.deployment_id.clone(),
+                    error,
+                };
+                self.apply(&rollout.id, &[input]).await?;
+            }
+            let Some(devices) = polled.finished else {
+                continue;
             };
             self.metrics.devices_polled.add(devices.len() as u64);
             let per_commit = self.store.max_device_writes().clamp(1, POLLED_PER_COMMIT);

@@ -232,14 +232,10 @@ async fn put_deployment(
             existing.puts += 1;
             return json(StatusCode::OK, deployment_body(existing, &classes));
         }
+        // Device Update accepts a deployment past the hub's configuration limit, then reports
+        // its subgroups failed (the official GetDeploymentStatus example)
         let live = state.deployments.iter().filter(|d| !d.deleted).count();
-        if live >= world.config.max_deployments {
-            return error(
-                StatusCode::CONFLICT,
-                "DeploymentLimitExceeded",
-                format!("The instance already has {live} deployments, the most Device Update keeps; delete old deployments first."),
-            );
-        }
+        let over_limit = live >= world.config.max_deployments;
         for older in state.deployments.iter_mut().filter(|d| d.group == group) {
             older.superseded = true;
         }
@@ -264,10 +260,11 @@ async fn put_deployment(
                 .iter()
                 .map(|d| (d.clone(), DevicePhase::Pending))
                 .collect(),
+            over_limit,
         };
         let response = json(StatusCode::OK, deployment_body(&deployment, &classes));
         state.deployments.push(deployment);
-        (response, devices)
+        (response, if over_limit { Vec::new() } else { devices })
     };
     tracing::info!(%group, deployment = %id, devices = devices.len(), "stand-in: deployment created");
     fleet::run_devices(&world, &group, &id, devices, 0);
@@ -323,18 +320,33 @@ pub(super) fn subgroup_status_body(state: &WorldState, dep: &Deployment, class: 
     let count = |f: &dyn Fn(DevicePhase) -> bool| in_class.iter().filter(|p| f(**p)).count();
     let state_name = if dep.superseded {
         "Inactive"
+    } else if dep.over_limit {
+        "Failed"
     } else if dep.canceled_classes.contains(class) {
         "Canceled"
     } else {
         "Active"
     };
-    json!({
+    let mut body = json!({
         "groupId": dep.group, "deviceClassId": class, "deploymentState": state_name,
         "totalDevices": in_class.len(),
         "devicesInProgressCount": count(&|p| !p.is_final()),
         "devicesCompletedFailedCount": count(&|p| p == DevicePhase::Failed),
         "devicesCompletedSucceededCount": count(&|p| p == DevicePhase::Succeeded),
         "devicesCanceledCount": count(&|p| p == DevicePhase::Canceled),
+    });
+    if dep.over_limit && !dep.superseded {
+        body["error"] = limit_error();
+    }
+    body
+}
+
+/// The error of a subgroup deployment past the configuration limit, as the official
+/// `DeviceManagement_GetDeploymentStatus` example shows it.
+fn limit_error() -> Value {
+    json!({
+        "code": "ADMConfigurationLimitExceeded",
+        "message": "The subgroup deployment failed to be created due to hitting the ADM configuration limit"
     })
 }
 
@@ -355,15 +367,19 @@ async fn deployment_status(
         .collect();
     let overall = if dep.superseded {
         "Inactive"
+    } else if dep.over_limit {
+        "Failed"
     } else if dep.is_canceled(&classes) {
         "Canceled"
     } else {
         "Active"
     };
-    json(
-        StatusCode::OK,
-        json!({"groupId": group, "deploymentState": overall, "subgroupStatus": subgroups}),
-    )
+    let mut body =
+        json!({"groupId": group, "deploymentState": overall, "subgroupStatus": subgroups});
+    if overall == "Failed" {
+        body["error"] = limit_error();
+    }
+    json(StatusCode::OK, body)
 }
 
 #[cfg(test)]

@@ -101,6 +101,9 @@ pub struct Deployment {
     pub superseded: bool,
     /// Each device of the group and where it stands.
     pub devices: BTreeMap<String, DevicePhase>,
+    /// Accepted past the limit of configurations: every subgroup is `Failed` with
+    /// `ADMConfigurationLimitExceeded` and no device is sent the update.
+    pub over_limit: bool,
 }
 
 impl Deployment {

@@ -155,6 +155,14 @@ pub trait Store: Send + Sync + 'static {
         rollout: &str,
         devices: &[String],
     ) -> Result<Vec<(String, Versioned<DeviceRecord>)>, StoreError>;
+    /// One page of a rollout's device records in device-id order: at most `limit`, those
+    /// after `after` (from the start when `None`).
+    async fn list_devices(
+        &self,
+        rollout: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, DeviceRecord)>, StoreError>;
     /// Writes device records that must not exist yet, and indexes them to the rollout;
     /// existing ones are left as they are (so a retried write is harmless).
     async fn add_devices(

@@ -76,6 +76,14 @@ impl Store for HoldFirstCommit {
     ) -> Result<Vec<(String, Versioned<DeviceRecord>)>, StoreError> {
         self.inner.load_devices(rollout, devices).await
     }
+    async fn list_devices(
+        &self,
+        rollout: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, DeviceRecord)>, StoreError> {
+        self.inner.list_devices(rollout, after, limit).await
+    }
     async fn add_devices(
         &self,
         rollout: &str,

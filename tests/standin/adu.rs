@@ -207,10 +207,25 @@ async fn deployments_are_validated_and_limited() {
             200
         );
     }
-    let refused = put("d4", deployment_request("d4", "g")).await.expect("put");
-    assert_eq!(refused.status(), 409);
-    let body: Value = refused.json().await.expect("json");
-    assert!(body["error"]["code"].is_string(), "{body}");
+    // past the limit Device Update accepts the deployment, then reports it failed
+    let accepted = put("d4", deployment_request("d4", "g")).await.expect("put");
+    assert_eq!(accepted.status(), 200);
+    let status: Value = http
+        .get(format!(
+            "{}/deviceUpdate/blue/management/groups/g/deployments/d4/status?{API}",
+            standin.url()
+        ))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["deploymentState"], "Failed", "{status}");
+    for subgroup in status["subgroupStatus"].as_array().expect("subgroups") {
+        assert_eq!(subgroup["deploymentState"], "Failed", "{subgroup}");
+        assert_eq!(subgroup["error"]["code"], "ADMConfigurationLimitExceeded");
+    }
 
     let mut other_update = deployment_request("d1", "g");
     other_update["update"]["updateId"]["version"] = json!("9.9.9");

@@ -221,6 +221,165 @@ pub async fn devices_are_added_once_indexed_and_loaded_by_id(store: Arc<dyn Stor
     );
 }
 
+/// A record with every field away from its default, distinct per `i`.
+fn full_record(i: u32) -> DeviceRecord {
+    let reported = Utc
+        .with_ymd_and_hms(2026, 11, 23, 2, 0, 0)
+        .single()
+        .expect("time");
+    DeviceRecord {
+        version: u64::from(i) + 1,
+        forward: Outcome::Succeeded,
+        rollback: Outcome::Failed,
+        forward_reported: true,
+        installed: Installed::Update,
+        workflow: 0xBEEF_0000 + i,
+        workflow_deployment: if i.is_multiple_of(2) {
+            2
+        } else {
+            ROLLBACK_DEPLOYMENT
+        },
+        last_report_at: Some(reported + chrono::Duration::seconds(i64::from(i))),
+        ..DeviceRecord::new(i % 3)
+    }
+}
+
+/// Every page of a rollout's devices, each asked for after the last id of the one before.
+async fn all_pages(
+    store: &dyn Store,
+    rollout: &str,
+    limit: usize,
+) -> Vec<Vec<(String, DeviceRecord)>> {
+    let mut pages: Vec<Vec<(String, DeviceRecord)>> = Vec::new();
+    loop {
+        let after = pages
+            .last()
+            .and_then(|p| p.last())
+            .map(|(id, _)| id.clone());
+        let page = store
+            .list_devices(rollout, after.as_deref(), limit)
+            .await
+            .expect("list");
+        if page.is_empty() {
+            return pages;
+        }
+        assert!(page.len() <= limit, "{} > {limit}", page.len());
+        pages.push(page);
+        assert!(pages.len() <= 1000, "paging does not end");
+    }
+}
+
+pub async fn devices_are_listed_in_pages_in_id_order(store: Arc<dyn Store>) {
+    store.commit(create_commit("r")).await.expect("create");
+    let written: Vec<(String, DeviceRecord)> = (0..25)
+        .map(|i| (format!("dev-{i:02}"), full_record(i)))
+        .collect();
+    // added out of order, with another rollout's devices around them
+    let mut shuffled = written.clone();
+    shuffled.reverse();
+    store.add_devices("r", &shuffled).await.expect("add");
+    let others: Vec<(String, DeviceRecord)> = ["dev-00x", "dev-05a", "dev-99", "a", "z"]
+        .iter()
+        .map(|id| (id.to_string(), DeviceRecord::new(0)))
+        .collect();
+    store.add_devices("r-other", &others).await.expect("others");
+    store.add_devices("r-", &others).await.expect("others");
+
+    let pages = all_pages(store.as_ref(), "r", 10).await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [10, 10, 5]);
+    assert_eq!(
+        pages.concat(),
+        written,
+        "in id order, once each, as written"
+    );
+    let last = written.last().map(|(id, _)| id.as_str());
+    assert!(store
+        .list_devices("r", last, 10)
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(store
+        .list_devices("r", None, 0)
+        .await
+        .expect("list")
+        .is_empty());
+    let all = store.list_devices("r", None, 1000).await.expect("list");
+    assert_eq!(all, written);
+    let middle = store
+        .list_devices("r", Some("dev-07"), 3)
+        .await
+        .expect("list");
+    assert_eq!(middle, written[8..11]);
+    assert!(store
+        .list_devices("nope", None, 10)
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+pub async fn device_pages_neither_skip_nor_repeat_any_id(store: Arc<dyn Store>) {
+    let rollout = "r:1/x";
+    let version = store.commit(create_commit(rollout)).await.expect("create");
+    let mut written: Vec<(String, DeviceRecord)> = (0..9)
+        .map(|i| (format!("host-{i}"), full_record(i)))
+        .collect();
+    // an id whose stored key is encoded: its place in the order may differ by backend
+    written.push(("host:4/é".into(), full_record(9)));
+    // and one too long for a key as it is (Table Storage keys it by its hash)
+    written.push((format!("host-{}", "z".repeat(500)), full_record(11)));
+    store.add_devices(rollout, &written).await.expect("add");
+    // a record changed by a commit is listed as committed
+    let loaded = store
+        .load_rollout(rollout)
+        .await
+        .expect("load")
+        .expect("exists");
+    let read = store
+        .load_devices(rollout, &["host:4/é".into()])
+        .await
+        .expect("read");
+    let changed = DeviceRecord {
+        forward: Outcome::TimedOut,
+        ..full_record(10)
+    };
+    store
+        .commit(Commit {
+            rollout: loaded.value,
+            expected: Some(version),
+            devices: vec![DeviceWrite {
+                device: "host:4/é".into(),
+                record: changed,
+                expected: Some(read[0].1.version.clone()),
+            }],
+            effects: vec![],
+            decisions: vec![],
+        })
+        .await
+        .expect("commit");
+    written[9].1 = changed;
+
+    for limit in [1, 2, 3, 10, 11] {
+        let mut listed = all_pages(store.as_ref(), rollout, limit).await.concat();
+        assert_eq!(listed.len(), written.len(), "limit {limit}: no repeats");
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut expected = written.clone();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(listed, expected, "limit {limit}: every device, as stored");
+    }
+    // the plain ids keep their own order around the others
+    let expected: Vec<String> = (0..9).map(|i| format!("host-{i}")).collect();
+    let plain: Vec<String> = store
+        .list_devices(rollout, None, 100)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| expected.contains(id))
+        .collect();
+    assert_eq!(plain, expected);
+}
+
 pub async fn outbox_keeps_order_ignores_duplicates_and_completes(store: Arc<dyn Store>) {
     let create = create_commit("r");
     let first_ids: Vec<String> = create.effects.iter().map(|e| e.id.clone()).collect();
@@ -394,6 +553,8 @@ macro_rules! conformance_tests {
             create_load_and_refuse_a_second_create,
             stale_writes_conflict_and_change_nothing,
             devices_are_added_once_indexed_and_loaded_by_id,
+            devices_are_listed_in_pages_in_id_order,
+            device_pages_neither_skip_nor_repeat_any_id,
             outbox_keeps_order_ignores_duplicates_and_completes,
             checkpoints_stay_with_pending_effects,
             audit_is_append_only_and_ordered,

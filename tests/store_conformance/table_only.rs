@@ -1,11 +1,12 @@
 //! Table Storage cases beyond the shared suite: two instances on the same tables, the
 //! 100-operation limit of one transaction, documents over the 64 KiB property limit, ids
-//! that are not key-safe, and queries long enough to need continuation tokens.
+//! that are not key-safe, and queries and device pages long enough to need continuation
+//! tokens.
 
 use crate::suite::{create_commit, new_rollout};
 use crate::table::{another, fresh};
 use patchwave::store::{Commit, StoreError};
-use rollout_core::{Decision, Effect, EffectKind};
+use rollout_core::{Decision, DeviceRecord, Effect, EffectKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_sees_writes_and_loses_with_a_stale_version() {
@@ -153,6 +154,21 @@ async fn queries_follow_continuation_tokens() {
     assert_eq!(audit.len(), expected.len());
     assert!(audit.len() > 1000);
     assert_eq!(audit, expected, "every entry, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_pages_longer_than_one_response_follow_continuation_tokens() {
+    let (store, _guard) = fresh().await;
+    let written: Vec<(String, DeviceRecord)> = (0..1500)
+        .map(|i| (format!("dev-{i:04}"), DeviceRecord::new(i % 4)))
+        .collect();
+    store.add_devices("r", &written).await.expect("add");
+    // more than the service returns in one response: $top and continuation together
+    let first = store.list_devices("r", None, 1200).await.expect("list");
+    assert_eq!(first, written[..1200]);
+    let after = first.last().map(|(id, _)| id.as_str());
+    let rest = store.list_devices("r", after, 1200).await.expect("list");
+    assert_eq!(rest, written[1200..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

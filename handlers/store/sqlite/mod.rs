@@ -170,6 +170,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_devices(
+        &self,
+        rollout: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, DeviceRecord)>, StoreError> {
+        let rollout = rollout.to_string();
+        let after = after.unwrap_or_default().to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT device, record FROM devices WHERE rollout = ?1 AND device > ?2 ORDER BY device LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = statement
+                .query_map(params![rollout, after, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, record::decode(r.get_ref(1)?)))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (device, record) = row.map_err(backend)?;
+                Ok((device, record?))
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn add_devices(
         &self,
         rollout: &str,

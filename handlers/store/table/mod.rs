@@ -241,6 +241,33 @@ impl Store for TableStore {
         Ok(found)
     }
 
+    /// In row-key order: the key-encoded device id, which is the ids' own order when they are
+    /// ASCII letters, digits, `-`, `_` and `.` only. `after` is encoded the same way, so
+    /// paging on the last id returned neither skips nor repeats a device.
+    async fn list_devices(
+        &self,
+        rollout: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, DeviceRecord)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut filter = prefix_filter(&key(rollout), write::DEVICE);
+        if let Some(after) = after {
+            let row = entity::literal(&write::device_row(after));
+            filter.push_str(&format!(" and RowKey gt {row}"));
+        }
+        let rows = self
+            .client
+            .query(&self.tables.rollouts, &filter, None, Some(limit))
+            .await?;
+        // every device row carries its raw id in `Device` (the row key may be a hash)
+        rows.iter()
+            .map(|row| Ok((string(row, "Device")?, get_doc(row)?)))
+            .collect()
+    }
+
     async fn add_devices(
         &self,
         rollout: &str,
