@@ -77,6 +77,8 @@ pub struct DeploymentPoll {
     pub finished: Option<Vec<PolledDevice>>,
     /// Device Update's error when it failed the deployment (or one of its subgroups).
     pub failure: Option<String>,
+    /// How many devices Device Update counts as finished (succeeded or failed).
+    pub finished_count: u64,
 }
 
 /// Where "now" comes from.

@@ -134,6 +134,52 @@ fn the_readme_demo_rolls_back_with_its_numbers_and_the_healthy_one_completes() {
         "{opened}"
     );
     assert!(failing.contains("compliance") && failing.contains("decision log"));
+    story_agrees_with_its_compliance_table(&failing);
     let healthy = demo(&["--devices", "200", "--healthy"]);
     assert!(healthy.contains("finished: Completed"), "{healthy}");
+}
+
+/// The demo's last decision states numbers its compliance table shows, and the decision log
+/// tells the story in at most 25 lines.
+fn story_agrees_with_its_compliance_table(out: &str) {
+    let log: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "decision log")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(
+        (5..=25).contains(&log.len()),
+        "{} decision lines:\n{}",
+        log.len(),
+        log.join("\n")
+    );
+    let finished = log
+        .iter()
+        .find(|l| l.contains("rollback.finished"))
+        .unwrap_or_else(|| panic!("no rollback.finished:\n{out}"));
+    let numbers = finished
+        .split("rollback finished: ")
+        .nth(1)
+        .expect("numbers");
+    let back: u64 = numbers
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("back");
+    let on_target: u64 = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("group "))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.contains("never deployed"))
+        .map(|l| {
+            let columns: Vec<&str> = l.split_whitespace().collect();
+            columns[2].parse::<u64>().expect("on target")
+        })
+        .sum();
+    assert_eq!(
+        back, on_target,
+        "the final decision ({finished}) and the compliance table disagree:\n{out}"
+    );
 }

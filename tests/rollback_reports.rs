@@ -16,6 +16,12 @@ use std::time::Duration;
 const FORWARD: &str = "{\"provider\":\"Contoso\",\"name\":\"Gateway\",\"version\":\"2.4.1\"}";
 const ROLLBACK: &str = "{\"provider\":\"Contoso\",\"name\":\"Gateway\",\"version\":\"2.4.0\"}";
 
+/// The wall clock, as the stand-in and the handler read it.
+fn now() -> DateTime<Utc> {
+    use patchwave::ports::Clock;
+    patchwave::ports::SystemClock.now()
+}
+
 fn standin() -> StandinConfig {
     StandinConfig {
         seed: 16,
@@ -165,6 +171,7 @@ fn deploying(wave: usize) -> impl Fn(&Value) -> bool {
 async fn decision(world: &LocalWorld, id: &str, kind: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
+        world.tick().await.expect("tick");
         let events = world
             .api(Method::GET, &format!("/api/rollouts/{id}/events"), None)
             .await
@@ -219,7 +226,7 @@ async fn a_failing_fleet_wave_rolls_back_on_the_rollbacks_own_reports() {
 
     until(&world, &id, "canary deploying", deploying(0)).await;
     let canary = group("canary", 6);
-    let written = Utc::now();
+    let written = now();
     deliver(
         &world,
         &reports(&canary, 0, Some(FORWARD), "wf-canary"),
@@ -234,7 +241,7 @@ async fn a_failing_fleet_wave_rolls_back_on_the_rollbacks_own_reports() {
     let fleet = group("fleet", 40);
     let mut batch = reports(&fleet[..7], 0, Some(FORWARD), "wf-fleet");
     batch.extend(reports(&fleet[7..27], 255, None, "wf-fleet"));
-    deliver(&world, &batch, &mut version, Utc::now() - Span::seconds(2)).await;
+    deliver(&world, &batch, &mut version, now() - Span::seconds(2)).await;
     let rolling = view(&world, &id).await;
     assert_eq!(rolling["state"], "RollingBack", "{rolling:#}");
     let fleet_rollback = &rolling["rollback"]["groups"][1];
@@ -253,7 +260,7 @@ async fn a_failing_fleet_wave_rolls_back_on_the_rollbacks_own_reports() {
     );
 
     // a maintenance run starting while the devices roll back is held
-    let start = Utc::now() + Span::hours(1);
+    let start = now() + Span::hours(1);
     world
         .run_maintenance_at(
             MAINTENANCE_CONFIGURATION,
@@ -270,7 +277,7 @@ async fn a_failing_fleet_wave_rolls_back_on_the_rollbacks_own_reports() {
     let everyone: Vec<String> = canary.iter().chain(&fleet[1..]).cloned().collect();
     let mut last = reports(&everyone, 0, Some(ROLLBACK), "wf-rollback");
     last.extend(reports(&fleet[..1], 255, None, "wf-rollback"));
-    deliver(&world, &last, &mut version, Utc::now()).await;
+    deliver(&world, &last, &mut version, now()).await;
     let done = until(&world, &id, "rolled back", |v: &Value| {
         v["state"] != "RollingBack"
     })
@@ -306,7 +313,7 @@ async fn a_failing_fleet_wave_rolls_back_on_the_rollbacks_own_reports() {
         &world,
         &reports(&fleet[..1], 0, Some(ROLLBACK), "wf-retry"),
         &mut version,
-        Utc::now(),
+        now(),
     )
     .await;
     assert_eq!(view(&world, &id).await["state"], "RolledBack");
@@ -347,5 +354,37 @@ async fn a_failing_fleet_wave_rolls_back_on_the_rollbacks_own_reports() {
         ),
         (Some(40), Some(0), Some(0)),
         "the group's numbers agree with the device list"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subgroup_device_update_failed_fails_the_wave_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = standin();
+    // every deployment is past the hub's configuration limit: Device Update accepts it,
+    // then reports its subgroups Failed
+    config.max_deployments = 0;
+    let world = LocalWorld::start(config, dir.path()).await.expect("world");
+    let mut plan = plan();
+    plan.as_object_mut().expect("plan").remove("infrastructure");
+    let created = world
+        .api(Method::POST, "/api/rollouts", Some(plan))
+        .await
+        .expect("created");
+    let id = created["id"].as_str().expect("id").to_string();
+    let failed = decision(&world, &id, "wave.failed").await;
+    let reason = failed["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("wave canary: Device Update failed deployment")
+            && reason.contains("ADMConfigurationLimitExceeded"),
+        "{reason}"
+    );
+    let end = until(&world, &id, "the end", |v: &Value| {
+        v["state"] != "RollingBack"
+    })
+    .await;
+    assert_eq!(
+        end["state"], "Failed",
+        "the rollback deployment failed too: {end:#}"
     );
 }

@@ -37,6 +37,7 @@ pub struct DeviceQuery {
     /// Only devices in this status.
     status: Option<DeviceStatus>,
     /// Devices per page, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Where the previous page ended (from its `nextLink`).
     after: Option<String>,

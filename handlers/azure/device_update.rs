@@ -399,10 +399,18 @@ impl DeviceUpdateClient {
     ) -> Result<DeploymentProgress, AzureError> {
         let body = self.status_body(group, deployment_id).await?;
         let failures = failures_of(&body);
+        let finished_count = subgroups_of(&body)
+            .iter()
+            .map(|(_, c)| c.succeeded + c.failed)
+            .sum();
         let finished = self
             .list_finished(group, deployment_id, known_finished, &body)
             .await?;
-        Ok(DeploymentProgress { finished, failures })
+        Ok(DeploymentProgress {
+            finished,
+            failures,
+            finished_count,
+        })
     }
 
     async fn list_finished(
@@ -459,6 +467,8 @@ pub struct DeploymentProgress {
     pub finished: Option<Vec<DeviceDeploymentState>>,
     /// "subgroup C: CODE: message" for each failed subgroup (or the deployment itself).
     pub failures: Vec<String>,
+    /// Devices Device Update counts as finished, over every subgroup.
+    pub finished_count: u64,
 }
 
 /// The errors of a `DeploymentStatus` in state `Failed`, and of its failed subgroups.

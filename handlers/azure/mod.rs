@@ -222,7 +222,11 @@ impl EffectExecutor for AzureExecutor {
                 })
                 .collect()
         });
-        Ok(DeploymentPoll { finished, failure })
+        Ok(DeploymentPoll {
+            finished,
+            failure,
+            finished_count: progress.finished_count,
+        })
     }
 }
 

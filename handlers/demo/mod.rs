@@ -103,7 +103,8 @@ pub fn plan(devices: usize) -> Value {
         "update": {"provider": "Contoso", "name": "Gateway", "version": "2.4.1"},
         "rollbackUpdate": {"provider": "Contoso", "name": "Gateway", "version": "2.4.0"},
         "infrastructure": {"maintenanceConfigurationIds": [MAINTENANCE_CONFIGURATION], "machines": machines(), "onFailure": "block"},
-        "waves": waves
+        "waves": waves,
+        "rollback": {"successThresholdPercent": 100, "deviceTimeoutMinutes": 10}
     })
 }
 

@@ -176,18 +176,24 @@ pub fn compliance_table(compliance: &Value) -> String {
             ));
         }
         out.push_str(&format!(
-            "    {:<10} {:>7} {:>10} {:>7} {:>7}\n",
-            "group", "devices", "on target", "behind", "failed"
+            "    {:<10} {:>7} {:>10} {:>7} {:>7} {:>10}\n",
+            "group", "devices", "on target", "behind", "failed", "timed out"
         ));
         for group in rollout["devices"].as_array().into_iter().flatten() {
             let n = |k: &str| group[k].as_u64().unwrap_or(0);
+            let name = group["deviceGroup"].as_str().unwrap_or("");
+            if n("total") == 0 {
+                out.push_str(&format!("    {name:<10} {:>7}  (never deployed)\n", 0));
+                continue;
+            }
             out.push_str(&format!(
-                "    {:<10} {:>7} {:>10} {:>7} {:>7}\n",
-                group["deviceGroup"].as_str().unwrap_or(""),
+                "    {:<10} {:>7} {:>10} {:>7} {:>7} {:>10}\n",
+                name,
                 n("total"),
                 n("onTarget"),
                 n("behind"),
-                n("failed")
+                n("failed"),
+                n("timedOut")
             ));
         }
     }

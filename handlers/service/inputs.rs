@@ -84,9 +84,17 @@ impl RolloutService {
     /// the next tick.
     async fn reconcile(&self, rollout: &Rollout) -> Result<(), ServiceError> {
         for target in rollout.deployments_to_poll() {
+            let overdue = self.gaps.overdue(&target.deployment_id, self.clock.now());
+            // the devices are listed only once Device Update has counted more finished
+            // devices than reported for a while: a report on its way is not "missed"
+            let listed_above = if overdue {
+                target.known_finished
+            } else {
+                u64::MAX
+            };
             let polled = self
                 .executor
-                .poll_deployment(&target.group, &target.deployment_id, target.known_finished)
+                .poll_deployment(&target.group, &target.deployment_id, listed_above)
                 .await;
             let polled = match polled {
                 Ok(polled) => polled,
@@ -95,6 +103,9 @@ impl RolloutService {
                     continue;
                 }
             };
+            let gap = polled.finished_count > target.known_finished;
+            self.gaps
+                .note(&target.deployment_id, gap && !overdue, self.clock.now());
             if let Some(error) = polled.failure {
                 let input = Input::DeploymentFailed {
                     deployment_id: target.deployment_id.clone(),
@@ -107,10 +118,12 @@ impl RolloutService {
             };
             self.metrics.devices_polled.add(devices.len() as u64);
             let per_commit = self.store.max_device_writes().clamp(1, POLLED_PER_COMMIT);
-            for chunk in devices.chunks(per_commit) {
+            let parts = devices.len().div_ceil(per_commit).max(1);
+            for (part, chunk) in devices.chunks(per_commit).enumerate() {
                 let input = Input::DeploymentStates {
                     deployment_id: target.deployment_id.clone(),
                     devices: chunk.to_vec(),
+                    last: part + 1 == parts,
                 };
                 self.apply(&rollout.id, &[input]).await?;
             }

@@ -4,6 +4,7 @@
 //! the next invocation or the timer.
 
 mod effects;
+mod gaps;
 mod heads;
 mod inputs;
 mod metrics;
@@ -52,6 +53,7 @@ pub struct RolloutService {
     metrics: Metrics,
     writers: writers::Writers,
     heads: heads::Heads,
+    gaps: gaps::ReportGaps,
 }
 
 /// Device records read before the writer's turn (with the batch's routing), by device.
@@ -77,6 +79,7 @@ impl RolloutService {
             metrics: Metrics::default(),
             writers: writers::Writers::default(),
             heads: heads::Heads::default(),
+            gaps: gaps::ReportGaps::default(),
         }
     }
 

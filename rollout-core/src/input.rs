@@ -52,6 +52,10 @@ pub enum Input {
         deployment_id: String,
         /// Finished devices, by Device Update's account.
         devices: Vec<PolledDevice>,
+        /// Whether this is the last part of one poll (a poll comes in parts of bounded size;
+        /// the decision that sums them up is recorded with the last).
+        #[serde(default = "last_page")]
+        last: bool,
     },
     /// Device Update reports a deployment as failed (a device-class subgroup in state
     /// `Failed`, e.g. `ADMConfigurationLimitExceeded`): it will reach no more devices.

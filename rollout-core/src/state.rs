@@ -385,6 +385,10 @@ pub struct Rollout {
     pub applied: BTreeSet<String>,
     /// Reports that changed nothing: stale versions or devices outside the rollout.
     pub ignored_reports: u64,
+    /// Devices filled in from the parts of a poll so far, per deployment: (succeeded,
+    /// failed), summed up in one decision with the poll's last part.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reconciling: BTreeMap<String, (u64, u64)>,
 }
 
 fn is_zero(n: &u32) -> bool {

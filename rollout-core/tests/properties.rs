@@ -287,6 +287,7 @@ fn concrete(
             Input::DeploymentStates {
                 deployment_id: target.deployment_id.clone(),
                 devices,
+                last: pick % 3 != 0,
             }
         }
         Step::EffectResult { pick, ok } => {
@@ -375,6 +376,7 @@ fn rollback_trouble(input: &Input) -> Vec<String> {
         Input::DeploymentStates {
             deployment_id,
             devices,
+            ..
         } if deployment_id.contains("rb") => devices
             .iter()
             .filter(|d| !d.succeeded)

@@ -35,6 +35,7 @@ fn poll(s: &mut Scenario, deployment: &str, devices: Vec<PolledDevice>, m: i64) 
         Input::DeploymentStates {
             deployment_id: deployment.into(),
             devices,
+            last: true,
         },
         minutes(m),
     )
@@ -212,4 +213,39 @@ fn rollback_deployments_are_polled_and_the_forward_one_no_longer_counts() {
     assert!(s
         .last_reason("rollback.reconciled")
         .starts_with("rollback of wave canary: Device Update counts 5 device(s) finished"));
+}
+
+#[test]
+fn a_poll_in_parts_is_one_decision_and_a_poll_that_fills_nothing_is_none() {
+    let mut s = Scenario::new(one_wave(100.0, 50.0));
+    s.members(0, devices("canary", 4), minutes(1));
+    acknowledge(&mut s, minutes(1));
+    let reconciled = |s: &Scenario| {
+        s.rollout
+            .decisions
+            .iter()
+            .filter(|d| d.kind == "wave.reconciled")
+            .count()
+    };
+    let part = |devices: Vec<PolledDevice>, last: bool| Input::DeploymentStates {
+        deployment_id: "pw-r1-w0a1".into(),
+        devices,
+        last,
+    };
+    s.step(part(vec![polled("canary-d0", true)], false), minutes(2));
+    s.step(part(vec![polled("canary-d1", false)], false), minutes(2));
+    assert_eq!(reconciled(&s), 0, "the poll is not over");
+    s.step(part(vec![polled("canary-d2", true)], true), minutes(2));
+    assert_eq!(reconciled(&s), 1);
+    assert!(s
+        .last_reason("wave.reconciled")
+        .contains("3 device(s) finished whose reports never came (2 succeeded, 1 failed)"));
+    // the same devices again change no count: no decision
+    poll(
+        &mut s,
+        "pw-r1-w0a1",
+        vec![polled("canary-d0", true), polled("canary-d1", false)],
+        3,
+    );
+    assert_eq!(reconciled(&s), 1);
 }

@@ -57,6 +57,7 @@ impl Rollout {
             outstanding: Default::default(),
             applied: Default::default(),
             ignored_reports: 0,
+            reconciling: Default::default(),
             plan,
         };
         let mut effects = Vec::new();
@@ -124,7 +125,8 @@ impl Rollout {
             Input::DeploymentStates {
                 deployment_id,
                 devices,
-            } => self.on_deployment_states(deployment_id, devices, &mut effects),
+                last,
+            } => self.on_deployment_states(deployment_id, devices, *last, &mut effects),
             Input::DeploymentFailed {
                 deployment_id,
                 error,

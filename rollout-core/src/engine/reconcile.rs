@@ -139,11 +139,13 @@ impl Rollout {
     }
 
     /// Fills in the devices Device Update counts as finished and whose own final report
-    /// never came; a device with a reported final outcome keeps it.
+    /// never came; a device with a reported final outcome keeps it. One decision sums up a
+    /// poll, with its `last` part, and only when it filled in a device.
     pub(super) fn on_deployment_states(
         &mut self,
         deployment_id: &str,
         devices: &[PolledDevice],
+        last: bool,
         effects: &mut Vec<Effect>,
     ) {
         let Some(target) = self.reconcile_target(deployment_id) else {
@@ -160,6 +162,15 @@ impl Rollout {
                 } += 1;
             }
         }
+        let sum = self
+            .reconciling
+            .entry(deployment_id.to_string())
+            .or_default();
+        (sum.0, sum.1) = (sum.0 + succeeded, sum.1 + failed);
+        if !last {
+            return;
+        }
+        let (succeeded, failed) = self.reconciling.remove(deployment_id).unwrap_or_default();
         if succeeded + failed == 0 {
             return;
         }
