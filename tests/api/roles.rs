@@ -45,6 +45,18 @@ async fn role_checks_for_every_route_and_identity() {
             None,
         ),
         (Method::GET, "/api/compliance".into(), "Rollout.Read", None),
+        (
+            Method::GET,
+            "/api/compliance/devices".into(),
+            "Rollout.Read",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/compliance/hosts".into(),
+            "Rollout.Read",
+            None,
+        ),
         (Method::GET, "/api/deadletters".into(), "Rollout.Read", None),
         (
             Method::POST,

@@ -265,6 +265,8 @@ async fn the_openapi_document_describes_every_route() {
         "/api/rollouts/{id}/cancel",
         "/api/rollouts/{id}/rollback",
         "/api/compliance",
+        "/api/compliance/devices",
+        "/api/compliance/hosts",
         "/api/deadletters",
         "/api/health",
     ] {
@@ -272,4 +274,77 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert!(document["components"]["schemas"]["RolloutPlan"]["properties"]["waves"].is_object());
     assert!(document["components"]["securitySchemes"]["functionKey"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_compliance_pages_filters_and_refuses_what_does_not_parse() {
+    let api = spawn(&[("canary", 7)]).await;
+    let (_, headers, _) = api
+        .call(
+            Method::POST,
+            "/api/rollouts",
+            OPERATOR,
+            Some(plan(&[("canary", false)])),
+        )
+        .await;
+    let id = headers["location"]
+        .to_str()
+        .expect("location")
+        .rsplit('/')
+        .next()
+        .expect("id")
+        .to_string();
+    let mut next = Some(format!("/api/compliance/devices?rollout={id}&limit=3"));
+    let mut listed = Vec::new();
+    while let Some(path) = next.take() {
+        let (status, _, page) = api.call(Method::GET, &path, OPERATOR, None).await;
+        assert_eq!(status, 200, "{page}");
+        for device in page["value"].as_array().expect("value") {
+            assert_eq!(device["status"], "behind", "nothing reported yet: {device}");
+            assert_eq!(device["group"], "canary");
+            assert!(device["installedUpdate"].is_null() && device["lastReportAt"].is_null());
+            listed.push(device["deviceId"].as_str().expect("id").to_string());
+        }
+        next = page["nextLink"].as_str().map(str::to_string);
+    }
+    let mut expected = devices("canary", 7);
+    expected.sort();
+    assert_eq!(listed, expected, "three pages, in order, none twice");
+    let (_, _, none) = api
+        .call(
+            Method::GET,
+            &format!("/api/compliance/devices?rollout={id}&status=failed"),
+            OPERATOR,
+            None,
+        )
+        .await;
+    assert_eq!(none["value"], json!([]));
+    assert!(none.get("nextLink").is_none());
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "status=broken",
+        "after=no-slash",
+        "limit=x",
+    ] {
+        let (status, headers, problem) = api
+            .call(
+                Method::GET,
+                &format!("/api/compliance/devices?rollout={id}&{bad}"),
+                OPERATOR,
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+        assert_eq!(headers["content-type"], "application/problem+json");
+    }
+    let (status, _, _) = api
+        .call(
+            Method::GET,
+            "/api/compliance/devices?rollout=ro-unknown",
+            OPERATOR,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
 }
