@@ -82,6 +82,20 @@ pub fn principal(name: &str, roles: &[&str]) -> String {
 }
 
 impl Api {
+    /// Creates a one-wave rollout on `group` as `who`; returns its `Location`.
+    pub async fn create_on(&self, group: &str, who: Who) -> String {
+        let (status, headers, answer) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/rollouts",
+                who,
+                Some(plan(&[(group, false)])),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        headers["location"].to_str().expect("location").to_string()
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,

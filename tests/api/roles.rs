@@ -1,6 +1,6 @@
 //! Every route, every identity: only the allowed combinations get through.
 
-use crate::{plan, spawn, Who};
+use crate::{spawn, Who};
 use reqwest::Method;
 use serde_json::json;
 
@@ -25,15 +25,7 @@ fn allowed(route_role: &str, who: Who) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_checks_for_every_route_and_identity() {
     let api = spawn(&[("canary", 2)]).await;
-    let (_, headers, _) = api
-        .call(
-            Method::POST,
-            "/api/rollouts",
-            OPERATOR,
-            Some(plan(&[("canary", false)])),
-        )
-        .await;
-    let location = headers["location"].to_str().expect("location").to_string();
+    let location = api.create_on("canary", OPERATOR).await;
     let reason = json!({"reason": "role test"});
     let routes: Vec<(Method, String, &str, Option<serde_json::Value>)> = vec![
         (Method::GET, "/api/rollouts".into(), "Rollout.Read", None),

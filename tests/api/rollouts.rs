@@ -178,15 +178,7 @@ async fn approval_gate_needs_an_approver_who_is_not_the_creator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_refused_in_the_state_say_why_and_rollback_reverts() {
     let api = spawn(&[("canary", 2)]).await;
-    let (_, headers, _) = api
-        .call(
-            Method::POST,
-            "/api/rollouts",
-            OPERATOR,
-            Some(plan(&[("canary", false)])),
-        )
-        .await;
-    let location = headers["location"].to_str().expect("location").to_string();
+    let location = api.create_on("canary", OPERATOR).await;
     let reason = Some(json!({"reason": "test"}));
     let (status, _, problem) = api
         .call(
@@ -279,21 +271,8 @@ async fn the_openapi_document_describes_every_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_compliance_pages_filters_and_refuses_what_does_not_parse() {
     let api = spawn(&[("canary", 7)]).await;
-    let (_, headers, _) = api
-        .call(
-            Method::POST,
-            "/api/rollouts",
-            OPERATOR,
-            Some(plan(&[("canary", false)])),
-        )
-        .await;
-    let id = headers["location"]
-        .to_str()
-        .expect("location")
-        .rsplit('/')
-        .next()
-        .expect("id")
-        .to_string();
+    let location = api.create_on("canary", OPERATOR).await;
+    let id = location.rsplit('/').next().expect("id").to_string();
     let mut next = Some(format!("/api/compliance/devices?rollout={id}&limit=3"));
     let mut listed = Vec::new();
     while let Some(path) = next.take() {

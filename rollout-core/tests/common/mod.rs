@@ -93,21 +93,7 @@ impl Scenario {
         at: DateTime<Utc>,
     ) -> Vec<Effect> {
         self.version += 1;
-        let report = DeviceReport {
-            device: device.into(),
-            twin_version: self.version,
-            agent_state,
-            result_code: Some(if agent_state == 0 {
-                700
-            } else if agent_state == 255 {
-                0
-            } else {
-                400
-            }),
-            installed_update: installed,
-            workflow: None,
-            reported_at: Some(at),
-        };
+        let report = agent_report(device, self.version, (agent_state, installed), None, at);
         self.step(Input::DeviceReport(report), at)
     }
 
@@ -121,19 +107,8 @@ impl Scenario {
         at: DateTime<Utc>,
     ) -> Vec<Effect> {
         self.version += 1;
-        let report = DeviceReport {
-            device: device.into(),
-            twin_version: self.version,
-            agent_state,
-            result_code: Some(match agent_state {
-                0 => 700,
-                255 => 0,
-                _ => 400,
-            }),
-            installed_update: installed,
-            workflow: Some(workflow.into()),
-            reported_at: Some(written),
-        };
+        let state = (agent_state, installed);
+        let report = agent_report(device, self.version, state, Some(workflow), written);
         self.step(Input::DeviceReport(report), at)
     }
 
@@ -179,6 +154,29 @@ impl Scenario {
             .find(|d| d.kind == kind)
             .map(|d| d.reason.clone())
             .unwrap_or_else(|| panic!("no decision {kind}: {:#?}", self.rollout.decisions))
+    }
+}
+
+/// A report of `device` at twin version `version`, with the result code its state implies.
+pub fn agent_report(
+    device: &str,
+    version: u64,
+    (agent_state, installed): (i64, Option<UpdateId>),
+    workflow: Option<&str>,
+    written: DateTime<Utc>,
+) -> DeviceReport {
+    DeviceReport {
+        device: device.into(),
+        twin_version: version,
+        agent_state,
+        result_code: Some(match agent_state {
+            0 => 700,
+            255 => 0,
+            _ => 400,
+        }),
+        installed_update: installed,
+        workflow: workflow.map(str::to_string),
+        reported_at: Some(written),
     }
 }
 
