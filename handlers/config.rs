@@ -188,6 +188,9 @@ pub struct AuthSettings {
     pub function_key_hashes: Vec<String>,
     /// Running under the Functions host, which checked the key before forwarding.
     pub behind_host: bool,
+    /// App Service Authentication is on (`WEBSITE_AUTH_ENABLED=True`): only then does the
+    /// platform strip callers' own `X-MS-CLIENT-PRINCIPAL` and set its own.
+    pub platform_auth: bool,
 }
 
 impl Default for AuthSettings {
@@ -197,6 +200,7 @@ impl Default for AuthSettings {
             key_roles: vec!["Rollout.Read".into(), "Rollout.Operate".into()],
             function_key_hashes: Vec::new(),
             behind_host: false,
+            platform_auth: false,
         }
     }
 }
@@ -291,6 +295,8 @@ impl Settings {
             }
         }
         auth.behind_host = lookup("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+        auth.platform_auth =
+            lookup("WEBSITE_AUTH_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         let azure = azure_settings(&lookup, auth.behind_host)?;
         Ok(Settings {
             port,

@@ -178,6 +178,8 @@ async fn serve(port: Option<u16>) -> anyhow::Result<()> {
     let port = port.unwrap_or(settings.port);
     if settings.auth.open {
         tracing::warn!("PATCHWAVE_AUTH=open: every caller may read, operate and approve; use only on a local machine");
+    } else if !settings.auth.platform_auth {
+        tracing::warn!("App Service Authentication is off (WEBSITE_AUTH_ENABLED is not True): only function-key callers are accepted, with PATCHWAVE_KEY_ROLES, and requests carrying X-MS-CLIENT-PRINCIPAL are refused; approvals need a named principal, so no wave can be approved until it is on");
     }
     let service = startup::build_service(&settings).await?;
     let app =

@@ -1,7 +1,9 @@
 //! Who is calling the operator API, and with which roles (design §3).
 //!
 //! - App Service Authentication forwards `X-MS-CLIENT-PRINCIPAL` (base64 JSON with claims);
-//!   roles are the claims whose type is the principal's `role_typ`.
+//!   roles are the claims whose type is the principal's `role_typ`. The header is trusted only
+//!   where the platform says its authentication is on (`WEBSITE_AUTH_ENABLED=True`): only there
+//!   are callers' own copies stripped. Elsewhere a request carrying it is refused `401`.
 //! - A caller with only `x-functions-key` (Logic Apps) is a key caller: under the Functions
 //!   host the key was checked before forwarding; standalone it must match one of
 //!   `PATCHWAVE_FUNCTION_KEYS` (SHA-256 hex). Key callers get `PATCHWAVE_KEY_ROLES`.
@@ -66,6 +68,13 @@ pub fn authenticate(
     settings: &AuthSettings,
 ) -> Result<Caller, Problem> {
     if let Some(encoded) = header(headers, "x-ms-client-principal") {
+        if !settings.platform_auth && !settings.open {
+            // never the header's content: it may be anyone's forgery, or a real principal
+            tracing::warn!("refused a request carrying X-MS-CLIENT-PRINCIPAL: App Service Authentication is off (WEBSITE_AUTH_ENABLED is not True), so the header is not the platform's");
+            return Err(unauthorized(
+                "X-MS-CLIENT-PRINCIPAL is trusted only where App Service Authentication is on (WEBSITE_AUTH_ENABLED=True); here a caller could have written it. Call with a function key, or turn App Service Authentication on",
+            ));
+        }
         return principal(encoded, header(headers, "x-ms-client-principal-name"));
     }
     if let Some(key) = header(headers, "x-functions-key").or(query_code) {
@@ -118,29 +127,13 @@ fn principal(encoded: &str, name_header: Option<&str>) -> Result<Caller, Problem
         .map_err(|_| unauthorized("X-MS-CLIENT-PRINCIPAL is not base64"))?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|_| unauthorized("X-MS-CLIENT-PRINCIPAL is not JSON"))?;
-    // Static Web Apps form: {"userDetails": "...", "userRoles": [...]}
-    if let Some(roles) = value.get("userRoles").and_then(Value::as_array) {
-        let name = value
-            .get("userDetails")
-            .and_then(Value::as_str)
-            .or(name_header)
-            .unwrap_or("unknown");
-        let roles = roles
-            .iter()
-            .filter_map(Value::as_str)
-            .map(String::from)
-            .collect();
-        return Ok(Caller {
-            name: name.into(),
-            roles,
-            kind: CallerKind::Principal,
-        });
+    let auth_type = value.get("auth_typ").and_then(Value::as_str);
+    if auth_type.is_none_or(|t| t.trim().is_empty()) {
+        return Err(unauthorized("X-MS-CLIENT-PRINCIPAL has no auth_typ"));
     }
-    let claims = value
-        .get("claims")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let Some(claims) = value.get("claims").and_then(Value::as_array) else {
+        return Err(unauthorized("X-MS-CLIENT-PRINCIPAL has no claims array"));
+    };
     let claim_values = |claim_type: &str| -> Vec<String> {
         claims
             .iter()
@@ -189,6 +182,13 @@ mod tests {
         map
     }
 
+    fn platform() -> AuthSettings {
+        AuthSettings {
+            platform_auth: true,
+            ..AuthSettings::default()
+        }
+    }
+
     fn encode(value: Value) -> String {
         base64::engine::general_purpose::STANDARD.encode(value.to_string())
     }
@@ -207,7 +207,7 @@ mod tests {
         let caller = authenticate(
             &headers(&[("x-ms-client-principal", principal)]),
             None,
-            &AuthSettings::default(),
+            &platform(),
         )
         .expect("caller");
         assert_eq!(caller.name, "dana@contoso.com");
@@ -217,6 +217,51 @@ mod tests {
             Err(403),
             "a group claim is not a role"
         );
+    }
+
+    #[test]
+    fn a_principal_is_refused_where_the_platform_does_not_vouch_for_it_and_decoded_strictly() {
+        let approver = encode(serde_json::json!({
+            "auth_typ": "aad", "role_typ": "roles",
+            "claims": [{"typ": "name", "val": "mallory"}, {"typ": "roles", "val": "Rollout.Approve"}]
+        }));
+        let digest = hex::encode(sha2::Sha256::digest(b"s3cret"));
+        let key_only = AuthSettings {
+            function_key_hashes: vec![digest],
+            ..AuthSettings::default()
+        };
+        let forged = headers(&[
+            ("x-functions-key", "s3cret".into()),
+            ("x-ms-client-principal", approver.clone()),
+        ]);
+        let refused = authenticate(&forged, None, &key_only).expect_err("forged");
+        assert_eq!(refused.status, 401);
+        assert!(refused
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("WEBSITE_AUTH_ENABLED")));
+        let vouched = AuthSettings {
+            platform_auth: true,
+            ..key_only
+        };
+        let caller = authenticate(&forged, None, &vouched).expect("the platform's principal");
+        assert_eq!(
+            (caller.kind, caller.name.as_str()),
+            (CallerKind::Principal, "mallory")
+        );
+        assert!(caller.require(APPROVE).is_ok());
+        for loose in [
+            serde_json::json!({"claims": [{"typ": "roles", "val": "Rollout.Read"}]}),
+            serde_json::json!({"auth_typ": "aad", "claims": {"typ": "roles"}}),
+            serde_json::json!({"userDetails": "swa", "userRoles": ["Rollout.Approve"]}),
+        ] {
+            let request = headers(&[("x-ms-client-principal", encode(loose.clone()))]);
+            assert_eq!(
+                authenticate(&request, None, &platform()).map_err(|p| p.status),
+                Err(401),
+                "{loose}"
+            );
+        }
     }
 
     #[test]

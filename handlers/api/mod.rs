@@ -59,25 +59,37 @@ pub fn authorize(
     Ok(caller)
 }
 
-/// Liveness, store reachability and counters. Open to probes.
+/// Liveness: status and version for anyone (probes); the store's reachability and the
+/// counters only for a caller with `Rollout.Read`.
 #[utoipa::path(get, path = "/api/health", tag = "service", security(()),
     responses((status = 200, description = "up"), (status = 503, description = "the store is unreachable")))]
-pub async fn health(State(state): State<AppState>) -> Response {
+pub async fn health(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: ApiQuery,
+) -> Response {
+    let version = env!("CARGO_PKG_VERSION");
     let Some(service) = &state.service else {
-        return Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})).into_response();
+        return Json(json!({"status": "ok", "version": version})).into_response();
     };
     let store = service.store().ping().await;
-    let body = json!({
-        "status": if store.is_ok() { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "store": match &store { Ok(()) => "reachable".to_string(), Err(e) => e.to_string() },
-        "counters": service.metrics().snapshot(),
-    });
     let status = if store.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let mut body = json!({
+        "status": if store.is_ok() { "ok" } else { "degraded" },
+        "version": version,
+    });
+    let reader = authorize(&state, &headers, &query, READ).is_ok();
+    if reader {
+        body["store"] = json!(match &store {
+            Ok(()) => "reachable".to_string(),
+            Err(e) => e.to_string(),
+        });
+        body["counters"] = json!(service.metrics().snapshot());
+    }
     (status, Json(body)).into_response()
 }
 

@@ -38,9 +38,17 @@ pub enum Who {
     Forged,
     Key,
     Principal(&'static str, &'static [&'static str]),
+    /// A function key, and a principal the caller wrote itself.
+    KeyWithPrincipal(&'static str, &'static [&'static str]),
 }
 
+/// A handler whose App Service Authentication is on (`WEBSITE_AUTH_ENABLED=True`).
 pub async fn spawn(groups: &[(&str, usize)]) -> Api {
+    spawn_with(groups, true).await
+}
+
+/// A handler with App Service Authentication on or off.
+pub async fn spawn_with(groups: &[(&str, usize)], platform_auth: bool) -> Api {
     let dir = tempfile::tempdir().expect("dir");
     let mut azure = FakeAzure::default();
     for (group, count) in groups {
@@ -51,6 +59,7 @@ pub async fn spawn(groups: &[(&str, usize)]) -> Api {
     let (service, clock, _store) = support::sqlite_service(&dir, Arc::new(azure));
     let auth = AuthSettings {
         function_key_hashes: vec![hex::encode(sha2::Sha256::digest(KEY.as_bytes()))],
+        platform_auth,
         ..AuthSettings::default()
     };
     let app = Application::bind(0, AppState::with_service(service.clone(), auth))
@@ -111,6 +120,9 @@ impl Api {
             Who::Principal(name, roles) => {
                 request.header("X-MS-CLIENT-PRINCIPAL", principal(name, roles))
             }
+            Who::KeyWithPrincipal(name, roles) => request
+                .header("x-functions-key", KEY)
+                .header("X-MS-CLIENT-PRINCIPAL", principal(name, roles)),
         };
         if let Some(body) = body {
             request = request

@@ -56,7 +56,14 @@ async fn one_malformed_message_in_100_is_one_dead_letter_and_99_are_applied() {
     let rollout = service.create(plan, "alice", None).await.expect("created");
     let app = Application::bind(
         0,
-        AppState::with_service(service.clone(), AuthSettings::default()),
+        AppState::with_service(
+            service.clone(),
+            // App Service Authentication on: the principal header is the platform's
+            AuthSettings {
+                platform_auth: true,
+                ..AuthSettings::default()
+            },
+        ),
     )
     .await
     .expect("bind");
