@@ -108,7 +108,7 @@ async fn killed_twenty_times_the_rollout_still_ends_as_an_uninterrupted_one() {
         ],
         machines: machines()
             .into_iter()
-            .map(|id| MachineConfig { id, fails: false })
+            .map(|id| MachineConfig::linux(&id))
             .collect(),
         report_delay_min: Duration::from_millis(50),
         report_delay_max: Duration::from_millis(2500),

@@ -10,13 +10,13 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::path::Path;
 
+/// Reads `tests/fixtures/<relative>`; a leading `fixtures/` is accepted for the files at the
+/// top of that folder.
 fn load(relative: &str) -> Value {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = if let Some(name) = relative.strip_prefix("fixtures/") {
-        root.join("tests/fixtures").join(name)
-    } else {
-        root.join("../shared/reference").join(relative)
-    };
+    let relative = relative.strip_prefix("fixtures/").unwrap_or(relative);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative);
     serde_json::from_str(&std::fs::read_to_string(&path).expect("example")).expect("JSON")
 }
 

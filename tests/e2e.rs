@@ -24,7 +24,7 @@ fn standin(groups: &[(&str, usize, f64)], faults: Faults) -> StandinConfig {
             .collect(),
         machines: machines()
             .into_iter()
-            .map(|id| MachineConfig { id, fails: false })
+            .map(|id| MachineConfig::linux(&id))
             .collect(),
         report_delay_min: Duration::from_millis(20),
         report_delay_max: Duration::from_millis(400),

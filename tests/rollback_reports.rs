@@ -31,7 +31,7 @@ fn standin() -> StandinConfig {
         ],
         machines: machines()
             .into_iter()
-            .map(|id| MachineConfig { id, fails: false })
+            .map(|id| MachineConfig::linux(&id))
             .collect(),
         // the stand-in's own devices never get to report: this test writes every report
         report_delay_min: Duration::from_secs(3600),

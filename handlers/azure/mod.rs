@@ -11,7 +11,7 @@ pub mod rest;
 use crate::ports::{DeploymentPoll, EffectExecutor, EffectOutcome};
 use device_update::{DeploymentDeviceState, DeviceUpdateClient};
 use events::{cloud_event, LifecycleSink};
-use iot_hub::IotHubClient;
+use iot_hub::{GroupPosition, IotHubClient};
 use resource_manager::{Operation, PatchRun, ResourceManagerClient};
 use rest::AzureError;
 use rollout_core::{Effect, EffectKind, PolledDevice, Rollout};
@@ -230,11 +230,15 @@ impl EffectExecutor for AzureExecutor {
     }
 }
 
-/// Where a paged group lookup stands: the next page's number and IoT Hub continuation.
+/// Where a paged group lookup stands: the next page's number and where in IoT Hub's two
+/// twin queries it comes from (which query, its continuation). A checkpoint written before
+/// module twins were queried (`{"page","continuation"}`) reads as a position in the
+/// device-twin query.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct MembersCheckpoint {
     page: u32,
-    continuation: String,
+    #[serde(flatten)]
+    at: GroupPosition,
 }
 
 /// One page of a group's members, from where `checkpoint` left off (a checkpoint that
@@ -245,16 +249,13 @@ async fn members_page(
     checkpoint: Option<&str>,
 ) -> Result<EffectOutcome, AzureError> {
     let from: Option<MembersCheckpoint> = checkpoint.and_then(|c| serde_json::from_str(c).ok());
-    let (page, continuation) = match &from {
-        Some(at) => (at.page, Some(at.continuation.as_str())),
+    let (page, at) = match &from {
+        Some(from) => (from.page, Some(&from.at)),
         None => (0, None),
     };
-    let (devices, next) = hub.group_devices_page(group, continuation).await?;
-    let resume = next.map(|continuation| {
-        let at = MembersCheckpoint {
-            page: page + 1,
-            continuation,
-        };
+    let (devices, next) = hub.group_devices_page(group, at).await?;
+    let resume = next.map(|at| {
+        let at = MembersCheckpoint { page: page + 1, at };
         serde_json::to_string(&at).unwrap_or_default()
     });
     Ok(EffectOutcome::MembersPage {
@@ -262,4 +263,32 @@ async fn members_page(
         page,
         resume,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iot_hub::TwinCollection;
+
+    #[test]
+    fn members_checkpoints_say_which_query() {
+        let at = MembersCheckpoint {
+            page: 3,
+            at: GroupPosition {
+                collection: TwinCollection::Modules,
+                continuation: Some("token".into()),
+                device_twin_members: false,
+            },
+        };
+        let text = serde_json::to_string(&at).expect("json");
+        assert_eq!(
+            text,
+            r#"{"page":3,"collection":"modules","continuation":"token","deviceTwinMembers":false}"#
+        );
+        let old: MembersCheckpoint =
+            serde_json::from_str(r#"{"page":2,"continuation":"abc"}"#).expect("old checkpoint");
+        assert_eq!(old.page, 2);
+        assert_eq!(old.at.collection, TwinCollection::Devices);
+        assert_eq!(old.at.continuation.as_deref(), Some("abc"));
+    }
 }

@@ -233,7 +233,7 @@ impl RestClient {
                 body,
             });
         }
-        let (code, message) = error_fields(&body);
+        let (code, message) = error_fields(&headers, &body);
         let wait = retry_after(&headers);
         Err((
             AzureError::Http {
@@ -258,8 +258,14 @@ fn transport_message(error: &reqwest::Error) -> String {
     }
 }
 
-/// `{"error":{"code","message"}}` as Azure services send it.
-fn error_fields(body: &Value) -> (String, String) {
+/// The error code and message of an error answer: `{"error":{"code","message"}}` as Azure
+/// services send it, or IoT Hub's own form (see [`iot_hub_error_fields`]).
+fn error_fields(headers: &reqwest::header::HeaderMap, body: &Value) -> (String, String) {
+    if body.get("error").is_none() {
+        if let Some(fields) = iot_hub_error_fields(headers, body) {
+            return fields;
+        }
+    }
     let error = body.get("error").unwrap_or(body);
     let text = |key: &str| {
         error
@@ -276,6 +282,73 @@ fn error_fields(body: &Value) -> (String, String) {
         m => m,
     };
     (text("code"), message)
+}
+
+/// IoT Hub's error form: `{"Message":"ErrorCode:<code>;<text>","ExceptionMessage":"Tracking
+/// ID:…"}` with the code also in the `iothub-errorcode` header. The code is the header's, else
+/// the one in `Message` (`ErrorCode:<code>;`, or `errorCode` when `Message` is itself a JSON
+/// object, as some IoT Hub answers have it); the message is the text after the first `;`.
+/// `None` when the answer has neither the header nor a `Message`.
+fn iot_hub_error_fields(
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+) -> Option<(String, String)> {
+    let header = headers
+        .get("iothub-errorcode")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|code| !code.is_empty())
+        .map(str::to_string);
+    let text = body
+        .get("Message")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    let (code, message) = match text {
+        None => (
+            None,
+            body.as_str()
+                .map(|s| s.chars().take(200).collect())
+                .unwrap_or_default(),
+        ),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(inner) if inner.is_object() => {
+                let code = match inner.get("errorCode") {
+                    Some(Value::String(code)) => Some(code.clone()),
+                    Some(Value::Number(code)) => Some(code.to_string()),
+                    _ => None,
+                };
+                let message = inner
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or(text)
+                    .to_string();
+                (code, message)
+            }
+            _ => match strip_prefix_ignore_case(text, "ErrorCode:") {
+                Some(rest) => match rest.split_once(';') {
+                    Some((code, message)) => {
+                        (Some(code.trim().to_string()), message.trim().to_string())
+                    }
+                    None => (Some(rest.trim().to_string()), String::new()),
+                },
+                None => (None, text.to_string()),
+            },
+        },
+    };
+    if header.is_none() && text.is_none() {
+        return None;
+    }
+    let code = header
+        .or(code.filter(|c| !c.is_empty()))
+        .unwrap_or_default();
+    Some((code, message.chars().take(500).collect()))
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 /// `Retry-After` in seconds or as an HTTP date.

@@ -76,7 +76,7 @@ pub fn standin_config(options: &DemoOptions) -> StandinConfig {
             .collect(),
         machines: machines()
             .into_iter()
-            .map(|id| MachineConfig { id, fails: false })
+            .map(|id| MachineConfig::linux(&id))
             .collect(),
         report_delay_min: Duration::from_millis(50),
         report_delay_max: Duration::from_millis(1500),

@@ -8,7 +8,7 @@ use super::http::{azure_time, error, json, require_api_version};
 use super::maintenance;
 use super::model::*;
 use super::rng::SplitMix64;
-use super::World;
+use super::{MachineOs, World};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
@@ -78,6 +78,22 @@ pub async fn dispatch(
                 segments[1],
             )
         }
+        ["subscriptions", _, "resourcegroups", _, "providers", provider, kind, _]
+            if matches!(
+                (*provider, *kind),
+                ("microsoft.compute", "virtualmachines") | ("microsoft.hybridcompute", "machines")
+            ) =>
+        {
+            if method != Method::GET {
+                return method_not_allowed();
+            }
+            let machine_kind = if *provider == "microsoft.compute" {
+                MachineKind::VirtualMachine
+            } else {
+                MachineKind::ArcMachine
+            };
+            get_machine(&world, &query, &uri, machine_kind)
+        }
         ["subscriptions", _, "providers", provider, "locations", _, "operations", id]
             if matches!(*provider, "microsoft.compute" | "microsoft.hybridcompute") =>
         {
@@ -138,6 +154,12 @@ fn invalid(target: &str, message: String) -> Response {
 
 /// Whether `machine_id` is configured to fail (by full id or by name), default no.
 pub(super) fn machine_fails(world: &World, machine_id: &str) -> bool {
+    machine_config(world, machine_id).0
+}
+
+/// A machine's configuration (by full id or by name): whether it fails and its OS; a machine
+/// not configured patches fine and runs Windows, as the official examples' machines do.
+fn machine_config(world: &World, machine_id: &str) -> (bool, MachineOs) {
     let state = world.lock();
     let lower = machine_id.to_ascii_lowercase();
     let name = lower.rsplit('/').next().unwrap_or_default().to_string();
@@ -146,7 +168,93 @@ pub(super) fn machine_fails(world: &World, machine_id: &str) -> bool {
         .get(&lower)
         .or_else(|| state.machines.get(&name))
         .copied()
-        .unwrap_or(false)
+        .unwrap_or((false, MachineOs::Windows))
+}
+
+/// `GET` of a VM or Arc machine: where patchwave learns the OS (VM:
+/// `properties.storageProfile.osDisk.osType`; Arc: `properties.osType`, lower case).
+fn get_machine(
+    world: &World,
+    query: &HashMap<String, String>,
+    uri: &Uri,
+    kind: MachineKind,
+) -> Response {
+    if let Err(response) = require_api_version(query, api_version_for(kind)) {
+        return *response;
+    }
+    let id = uri.path().to_string();
+    let name = id.rsplit('/').next().unwrap_or_default().to_string();
+    let (_, os) = machine_config(world, &id);
+    let location = world.config.location.clone();
+    let body = match kind {
+        MachineKind::VirtualMachine => json!({
+            "id": id, "name": name, "type": "Microsoft.Compute/virtualMachines", "location": location,
+            "properties": {"provisioningState": "Succeeded", "storageProfile": {"osDisk": {
+                "osType": if os == MachineOs::Windows { "Windows" } else { "Linux" },
+                "name": format!("{name}-osdisk"), "createOption": "FromImage"}}}
+        }),
+        MachineKind::ArcMachine => json!({
+            "id": id, "name": name, "type": "Microsoft.HybridCompute/machines", "location": location,
+            "properties": {"provisioningState": "Succeeded", "status": "Connected",
+                "osType": if os == MachineOs::Windows { "windows" } else { "linux" }}
+        }),
+    };
+    json(StatusCode::OK, body)
+}
+
+/// Classifications `installPatches` takes, per OS (Compute and HybridCompute specs:
+/// `VMGuestPatchClassificationWindows` / `VMGuestPatchClassificationLinux`).
+const WINDOWS_CLASSIFICATIONS: [&str; 8] = [
+    "Critical",
+    "Security",
+    "UpdateRollUp",
+    "FeaturePack",
+    "ServicePack",
+    "Definition",
+    "Tools",
+    "Updates",
+];
+const LINUX_CLASSIFICATIONS: [&str; 3] = ["Critical", "Security", "Other"];
+
+/// The parameter set of the machine's OS, and only it, with known classifications.
+fn check_os_parameters(request: &Value, os: MachineOs) -> Result<(), Box<Response>> {
+    let (own, other, allowed): (&str, &str, &[&str]) = match os {
+        MachineOs::Windows => (
+            "windowsParameters",
+            "linuxParameters",
+            &WINDOWS_CLASSIFICATIONS,
+        ),
+        MachineOs::Linux => (
+            "linuxParameters",
+            "windowsParameters",
+            &LINUX_CLASSIFICATIONS,
+        ),
+    };
+    if request.get(other).is_some_and(|v| !v.is_null()) {
+        return Err(Box::new(invalid(
+            other,
+            format!("{other} cannot be used on a {os:?} machine; send {own}."),
+        )));
+    }
+    let Some(parameters) = request.get(own).filter(|v| v.is_object()) else {
+        return Err(Box::new(invalid(
+            own,
+            format!("{own} is required for a {os:?} machine."),
+        )));
+    };
+    let classifications = parameters
+        .get("classificationsToInclude")
+        .and_then(Value::as_array);
+    for value in classifications.into_iter().flatten() {
+        let known = value.as_str().is_some_and(|c| allowed.contains(&c));
+        if !known {
+            return Err(Box::new(invalid(
+                &format!("{own}.classificationsToInclude"),
+                format!("{value} is not a valid classification; valid values: {allowed:?}."),
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn start_operation(
@@ -181,6 +289,9 @@ fn start_operation(
         let duration = request.get("maximumDuration").and_then(Value::as_str);
         if machine_kind == MachineKind::ArcMachine && duration.is_none() {
             return invalid("maximumDuration", "maximumDuration is required.".into());
+        }
+        if let Err(response) = check_os_parameters(&request, machine_config(world, &machine_id).1) {
+            return *response;
         }
     }
     let fails = kind == OperationKind::Install && machine_fails(world, &machine_id);
@@ -236,7 +347,10 @@ fn start_operation(
             "azure-asyncoperation",
             format!("{base}?api-version={api_version}"),
         ),
-        ("retry-after", "1".to_string()),
+        (
+            "retry-after",
+            retry_after(world).to_str().unwrap_or("1").to_string(),
+        ),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
@@ -276,17 +390,17 @@ fn poll_operation(
     let monitor = query
         .get("monitor")
         .is_some_and(|m| m.eq_ignore_ascii_case("true"));
+    let running = !TERMINAL.contains(&status);
+    let retry_after = retry_after(world);
     if monitor {
-        if status == "InProgress" {
+        if running {
             let mut response = json(StatusCode::ACCEPTED, Value::Null);
             *response.body_mut() = axum::body::Body::empty();
             let location = format!("{}{}", world.base_url, uri);
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert("location", value);
             }
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
+            response.headers_mut().insert("retry-after", retry_after);
             response.headers_mut().remove("content-type");
             return response;
         }
@@ -294,7 +408,7 @@ fn poll_operation(
     }
     let mut body =
         json!({"startTime": azure_time(operation.started), "status": status, "name": operation.id});
-    if status != "InProgress" {
+    if !running {
         body["endTime"] = json!(azure_time(operation.ends));
     }
     if status == "Failed" {
@@ -302,12 +416,22 @@ fn poll_operation(
             "message": format!("Patches failed to install on '{}'.", operation.machine_id)});
     }
     let mut response = json(StatusCode::OK, body);
-    if status == "InProgress" {
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
+    if running {
+        response.headers_mut().insert("retry-after", retry_after);
     }
     response
+}
+
+/// The statuses that end an operation; any other means it still runs.
+const TERMINAL: [&str; 3] = ["Succeeded", "Failed", "Canceled"];
+
+/// `Retry-After` of a running operation: a third of how long patching takes, whole seconds,
+/// at least 1.
+fn retry_after(world: &World) -> HeaderValue {
+    let seconds = (world.config.patch_duration.as_secs_f64() / 3.0)
+        .ceil()
+        .max(1.0) as u64;
+    HeaderValue::from_str(&seconds.to_string()).unwrap_or(HeaderValue::from_static("1"))
 }
 
 fn install_result(

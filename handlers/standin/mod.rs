@@ -11,7 +11,8 @@
 //!   (`2025-04-01`) and `Microsoft.HybridCompute/machines` (`2024-07-10`) as long-running
 //!   operations, and cancelling a maintenance run through `applyUpdates` (`2023-10-01-preview`)
 //!   ([`arm`]);
-//! - IoT Hub `POST /devices/query` (`2021-04-12`) with `x-ms-continuation` paging ([`iothub`]);
+//! - IoT Hub `POST /devices/query` (`2021-04-12`) over device and module twins, with
+//!   `x-ms-continuation` paging and IoT Hub's own error form ([`iothub`]);
 //! - control routes under `/_standin/` ([`control`]).
 //!
 //! Creating a deployment makes the group's devices report (state 6, then 0/700 or 255) as twin
@@ -37,7 +38,7 @@ pub use model::*;
 pub use world::World;
 
 use anyhow::Context as _;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use rollout_core::UpdateId;
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,15 @@ pub struct GroupConfig {
     pub failure_rate_by_version: BTreeMap<String, f64>,
     /// Device classes in the group (devices are spread over them round-robin).
     pub device_classes: usize,
+    /// Where the group's devices run their Device Update agent: `None` as the device identity
+    /// (the `ADUGroup` tag is on the device twin), `Some(module)` as that module identity (the
+    /// tag is on the module twin, served by `SELECT * FROM devices.modules`; the device twin
+    /// carries no tag). A module agent still belongs to its device: membership and reports are
+    /// by device id.
+    pub module_id: Option<String>,
+    /// Devices of a module group whose device twin carries the `ADUGroup` tag too (both twins
+    /// tagged: still one member).
+    pub device_twin_tagged: Vec<String>,
 }
 
 impl GroupConfig {
@@ -119,6 +129,8 @@ impl GroupConfig {
             failure_rate,
             failure_rate_by_version: BTreeMap::new(),
             device_classes: 1,
+            module_id: None,
+            device_twin_tagged: Vec::new(),
         }
     }
 }
@@ -130,6 +142,29 @@ pub struct MachineConfig {
     pub id: String,
     /// Whether installPatches reports failed patches.
     pub fails: bool,
+    /// Its operating system: `installPatches` takes only this OS's parameters.
+    pub os: MachineOs,
+}
+
+impl MachineConfig {
+    /// A Linux machine (what IoT Edge gateways usually run) whose patching succeeds.
+    pub fn linux(id: &str) -> Self {
+        MachineConfig {
+            id: id.to_string(),
+            fails: false,
+            os: MachineOs::Linux,
+        }
+    }
+}
+
+/// A machine's operating system, as Resource Manager reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MachineOs {
+    /// Linux (`linuxParameters`).
+    #[default]
+    Linux,
+    /// Windows (`windowsParameters`).
+    Windows,
 }
 
 /// Fault injection knobs (changeable at runtime through [`World::set_faults`] or
@@ -163,14 +198,15 @@ impl Default for StandinConfig {
                 GroupConfig::numbered("canary", 10, 0.0),
                 GroupConfig::numbered("fleet", 200, 0.02),
             ],
+            // Windows, as the official installPatches examples are
             machines: vec![
                 MachineConfig {
-                    id: "gw-01".into(),
-                    fails: false,
+                    os: MachineOs::Windows,
+                    ..MachineConfig::linux("gw-01")
                 },
                 MachineConfig {
-                    id: "gw-02".into(),
-                    fails: false,
+                    os: MachineOs::Windows,
+                    ..MachineConfig::linux("gw-02")
                 },
             ],
             installed_update: UpdateId {
@@ -249,7 +285,6 @@ impl Drop for Standin {
 pub fn router(world: Arc<World>) -> Router {
     let azure = Router::new()
         .merge(adu::routes())
-        .route("/devices/query", post(iothub::query))
         .route("/subscriptions/{*rest}", axum::routing::any(arm::dispatch))
         .layer(axum::middleware::from_fn_with_state(
             world.clone(),
@@ -257,6 +292,8 @@ pub fn router(world: Arc<World>) -> Router {
         ));
     Router::new()
         .merge(azure)
+        // IoT Hub answers its faults in its own error form, so it injects them itself
+        .merge(iothub::routes(world.clone()))
         .merge(control::routes())
         .route(
             "/",

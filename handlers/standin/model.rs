@@ -162,9 +162,19 @@ pub struct Operation {
 
 impl Operation {
     /// `InProgress`, `Succeeded` or `Failed` at `now`.
+    /// Before its end an operation passes through ARM's in-between statuses: `Accepted`, then
+    /// `InProgress`, then `Updating` (any status but `Succeeded`, `Failed` and `Canceled`
+    /// means "still running").
     pub fn status_at(&self, now: DateTime<Utc>) -> &'static str {
         if now < self.ends {
-            "InProgress"
+            let third = (self.ends - self.started) / 3;
+            if now < self.started + third {
+                "Accepted"
+            } else if now < self.started + third * 2 {
+                "InProgress"
+            } else {
+                "Updating"
+            }
         } else if self.succeeds {
             "Succeeded"
         } else {

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rollout_core::UpdateId;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -35,6 +35,10 @@ pub(super) struct Group {
     pub failure_rate: f64,
     pub failure_rate_by_version: BTreeMap<String, f64>,
     pub created: DateTime<Utc>,
+    /// The module its devices' agents run as (`None`: the device identity).
+    pub module_id: Option<String>,
+    /// Devices whose device twin is tagged although their agent is a module.
+    pub device_twin_tagged: BTreeSet<String>,
 }
 
 /// A twin change notification waiting in its partition.
@@ -56,7 +60,7 @@ pub(super) struct State {
     pub devices: BTreeMap<String, Device>,
     pub deployments: Vec<Deployment>,
     /// Lower-cased machine id or name → whether its patching fails.
-    pub machines: BTreeMap<String, bool>,
+    pub machines: BTreeMap<String, (bool, super::MachineOs)>,
     pub operations: BTreeMap<String, Operation>,
     /// Lower-cased run id → run.
     pub runs: BTreeMap<String, MaintenanceRun>,
@@ -149,13 +153,15 @@ impl World {
                     failure_rate: group.failure_rate,
                     failure_rate_by_version: group.failure_rate_by_version.clone(),
                     created: now,
+                    module_id: group.module_id.clone(),
+                    device_twin_tagged: group.device_twin_tagged.iter().cloned().collect(),
                 },
             );
         }
         let machines = config
             .machines
             .iter()
-            .map(|m| (m.id.to_ascii_lowercase(), m.fails))
+            .map(|m| (m.id.to_ascii_lowercase(), (m.fails, m.os)))
             .collect();
         let partitions = config.partitions.max(1);
         let state = State {

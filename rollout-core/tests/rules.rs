@@ -418,6 +418,49 @@ fn pre_maintenance_event_during_deployment_cancels_the_run() {
 }
 
 #[test]
+fn a_run_is_cancellable_until_the_earlier_of_its_cut_off_and_ten_minutes_before_its_start() {
+    let config = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/gw-hosts";
+    let mut p = two_waves();
+    p.infrastructure = Some(InfrastructurePlan {
+        maintenance_configuration_ids: vec![config.into()],
+        machines: vec![],
+        on_failure: InfrastructureFailure::Block,
+    });
+    let run = |stamp: &str, start: i64, cutoff: i64| MaintenanceRun {
+        run_id: format!("{config}/providers/microsoft.maintenance/applyupdates/{stamp}"),
+        configuration_id: config.into(),
+        start: Some(minutes(start)),
+        cancellation_cutoff: Some(minutes(cutoff)),
+    };
+    let mut s = Scenario::new(p);
+    s.step(
+        Input::MaintenanceFinished {
+            run: run("1", 0, -1),
+            outcome: PatchOutcome::Succeeded,
+        },
+        minutes(1),
+    );
+    s.members(0, devices("canary", 5), minutes(2));
+    // the example event's cut-off is 1 minute before the start; the docs say 10
+    let late = s.step(Input::MaintenanceStarting(run("2", 60, 59)), minutes(55));
+    assert!(kinds(&late).is_empty());
+    assert!(s
+        .last_reason("infrastructure.hold_too_late")
+        .ends_with("(10 minutes before the run's start)"));
+    // an event whose own cut-off is earlier than that is trusted
+    let late = s.step(Input::MaintenanceStarting(run("3", 60, 30)), minutes(40));
+    assert!(kinds(&late).is_empty());
+    assert!(s
+        .last_reason("infrastructure.hold_too_late")
+        .ends_with("(the event's CancellationCutOffDateTime)"));
+    let held = s.step(Input::MaintenanceStarting(run("4", 120, 119)), minutes(40));
+    assert_eq!(kinds(&held), ["cancel-run"]);
+    assert!(s
+        .last_reason("infrastructure.hold")
+        .contains("10 minutes before the run's start"));
+}
+
+#[test]
 fn infrastructure_failure_blocks_or_warns_as_planned() {
     let machine =
         "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/gw-01";

@@ -301,10 +301,24 @@ async fn finished_devices_lists_each_subgroup_by_its_counts_unless_already_known
         .is_some());
 }
 
+/// A VM (`storageProfile.osDisk.osType`) or Arc machine (`osType`, lower case) of `os`.
+fn machine_body(path: &str, os: &str) -> Value {
+    if path.contains("/Microsoft.HybridCompute/") {
+        json!({"id": path, "properties": {"osType": os.to_ascii_lowercase(), "status": "Connected"}})
+    } else {
+        json!({"id": path, "properties": {"storageProfile": {"osDisk": {"osType": os}}}})
+    }
+}
+
 #[tokio::test]
-async fn install_patches_follows_the_long_running_operation_to_its_result() {
+async fn install_patches_sends_the_machines_os_parameters_and_follows_every_in_between_status() {
     let result = example("compute-install-patches-result.json");
+    let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = polls.clone();
     let recorder = Recorder::start(Arc::new(move |r, _| {
+        if r.method == "GET" && r.path.ends_with("/virtualMachines/myVMName") {
+            return ok(machine_body(&r.path, "Windows"));
+        }
         if r.path.ends_with("/installPatches") {
             let base = r.header("host").map(|h| format!("http://{h}")).unwrap_or_default();
             return (
@@ -320,7 +334,12 @@ async fn install_patches_follows_the_long_running_operation_to_its_result() {
         if r.query.contains("monitor=true") {
             return ok(result.clone());
         }
-        ok(json!({"status": "Succeeded", "name": "op1"}))
+        // ARM: any status but Succeeded, Failed and Canceled means still running
+        let status = ["Accepted", "Updating", "Succeeded"]
+            [seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst).min(2)];
+        let mut reply = ok(json!({"status": status, "name": "op1"}));
+        reply.1.push(("Retry-After".into(), "1".into()));
+        reply
     }))
     .await;
     let arm =
@@ -336,6 +355,7 @@ async fn install_patches_follows_the_long_running_operation_to_its_result() {
     );
     let started = arm.start_install_patches(&vm).await.expect("started");
     assert!(matches!(started, PatchRun::Running(_)), "{started:?}");
+    let begin = tokio::time::Instant::now();
     let finished = arm
         .follow(started, Duration::from_secs(10), Duration::from_millis(20))
         .await
@@ -343,6 +363,11 @@ async fn install_patches_follows_the_long_running_operation_to_its_result() {
     let PatchRun::Finished(outcome) = finished else {
         panic!("not finished")
     };
+    assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(
+        begin.elapsed() >= Duration::from_secs(3),
+        "Retry-After: 1 before each of the 3 polls, not the 20 ms asked for"
+    );
     let expected = example("compute-install-patches-result.json");
     let expected_outcome = if expected["status"] == "Succeeded" {
         PatchOutcome::Succeeded
@@ -357,56 +382,77 @@ async fn install_patches_follows_the_long_running_operation_to_its_result() {
         "{}",
         outcome.detail
     );
-    let first = &recorder.requests()[0];
-    assert_eq!(first.method, "POST");
+    let requests = recorder.requests();
+    let escaped = vm.replace("{subscription-id}", "%7Bsubscription-id%7D");
     assert_eq!(
-        first.path,
-        format!(
-            "{}/installPatches",
-            vm.replace("{subscription-id}", "%7Bsubscription-id%7D")
-        )
+        (requests[0].method.as_str(), requests[0].path.as_str()),
+        ("GET", escaped.as_str())
     );
+    let post = &requests[1];
+    assert_eq!(post.method, "POST");
+    assert_eq!(post.path, format!("{escaped}/installPatches"));
     assert_eq!(
-        first.query,
+        post.query,
         format!(
             "api-version={}",
             spec["parameters"]["api-version"].as_str().expect("v")
         )
     );
     let input = &spec["parameters"]["installPatchesInput"];
-    assert_eq!(first.body["maximumDuration"], input["maximumDuration"]);
-    assert_eq!(first.body["rebootSetting"], input["rebootSetting"]);
+    assert_eq!(post.body["maximumDuration"], input["maximumDuration"]);
+    assert_eq!(post.body["rebootSetting"], input["rebootSetting"]);
     assert_eq!(
-        first.body["windowsParameters"]["classificationsToInclude"],
+        post.body["windowsParameters"]["classificationsToInclude"],
         input["windowsParameters"]["classificationsToInclude"]
     );
-    let request = example("compute-install-patches-request-linux.constructed.json");
-    assert_eq!(
-        first.body["linuxParameters"]["classificationsToInclude"],
-        request["linuxParameters"]["classificationsToInclude"]
+    assert!(
+        post.body.get("linuxParameters").is_none(),
+        "only the Windows machine's own parameter set: {}",
+        post.body
     );
 }
 
 #[tokio::test]
 async fn arc_machines_use_their_own_api_version_and_a_200_is_a_finished_run() {
     let result = example("arc-install-patches-result.json");
-    let recorder = Recorder::start(Arc::new(move |_, _| ok(result.clone()))).await;
+    let recorder = Recorder::start(Arc::new(move |r, _| {
+        if r.method == "GET" {
+            return ok(machine_body(&r.path, "Linux"));
+        }
+        ok(result.clone())
+    }))
+    .await;
     let arm = ResourceManagerClient::new(client(&recorder, "s"));
     let machine =
         "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/edge-01";
     let run = arm.start_install_patches(machine).await.expect("run");
     assert!(matches!(run, PatchRun::Finished(_)), "{run:?}");
-    let request = &recorder.requests()[0];
-    assert_eq!(
-        request.query,
-        format!(
-            "api-version={}",
-            example("arc-install-patches.x-ms-example.json")["parameters"]["api-version"]
-                .as_str()
-                .expect("v")
-        )
+    arm.start_install_patches(machine).await.expect("again");
+    let requests = recorder.requests();
+    let version = format!(
+        "api-version={}",
+        example("arc-install-patches.x-ms-example.json")["parameters"]["api-version"]
+            .as_str()
+            .expect("v")
     );
+    assert_eq!(
+        requests.iter().filter(|r| r.method == "GET").count(),
+        1,
+        "the OS is learned once and kept"
+    );
+    let request = &requests[1];
+    assert_eq!(request.query, version);
     assert_eq!(request.path, format!("{machine}/installPatches"));
+    let linux = example("compute-install-patches-request-linux.constructed.json");
+    assert_eq!(
+        request.body["linuxParameters"]["classificationsToInclude"],
+        linux["linuxParameters"]["classificationsToInclude"]
+    );
+    assert!(
+        request.body.get("windowsParameters").is_none(),
+        "{}",
+        request.body
+    );
     assert!(arm
         .start_install_patches("/subscriptions/s/something/else")
         .await
@@ -446,7 +492,12 @@ async fn cancel_maintenance_run_puts_status_cancel() {
 #[tokio::test]
 async fn iot_hub_twin_query_pages_with_continuation() {
     let recorder = Recorder::start(Arc::new(|r, _| {
-        if r.header("x-ms-continuation") == Some("page-2") {
+        if r.body["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("devices.modules"))
+        {
+            ok(json!([]))
+        } else if r.header("x-ms-continuation") == Some("page-2") {
             ok(json!([{"deviceId": "d3", "tags": {"ADUGroup": "canary"}}]))
         } else {
             (
@@ -463,7 +514,15 @@ async fn iot_hub_twin_query_pages_with_continuation() {
         ["d1", "d2", "d3"]
     );
     let requests = recorder.requests();
-    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests.len(),
+        3,
+        "two device-twin pages, then the module twins"
+    );
+    assert_eq!(
+        requests[2].body,
+        json!({"query": "SELECT * FROM devices.modules WHERE tags.ADUGroup = 'can''ary'"})
+    );
     assert_eq!(
         (
             requests[0].method.as_str(),

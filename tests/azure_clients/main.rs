@@ -4,5 +4,6 @@
 mod clients;
 mod credentials;
 mod events;
+mod iot_hub;
 mod recorder;
 mod retries;

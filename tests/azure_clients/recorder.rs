@@ -107,12 +107,13 @@ pub fn client(recorder: &Recorder, scope: &str) -> RestClient {
     RestClient::new(&recorder.url, scope, Arc::new(StaticToken), policy).expect("client")
 }
 
-/// An official example from ../shared/reference/azure.
+/// An official Azure example, copied into `tests/fixtures/azure/` (sources in its README).
 pub fn example(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/azure")
+        .join("tests/fixtures/azure")
         .join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("example")).expect("json")
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn ok(body: Value) -> (u16, Vec<(String, String)>, Value) {

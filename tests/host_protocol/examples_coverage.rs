@@ -1,70 +1,88 @@
-//! Every example the reference folder ships for our inputs is exercised by a test here.
-//! A new example appearing in `../shared/reference` fails this test until a test uses it.
+//! Every file in `tests/fixtures/` is read by a test and has its source in that folder's
+//! README. A fixture no test names, or one added without a source, fails this test.
 
-use crate::support::reference_dir;
+use crate::support::fixtures_dir;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
-/// Examples the tests in this binary read, by path under `../shared/reference`.
-const COVERED: &[&str] = &[
-    "functions-host/eventgrid-request.json",
-    "functions-host/eventgrid-response.json",
-    "functions-host/eventgrid-webhook-validation-request.json",
-    "functions-host/eventgrid-webhook-validation-response.json",
-    "functions-host/eventhub-many-request.json",
-    "functions-host/eventhub-many-string-request.json",
-    "functions-host/eventhub-one-request.json",
-    "functions-host/eventhub-response.json",
-    "functions-host/http-nonforwarded-request.json",
-    "functions-host/http-nonforwarded-response.json",
-    "functions-host/timer-request.json",
-    "functions-host/timer-response.json",
-    "azure/eventgrid-pre-maintenance-event.json",
-    "azure/eventgrid-pre-maintenance-event.camelcase-docs-variant.json",
-    "azure/eventgrid-post-maintenance-event.json",
-    "azure/iothub-twin-change-eventhub-message.json",
-    "azure/iothub-twin-change-eventhub-message-body.json",
-    "azure/iothub-twin-change-eventhub-message-properties.json",
-    "azure/iothub-twin-change-deviceupdate-reported.constructed.json",
-    "azure/iothub-connection-state-eventhub-message.json",
-    "azure/adu-agent-reported-success.json",
-    "azure/adu-agent-reported-success.agent-testdata.json",
-    "azure/adu-agent-reported-in-progress.constructed.json",
-    "azure/adu-agent-reported-failure.constructed.json",
-    "azure/adu-agent-reported-service-ack.constructed.json",
-    "azure/adu-service-desired-cancel.constructed.json",
-    "azure/adu-service-desired-processdeployment.agent-testdata.json",
-];
-
-fn is_trigger_input_example(relative: &str) -> bool {
-    let Some(name) = relative.strip_prefix("azure/") else {
-        return relative.starts_with("functions-host/") && relative.ends_with(".json");
-    };
-    name.ends_with(".json")
-        && ((name.contains("maintenance-event")
-            && (name.starts_with("eventgrid-") || name.starts_with("cloudevents-")))
-            || name.starts_with("iothub-")
-            || name.starts_with("adu-agent-")
-            || name.starts_with("adu-service-"))
-}
-
-#[test]
-fn every_reference_example_for_our_triggers_is_covered() {
-    let mut uncovered = Vec::new();
-    for folder in ["functions-host", "azure"] {
-        for entry in std::fs::read_dir(reference_dir().join(folder)).expect("reference folder") {
-            let name = entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            let relative = format!("{folder}/{name}");
-            if is_trigger_input_example(&relative) && !COVERED.contains(&relative.as_str()) {
-                uncovered.push(relative);
+/// Every file under `dir`, recursively, in a stable order.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
             }
         }
     }
+    files.sort();
+    files
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn every_fixture_is_read_by_a_test_and_has_a_source() {
+    let fixtures = fixtures_dir();
+    let tests = fixtures.parent().expect("tests/");
+    let sources: Vec<String> = files_under(tests)
+        .iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .map(|path| read(path))
+        .collect();
+    let readme = read(&fixtures.join("README.md"));
+    let (mut names, mut duplicates, mut unused, mut unsourced) =
+        (BTreeSet::new(), Vec::new(), Vec::new(), Vec::new());
+    for path in files_under(&fixtures) {
+        let relative = path
+            .strip_prefix(&fixtures)
+            .expect("under fixtures")
+            .components()
+            .map(|part| part.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        if relative == "README.md" {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        // Tests name a fixture by its path under tests/fixtures, by its file name (the helpers
+        // that read `azure/`), or with a prefix such as `fixtures/`: file names must be unique.
+        if !names.insert(name.clone()) {
+            duplicates.push(relative.clone());
+        }
+        let named = [
+            format!("\"{relative}\""),
+            format!("\"{name}\""),
+            format!("/{name}\""),
+        ];
+        if !sources
+            .iter()
+            .any(|source| named.iter().any(|quoted| source.contains(quoted.as_str())))
+        {
+            unused.push(relative.clone());
+        }
+        if !readme.contains(relative.as_str()) {
+            unsourced.push(relative);
+        }
+    }
     assert!(
-        uncovered.is_empty(),
-        "examples no test decodes yet: {uncovered:?}"
+        duplicates.is_empty(),
+        "fixture file names used twice: {duplicates:?}"
+    );
+    assert!(unused.is_empty(), "fixtures no test reads: {unused:?}");
+    assert!(
+        unsourced.is_empty(),
+        "fixtures without a source in tests/fixtures/README.md: {unsourced:?}"
     );
 }
 

@@ -75,23 +75,20 @@ impl TestApp {
     }
 }
 
-/// `../shared/reference` beside the project.
-pub fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
+/// `tests/fixtures/`: official examples under `azure/` and `functions-host/`, payloads built
+/// from the documents at the top level (sources in its README).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Reads a JSON example from `../shared/reference/<relative>`.
+/// Reads an official JSON example from `tests/fixtures/<relative>`, e.g. `azure/x.json`.
 pub fn reference(relative: &str) -> Value {
-    read_json(&reference_dir().join(relative))
+    read_json(&fixtures_dir().join(relative))
 }
 
 /// Reads a JSON fixture from `tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> Value {
-    read_json(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
-    )
+    read_json(&fixtures_dir().join(name))
 }
 
 fn read_json(path: &Path) -> Value {

@@ -2,7 +2,7 @@
 //! Arc machines, validation, case-insensitive paths, and the maintenance-run cancel shape.
 
 use crate::support::*;
-use patchwave::standin::{MachineConfig, OperationKind};
+use patchwave::standin::{MachineConfig, MachineOs, OperationKind};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ async fn follow(started: reqwest::Response) -> (String, Value) {
     assert_eq!(header(&started, "retry-after"), "1");
     let http = client();
     let mut saw_in_progress = false;
+    let mut seen = Vec::new();
     let status = loop {
         let body: Value = http
             .get(&status_url)
@@ -45,7 +46,10 @@ async fn follow(started: reqwest::Response) -> (String, Value) {
             "",
         );
         let status = body["status"].as_str().expect("status").to_string();
-        if status != "InProgress" {
+        if !seen.contains(&status) {
+            seen.push(status.clone());
+        }
+        if matches!(status.as_str(), "Succeeded" | "Failed" | "Canceled") {
             break status;
         }
         if !saw_in_progress {
@@ -57,7 +61,11 @@ async fn follow(started: reqwest::Response) -> (String, Value) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(saw_in_progress, "the operation was never InProgress");
+    assert!(saw_in_progress, "the operation never ran");
+    assert!(
+        seen.len() >= 2,
+        "in-between statuses before the end, as ARM has them: {seen:?}"
+    );
     let done = http.get(&location).send().await.expect("result");
     assert_eq!(done.status(), 200);
     (status, done.json().await.expect("json"))
@@ -104,6 +112,7 @@ async fn a_failing_arc_machine_reports_failed_patches() {
     config.machines = vec![MachineConfig {
         id: "arc-01".into(),
         fails: true,
+        os: MachineOs::Windows,
     }];
     let standin = start(config).await;
     let started = client()
@@ -203,6 +212,70 @@ async fn requests_are_validated_and_paths_are_case_insensitive() {
         .await
         .expect("post");
     assert_eq!(busy.status(), 409);
+}
+
+#[tokio::test]
+async fn install_patches_takes_only_the_machines_own_os_parameters_and_known_classifications() {
+    let mut config = fast_config(vec![]);
+    config.machines = vec![MachineConfig::linux("gw-01")];
+    let standin = start(config).await;
+    let http = client();
+    let url = standin.url();
+    let machine: Value = http
+        .get(format!("{url}{VM}?api-version=2025-04-01"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        machine["properties"]["storageProfile"]["osDisk"]["osType"],
+        "Linux"
+    );
+    let arc: Value = http
+        .get(format!("{url}{ARC}?api-version=2024-07-10"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        arc["properties"]["osType"], "windows",
+        "a machine not configured runs Windows, as the official examples' do"
+    );
+    let windows = example("compute-install-patches-request.json");
+    let mut both = example("compute-install-patches-request-linux.constructed.json");
+    both["windowsParameters"] = windows["windowsParameters"].clone();
+    let mut unknown = example("compute-install-patches-request-linux.constructed.json");
+    unknown["linuxParameters"]["classificationsToInclude"] =
+        json!(["Critical", "Security Updates"]);
+    for (body, target) in [
+        (windows, "windowsParameters"),
+        (both, "windowsParameters"),
+        (unknown, "linuxParameters.classificationsToInclude"),
+    ] {
+        let refused = http
+            .post(format!("{url}{VM}/installPatches?api-version=2025-04-01"))
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(refused.status(), 400, "{body}");
+        let error: Value = refused.json().await.expect("json");
+        assert_eq!(error["error"]["code"], "InvalidParameter");
+        assert_eq!(error["error"]["target"], target, "{error}");
+    }
+    let accepted = http
+        .post(format!("{url}{VM}/installPatches?api-version=2025-04-01"))
+        .json(&example(
+            "compute-install-patches-request-linux.constructed.json",
+        ))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(accepted.status(), 202);
 }
 
 #[tokio::test]

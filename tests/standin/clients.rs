@@ -7,7 +7,7 @@ use patchwave::azure::device_update::{self, DeviceUpdateClient, RollbackPolicy};
 use patchwave::azure::iot_hub::{self, IotHubClient};
 use patchwave::azure::resource_manager::{self, PatchRun, ResourceManagerClient};
 use patchwave::azure::rest::{RestClient, RetryPolicy};
-use patchwave::standin::{Faults, GroupConfig, MachineConfig};
+use patchwave::standin::{Faults, GroupConfig, MachineConfig, MachineOs};
 use rollout_core::{PatchOutcome, UpdateId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,7 @@ async fn the_clients_work_against_the_stand_in() {
     config.machines = vec![MachineConfig {
         id: "gw-bad".into(),
         fails: true,
+        os: MachineOs::Linux,
     }];
     let standin = start(config).await;
     let url = standin.url();

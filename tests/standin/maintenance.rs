@@ -6,7 +6,7 @@ use patchwave::decode::event_grid::{
     decode_events, MaintenanceEvent, MaintenancePhase, PatchEvent, RunStatus,
 };
 use patchwave::host::Invocation;
-use patchwave::standin::{MachineConfig, RunState};
+use patchwave::standin::{MachineConfig, MachineOs, RunState};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ async fn a_maintenance_run_sends_pre_then_post_events() {
     config.machines = vec![MachineConfig {
         id: "gw-bad".into(),
         fails: true,
+        os: MachineOs::Linux,
     }];
     let standin = start(config).await;
     let scheduled = schedule(

@@ -27,10 +27,10 @@ pub async fn start(config: StandinConfig) -> Standin {
     Standin::start(config).await.expect("stand-in starts")
 }
 
-/// An official example from `../shared/reference/azure/`.
+/// An official Azure example, copied into `tests/fixtures/azure/` (sources in its README).
 pub fn example(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/azure")
+        .join("tests/fixtures/azure")
         .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -69,12 +69,8 @@ fn start() -> Emulator {
         .arg("azurite-wrapper")
         .arg(&azurite)
         .args(["--tableHost", "127.0.0.1", "--tablePort", &port.to_string()])
-        .args([
-            "--inMemoryPersistence",
-            "--disableTelemetry",
-            "--skipApiVersionCheck",
-            "--loose",
-        ])
+        // Azurite's default, strict checks: it refuses what a storage account refuses
+        .args(["--inMemoryPersistence", "--disableTelemetry"])
         .current_dir(&location)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

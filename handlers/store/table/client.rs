@@ -11,7 +11,11 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 use std::time::Duration;
 
-const API_VERSION: &str = "2019-02-10";
+/// The Storage service version every request names (`x-ms-version`): a real one, that Azure
+/// Storage and Azurite (with its default strict checks) both accept, and the one the Azure SDKs
+/// for Tables send. The list of versions: "Versioning for the Azure Storage services" in the
+/// Storage REST documentation (2019-02-02, 2019-07-07, 2019-12-12, 2020-02-10, …).
+pub(crate) const API_VERSION: &str = "2019-02-02";
 const ACCEPT: &str = "application/json;odata=nometadata";
 const JSON: &str = "application/json";
 /// Attempts for a request the service turned away as busy (429, 503) or that never connected.

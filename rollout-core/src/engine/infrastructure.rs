@@ -5,7 +5,7 @@ use crate::effect::{Effect, EffectKind};
 use crate::input::{MaintenanceRun, PatchOutcome};
 use crate::plan::InfrastructureFailure;
 use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 /// Update Manager accepts a cancellation until 10 minutes before the run starts.
 const CANCEL_LEAD_MINUTES: i64 = 10;
@@ -125,7 +125,7 @@ impl Rollout {
         })
     }
 
-    /// PreMaintenanceEvent: cancel the run if devices are mid-deployment.
+    /// PreMaintenanceEvent: cancel the run if devices are mid-deployment, until its cut-off.
     pub(super) fn on_maintenance_starting(
         &mut self,
         run: &MaintenanceRun,
@@ -144,14 +144,12 @@ impl Rollout {
             self.decide(effects, "infrastructure.run_starting", None, None, reason);
             return;
         }
-        let cutoff = run.cancellation_cutoff.or_else(|| {
-            run.start
-                .map(|start| start - Duration::minutes(CANCEL_LEAD_MINUTES))
-        });
-        if cutoff.is_some_and(|cutoff| self.now > cutoff) {
+        let cutoff = cancellation_cutoff(run);
+        if let Some((cutoff, bound)) = cutoff.filter(|(cutoff, _)| self.now > *cutoff) {
             let reason = format!(
-                "infrastructure: maintenance run {} starts while devices are deploying, but it is past its cancellation cut-off",
-                short_name(&run.run_id)
+                "infrastructure: maintenance run {} starts while devices are deploying, but it is past its cancellation cut-off {} ({bound})",
+                short_name(&run.run_id),
+                cutoff.to_rfc3339()
             );
             self.decide(effects, "infrastructure.hold_too_late", None, None, reason);
             return;
@@ -164,8 +162,11 @@ impl Rollout {
                 run_id: run.run_id.clone(),
             },
         );
+        let within = cutoff.map_or(String::new(), |(cutoff, bound)| {
+            format!(" (cancellable until {}, {bound})", cutoff.to_rfc3339())
+        });
         let reason = format!(
-            "infrastructure: holding maintenance run {} because devices are deploying; cancelling it",
+            "infrastructure: holding maintenance run {} because devices are deploying; cancelling it{within}",
             short_name(&run.run_id)
         );
         self.decide(effects, "infrastructure.hold", None, None, reason);
@@ -256,4 +257,22 @@ pub(super) fn short_name(resource_id: &str) -> String {
         .find(|s| !s.is_empty())
         .unwrap_or(resource_id)
         .to_string()
+}
+
+/// When a run can still be cancelled: the earlier of the event's `CancellationCutOffDateTime`
+/// and 10 minutes before its start (Update Manager's documented limit; its own example event
+/// names a cut-off 1 minute before the start, so neither alone is trusted), with which bound
+/// applied.
+fn cancellation_cutoff(run: &MaintenanceRun) -> Option<(DateTime<Utc>, &'static str)> {
+    let lead = run
+        .start
+        .map(|start| start - Duration::minutes(CANCEL_LEAD_MINUTES));
+    match (run.cancellation_cutoff, lead) {
+        (Some(event), Some(lead)) if lead < event => {
+            Some((lead, "10 minutes before the run's start"))
+        }
+        (Some(event), _) => Some((event, "the event's CancellationCutOffDateTime")),
+        (None, Some(lead)) => Some((lead, "10 minutes before the run's start")),
+        (None, None) => None,
+    }
 }
