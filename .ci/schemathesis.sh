@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the served operator API from its own openapi.json with schemathesis: a
-# `patchwave serve` on SQLite with the Azure stand-in behind it; no 5xx, responses match the
-# schema. Usage: .ci/schemathesis.sh PATH_TO_PATCHWAVE PATH_TO_ST
+# `patchwave serve` on SQLite with the Azure stand-in behind it; no 5xx, every status and
+# content type documented, responses match the schema, and requests that violate the schema
+# are refused. Usage: .ci/schemathesis.sh PATH_TO_PATCHWAVE PATH_TO_ST
 set -euo pipefail
 bin="$1"
 st="$2"
@@ -21,5 +22,5 @@ PATCHWAVE_PORT="$serve_port" PATCHWAVE_STORE="sqlite:$work/st.db" PATCHWAVE_AUTH
 serve_pid=$!
 "$st" run "http://127.0.0.1:$serve_port/api/openapi.json" \
   --wait-for-schema 30 \
-  --checks not_a_server_error,response_schema_conformance,content_type_conformance \
-  --max-examples 50 --workers 1 --seed 7 --no-color
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
+  --max-examples 100 --workers 1 --seed 7 --no-color

@@ -108,18 +108,24 @@ struct LimitQuery {
 
 /// Inputs that could not be used, newest first.
 #[utoipa::path(get, path = "/api/deadletters", tag = "service",
-    params(("limit" = Option<usize>, Query, description = "at most this many (1–1000, default 100)")),
-    responses((status = 200, body = DeadLetterList), (status = 400, description = "a limit that is not a number", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    params(("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "at most this many (1–1000, default 100)")),
+    responses((status = 200, body = DeadLetterList), (status = 400, description = "a limit that is not a number from 1 to 1000", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: ApiQuery,
 ) -> Response {
-    let limit =
-        match authorize(&state, &headers, &query, READ).and_then(|_| query.parse::<LimitQuery>()) {
-            Ok(fields) => fields.limit.unwrap_or(100).clamp(1, MAX_LIST),
-            Err(problem) => return problem.into_response(),
-        };
+    let limit = authorize(&state, &headers, &query, READ)
+        .and_then(|_| query.parse::<LimitQuery>())
+        .and_then(|fields| match fields.limit.unwrap_or(100) {
+            limit @ 1..=MAX_LIST => Ok(limit),
+            other => Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid query")
+                .detail(format!("limit must be 1 to {MAX_LIST} (got {other})"))),
+        });
+    let limit = match limit {
+        Ok(limit) => limit,
+        Err(problem) => return problem.into_response(),
+    };
     let Some(service) = &state.service else {
         return unavailable();
     };

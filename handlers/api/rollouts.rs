@@ -102,8 +102,10 @@ pub async fn create(
 
 /// `?state=` filter of the list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only rollouts in this state.
+    #[param(nullable = false)]
     state: Option<RolloutState>,
 }
 

@@ -23,6 +23,9 @@ async fn a_bad_query_field_is_a_problem_but_only_for_an_authorized_caller() {
     for path in [
         "/api/rollouts?state=Sideways",
         "/api/deadletters?limit=many",
+        "/api/deadletters?limit=0",
+        "/api/deadletters?limit=1001",
+        "/api/compliance/devices?limit=0",
     ] {
         let (status, problem_json, body) = get(&api, path, Who::Nobody).await;
         assert_eq!(
@@ -79,4 +82,14 @@ async fn a_path_that_is_not_utf8_is_400_problem_json() {
     let (status, problem_json, problem) = get(&api, "/api/rollouts/%FF%FE", Who::Key).await;
     assert_eq!((status, problem_json), (400, true), "{problem}");
     assert_eq!(problem["status"], 400, "{problem}");
+}
+
+#[tokio::test]
+async fn the_list_filter_is_described_as_the_optional_query_field_it_is() {
+    let api = spawn(&[]).await;
+    let (_, _, document) = get(&api, "/api/openapi.json", Who::Nobody).await;
+    let parameters = &document["paths"]["/api/rollouts"]["get"]["parameters"];
+    assert_eq!(parameters[0]["name"], "state");
+    assert_eq!(parameters[0]["in"], "query", "{parameters}");
+    assert_eq!(parameters[0]["required"], false);
 }
