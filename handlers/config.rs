@@ -4,6 +4,12 @@
 pub const DEFAULT_PORT: u16 = 7071;
 /// The embedded default store's file.
 pub const DEFAULT_SQLITE_PATH: &str = "patchwave.db";
+/// Days a dead letter is kept by default (`PATCHWAVE_DEADLETTER_RETENTION_DAYS`).
+pub const DEFAULT_DEAD_LETTER_RETENTION_DAYS: u32 = 30;
+/// The longest retention accepted: 100 years.
+pub const MAX_DEAD_LETTER_RETENTION_DAYS: u32 = 36_500;
+/// Dead letters kept at most by default (`PATCHWAVE_DEADLETTER_MAX`).
+pub const DEFAULT_DEAD_LETTER_MAX: usize = 100_000;
 
 /// How the handler is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +22,11 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Where Azure is, and as whom patchwave calls it.
     pub azure: AzureSettings,
+    /// Dead letters older than this many days are deleted
+    /// (`PATCHWAVE_DEADLETTER_RETENTION_DAYS`).
+    pub dead_letter_retention_days: u32,
+    /// The most dead letters kept, the newest (`PATCHWAVE_DEADLETTER_MAX`).
+    pub dead_letter_max: usize,
 }
 
 /// The Azure services patchwave calls (design §7, §8). Each endpoint accepts a full base URL
@@ -226,6 +237,30 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// A whole number variable within `min..=max`; `default` when unset or empty.
+fn whole_number<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(value) = lookup(variable).filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    match value.trim().parse::<T>() {
+        Ok(number) if number >= min && number <= max => Ok(number),
+        _ => Err(ConfigError {
+            variable,
+            value,
+            problem: format!("must be a whole number from {min} to {max}"),
+        }),
+    }
+}
+
 impl Settings {
     /// Reads settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -298,11 +333,27 @@ impl Settings {
         auth.platform_auth =
             lookup("WEBSITE_AUTH_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         let azure = azure_settings(&lookup, auth.behind_host)?;
+        let dead_letter_retention_days = whole_number(
+            &lookup,
+            "PATCHWAVE_DEADLETTER_RETENTION_DAYS",
+            DEFAULT_DEAD_LETTER_RETENTION_DAYS,
+            1,
+            MAX_DEAD_LETTER_RETENTION_DAYS,
+        )?;
+        let dead_letter_max = whole_number(
+            &lookup,
+            "PATCHWAVE_DEADLETTER_MAX",
+            DEFAULT_DEAD_LETTER_MAX,
+            1,
+            usize::MAX,
+        )?;
         Ok(Settings {
             port,
             store,
             auth,
             azure,
+            dead_letter_retention_days,
+            dead_letter_max,
         })
     }
 }
@@ -318,6 +369,40 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn dead_letter_retention_has_defaults_and_refuses_what_is_not_a_count() {
+        let defaults = settings(&[]).expect("defaults");
+        assert_eq!(defaults.dead_letter_retention_days, 30);
+        assert_eq!(defaults.dead_letter_max, 100_000);
+        let set = settings(&[
+            ("PATCHWAVE_DEADLETTER_RETENTION_DAYS", " 7 "),
+            ("PATCHWAVE_DEADLETTER_MAX", "500"),
+        ])
+        .expect("set");
+        assert_eq!(
+            (set.dead_letter_retention_days, set.dead_letter_max),
+            (7, 500)
+        );
+        for (variable, value) in [
+            ("PATCHWAVE_DEADLETTER_RETENTION_DAYS", "0"),
+            ("PATCHWAVE_DEADLETTER_RETENTION_DAYS", "-1"),
+            ("PATCHWAVE_DEADLETTER_RETENTION_DAYS", "30d"),
+            ("PATCHWAVE_DEADLETTER_RETENTION_DAYS", "36501"),
+            ("PATCHWAVE_DEADLETTER_MAX", "0"),
+            ("PATCHWAVE_DEADLETTER_MAX", "1e5"),
+            ("PATCHWAVE_DEADLETTER_MAX", "100,000"),
+        ] {
+            let error = settings(&[(variable, value)]).expect_err(value);
+            assert_eq!(error.variable, variable);
+            assert!(
+                error
+                    .to_string()
+                    .contains("must be a whole number from 1 to"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

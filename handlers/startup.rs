@@ -71,11 +71,12 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Arc<RolloutSer
     let store = open_store(settings).await?;
     store.ping().await?;
     let executor = Arc::new(build_executor(&settings.azure)?);
-    Ok(Arc::new(RolloutService::new(
-        store,
-        executor,
-        Arc::new(SystemClock),
-    )))
+    Ok(Arc::new(
+        RolloutService::new(store, executor, Arc::new(SystemClock)).with_dead_letter_retention(
+            chrono::Duration::days(settings.dead_letter_retention_days.into()),
+            settings.dead_letter_max,
+        ),
+    ))
 }
 
 /// The Azure clients the settings name; an effect whose service is not configured waits in

@@ -37,6 +37,14 @@ const VARIABLE_PREFIXES: &[&str] = &[
 /// Read by the binary but deliberately not set by infra/, each with the reason.
 const NOT_SET_BY_INFRA: &[(&str, &str)] = &[
     (
+        "PATCHWAVE_DEADLETTER_RETENTION_DAYS",
+        "its default (30 days) suits a storage account; set it to change it",
+    ),
+    (
+        "PATCHWAVE_DEADLETTER_MAX",
+        "its default (100,000) suits a storage account; set it to change it",
+    ),
+    (
         "FUNCTIONS_CUSTOMHANDLER_PORT",
         "the Functions host sets it when it starts the handler",
     ),

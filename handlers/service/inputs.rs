@@ -9,6 +9,8 @@ use rollout_core::{Input, MaintenanceRun, PatchOutcome, Rollout};
 
 /// Most polled devices applied per commit (bounds the records one step loads).
 const POLLED_PER_COMMIT: usize = 1_000;
+/// Most dead letters one tick deletes (a flood is pruned over several ticks).
+const DEAD_LETTERS_PRUNED_PER_TICK: usize = 5_000;
 
 fn patch_outcome(status: Option<&RunStatus>) -> PatchOutcome {
     match status {
@@ -65,8 +67,40 @@ impl RolloutService {
     }
 
     /// The timer: every active rollout judges "now" and reads Device Update's status for
-    /// reports that never came, then every pending effect runs.
+    /// reports that never came, then every pending effect runs; and, whether or not that
+    /// failed, the dead-letter retention is applied.
     pub async fn tick(&self) -> Result<(), ServiceError> {
+        let ticked = self.tick_rollouts().await;
+        self.prune_dead_letters().await;
+        ticked
+    }
+
+    /// Deletes the dead letters past the retention, at most [`DEAD_LETTERS_PRUNED_PER_TICK`];
+    /// a failure is logged and left to the next tick.
+    async fn prune_dead_letters(&self) {
+        let retention = self.dead_letter_retention;
+        let policy = crate::store::DeadLetterRetention {
+            received_before: self
+                .clock
+                .now()
+                .checked_sub_signed(retention.max_age)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            keep: retention.max_count,
+            at_most: DEAD_LETTERS_PRUNED_PER_TICK,
+        };
+        match self.store.prune_dead_letters(&policy).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                self.metrics.dead_letters_pruned.add(pruned as u64);
+                tracing::info!(pruned, "dead letters pruned");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "dead letters not pruned; the next tick tries again")
+            }
+        }
+    }
+
+    async fn tick_rollouts(&self) -> Result<(), ServiceError> {
         for rollout in self.store.list_rollouts().await? {
             if rollout.state.is_terminal() {
                 continue;

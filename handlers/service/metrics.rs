@@ -34,6 +34,8 @@ pub struct Metrics {
     pub effects_deferred: Counter,
     /// Dead letters kept.
     pub dead_letters: Counter,
+    /// Dead letters deleted by the retention (too old, or past the most kept).
+    pub dead_letters_pruned: Counter,
     /// Conditional writes that lost to another writer and were redone.
     pub conflicts_retried: Counter,
     /// Finished devices read from Device Update's deployment status.
@@ -59,6 +61,8 @@ pub struct MetricsSnapshot {
     pub effects_deferred: u64,
     /// See [`Metrics::dead_letters`].
     pub dead_letters: u64,
+    /// See [`Metrics::dead_letters_pruned`].
+    pub dead_letters_pruned: u64,
     /// See [`Metrics::conflicts_retried`].
     pub conflicts_retried: u64,
     /// See [`Metrics::devices_polled`].
@@ -77,6 +81,7 @@ impl Metrics {
             effects_executed: self.effects_executed.get(),
             effects_deferred: self.effects_deferred.get(),
             dead_letters: self.dead_letters.get(),
+            dead_letters_pruned: self.dead_letters_pruned.get(),
             conflicts_retried: self.conflicts_retried.get(),
             devices_polled: self.devices_polled.get(),
             report_commits: self.report_commits.get(),

@@ -54,6 +54,27 @@ pub struct RolloutService {
     writers: writers::Writers,
     heads: heads::Heads,
     gaps: gaps::ReportGaps,
+    dead_letter_retention: Retention,
+}
+
+/// How long dead letters are kept, and how many at most; the timer deletes the rest.
+#[derive(Debug, Clone, Copy)]
+struct Retention {
+    /// Letters older than this are deleted.
+    max_age: chrono::Duration,
+    /// Past this many, the oldest letters are deleted.
+    max_count: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age: chrono::Duration::days(
+                crate::config::DEFAULT_DEAD_LETTER_RETENTION_DAYS.into(),
+            ),
+            max_count: crate::config::DEFAULT_DEAD_LETTER_MAX,
+        }
+    }
 }
 
 /// Device records read before the writer's turn (with the batch's routing), by device.
@@ -80,7 +101,19 @@ impl RolloutService {
             writers: writers::Writers::default(),
             heads: heads::Heads::default(),
             gaps: gaps::ReportGaps::default(),
+            dead_letter_retention: Retention::default(),
         }
+    }
+
+    /// Keeps dead letters for `max_age` and at most `max_count` of them (by default 30 days
+    /// and 100,000); each tick deletes the rest.
+    pub fn with_dead_letter_retention(
+        mut self,
+        max_age: chrono::Duration,
+        max_count: usize,
+    ) -> Self {
+        self.dead_letter_retention = Retention { max_age, max_count };
+        self
     }
 
     /// The store (for read-only views).

@@ -9,6 +9,7 @@
 pub mod sqlite;
 pub mod table;
 
+use chrono::{DateTime, Utc};
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -140,6 +141,19 @@ impl DeadLetter {
     }
 }
 
+/// What [`Store::prune_dead_letters`] deletes, and how much of it one call may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterRetention {
+    /// Letters received before this time are deleted.
+    pub received_before: DateTime<Utc>,
+    /// Of the letters left, the newest `keep` are kept (in the order [`Store::dead_letters`]
+    /// lists them) and the older ones deleted.
+    pub keep: usize,
+    /// The most letters one call deletes; the rest are left for the next call. A Table
+    /// Storage store also reads at most twice as many listing keys to count the letters.
+    pub at_most: usize,
+}
+
 /// The store. Implementations: [`sqlite::SqliteStore`] and the Table Storage store.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -227,6 +241,14 @@ pub trait Store: Send + Sync + 'static {
     async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError>;
     /// Dead letters, newest first, at most `limit`.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Applies a retention to dead letters: deletes those received before
+    /// `retention.received_before` and then, past the newest `retention.keep`, the oldest;
+    /// at most `retention.at_most` in one call. Returns how many it deleted. Nothing but dead
+    /// letters is ever deleted; a deleted letter's id may be kept again.
+    async fn prune_dead_letters(
+        &self,
+        retention: &DeadLetterRetention,
+    ) -> Result<usize, StoreError>;
     /// Claims `key` for `value`; returns the value it already had if it was claimed before.
     async fn claim_key(&self, key: &str, value: &str) -> Result<Option<String>, StoreError>;
 }

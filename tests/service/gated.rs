@@ -1,7 +1,9 @@
 //! A store that holds its first armed commit until a number of batches have been routed, so
 //! tests of writer queueing see the queue they are about, whatever the machine's timing.
 
-use patchwave::store::{Commit, DeadLetter, PendingEffect, Routed, Store, StoreError};
+use patchwave::store::{
+    Commit, DeadLetter, DeadLetterRetention, PendingEffect, Routed, Store, StoreError,
+};
 use patchwave::store::{Version, Versioned};
 use rollout_core::{Decision, DeviceRecord, Rollout};
 use std::collections::HashMap;
@@ -139,6 +141,12 @@ impl Store for HoldFirstCommit {
     }
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         self.inner.dead_letters(limit).await
+    }
+    async fn prune_dead_letters(
+        &self,
+        retention: &DeadLetterRetention,
+    ) -> Result<usize, StoreError> {
+        self.inner.prune_dead_letters(retention).await
     }
     async fn claim_key(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
         self.inner.claim_key(key, value).await

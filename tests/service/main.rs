@@ -1,5 +1,5 @@
 //! The service shell over real stores: full rollouts, restarts, concurrent instances, dead
-//! letters.
+//! letters and their retention.
 
 #[path = "../store_conformance/azurite.rs"]
 mod azurite;
@@ -9,4 +9,5 @@ mod gated;
 mod http;
 mod paging;
 mod restart;
+mod retention;
 mod support;

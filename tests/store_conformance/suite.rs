@@ -2,7 +2,7 @@
 //! them into tests inside a backend module that provides `fresh()` and `another(&guard)`.
 
 use chrono::{TimeZone, Utc};
-use patchwave::store::{Commit, DeadLetter, DeviceWrite, Store, StoreError};
+use patchwave::store::{Commit, DeadLetter, DeadLetterRetention, DeviceWrite, Store, StoreError};
 use rollout_core::*;
 use std::sync::Arc;
 
@@ -534,6 +534,222 @@ pub async fn dead_letters_are_kept_once_and_listed_newest_first(store: Arc<dyn S
     assert_eq!(store.dead_letters(1).await.expect("list"), vec![new]);
 }
 
+/// When the retention cases' letters are received: `minutes` after 2026-11-23 00:00 UTC.
+pub fn retention_time(minutes: i64) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0)
+        .single()
+        .expect("time")
+        + chrono::Duration::minutes(minutes)
+}
+
+/// A distinct dead letter received `minutes` after the retention cases' base time.
+pub fn letter_at(minutes: i64, n: usize) -> DeadLetter {
+    DeadLetter::new(
+        &retention_time(minutes).to_rfc3339(),
+        "TwinChanges",
+        &format!("inv-{n}"),
+        "message body is not JSON",
+        &format!("{{broken {n}"),
+    )
+}
+
+/// Keeps each letter, returns them newest first (as the store lists them).
+async fn keep_letters(store: &Arc<dyn Store>, letters: &[DeadLetter]) -> Vec<DeadLetter> {
+    for letter in letters {
+        store.add_dead_letter(letter).await.expect("add");
+    }
+    let mut sorted = letters.to_vec();
+    sorted.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+    sorted
+}
+
+async fn listed(store: &Arc<dyn Store>) -> Vec<DeadLetter> {
+    store.dead_letters(10_000).await.expect("list")
+}
+
+/// A retention that deletes nothing for its age.
+fn keep_newest(keep: usize, at_most: usize) -> DeadLetterRetention {
+    DeadLetterRetention {
+        received_before: retention_time(-1_000_000),
+        keep,
+        at_most,
+    }
+}
+
+pub async fn dead_letters_older_than_the_retention_are_pruned_and_nothing_else(
+    store: Arc<dyn Store>,
+) {
+    // what else the store holds stays
+    let rollout = create_commit("r-stays");
+    store.commit(rollout.clone()).await.expect("create");
+    let audit = store.audit("r-stays").await.expect("audit");
+    assert_eq!(
+        store.claim_key("create:k", "r-stays").await.expect("claim"),
+        None
+    );
+
+    let day = 24 * 60;
+    let cutoff = retention_time(-30 * day);
+    // 60 letters 40 days old (more than one transaction's worth), one a second older than
+    // the cutoff, one received at it, and three recent ones
+    let mut old: Vec<DeadLetter> = (0..60)
+        .map(|n| letter_at(-40 * day + n as i64, n))
+        .collect();
+    old.push(DeadLetter::new(
+        &(cutoff - chrono::Duration::seconds(1)).to_rfc3339(),
+        "PatchEvents",
+        "inv-edge",
+        "event has no type",
+        "{}",
+    ));
+    let at_cutoff = DeadLetter::new(
+        &cutoff.to_rfc3339(),
+        "PatchEvents",
+        "inv-cutoff",
+        "event has no type",
+        "{\"id\": 1}",
+    );
+    let recent: Vec<DeadLetter> = (1..=3)
+        .map(|n| letter_at(-60 * n as i64, 100 + n))
+        .collect();
+    keep_letters(&store, &old).await;
+    let mut kept = keep_letters(&store, &recent).await;
+    store.add_dead_letter(&at_cutoff).await.expect("add");
+    kept.push(at_cutoff);
+
+    let retention = DeadLetterRetention {
+        received_before: cutoff,
+        keep: 1_000,
+        at_most: 1_000,
+    };
+    assert_eq!(
+        store.prune_dead_letters(&retention).await.expect("prune"),
+        61
+    );
+    assert_eq!(listed(&store).await, kept);
+    assert_eq!(
+        store.prune_dead_letters(&retention).await.expect("again"),
+        0
+    );
+
+    // a pruned letter's id is free: the same bad input arriving again is kept again
+    let again = DeadLetter {
+        received_at: retention_time(0).to_rfc3339(),
+        ..old[0].clone()
+    };
+    store.add_dead_letter(&again).await.expect("add again");
+    assert_eq!(listed(&store).await.first(), Some(&again));
+
+    // everything but dead letters is untouched, even by a retention that keeps none
+    let none = keep_newest(0, 1_000);
+    assert_eq!(store.prune_dead_letters(&none).await.expect("prune all"), 5);
+    assert!(listed(&store).await.is_empty());
+    let loaded = store
+        .load_rollout("r-stays")
+        .await
+        .expect("load")
+        .expect("still there");
+    assert_eq!(loaded.value.id, "r-stays");
+    assert_eq!(store.audit("r-stays").await.expect("audit"), audit);
+    assert_eq!(
+        store
+            .pending_effects(Some("r-stays"))
+            .await
+            .expect("outbox")
+            .len(),
+        rollout.effects.len()
+    );
+    assert_eq!(
+        store.claim_key("create:k", "other").await.expect("claim"),
+        Some("r-stays".into())
+    );
+}
+
+pub async fn past_the_most_kept_the_oldest_dead_letters_are_pruned(store: Arc<dyn Store>) {
+    let letters: Vec<DeadLetter> = (0..9).map(|n| letter_at(n as i64, n)).collect();
+    let newest_first = |range: std::ops::Range<usize>| -> Vec<DeadLetter> {
+        letters[range].iter().rev().cloned().collect()
+    };
+    let retention = keep_newest(5, 1_000);
+
+    keep_letters(&store, &letters[..3]).await;
+    assert_eq!(
+        store.prune_dead_letters(&retention).await.expect("prune"),
+        0
+    );
+    assert_eq!(listed(&store).await, newest_first(0..3));
+
+    // 7 letters: the 2 oldest go
+    keep_letters(&store, &letters[3..7]).await;
+    assert_eq!(
+        store.prune_dead_letters(&retention).await.expect("prune"),
+        2
+    );
+    assert_eq!(listed(&store).await, newest_first(2..7));
+    assert_eq!(
+        store.prune_dead_letters(&retention).await.expect("again"),
+        0
+    );
+
+    // 2 more: 2 more go
+    keep_letters(&store, &letters[7..9]).await;
+    assert_eq!(
+        store.prune_dead_letters(&retention).await.expect("prune"),
+        2
+    );
+    assert_eq!(listed(&store).await, newest_first(4..9));
+
+    // both at once: the one older than the cutoff, then the oldest past 3
+    let both = DeadLetterRetention {
+        received_before: retention_time(5),
+        keep: 3,
+        at_most: 1_000,
+    };
+    assert_eq!(store.prune_dead_letters(&both).await.expect("prune"), 2);
+    assert_eq!(listed(&store).await, newest_first(6..9));
+}
+
+pub async fn a_flood_of_dead_letters_is_pruned_a_bounded_number_at_a_time(store: Arc<dyn Store>) {
+    let flood: Vec<DeadLetter> = (0..120).map(|n| letter_at(n as i64, n)).collect();
+    let kept = keep_letters(&store, &flood).await;
+    let retention = keep_newest(30, 8);
+
+    let prune_down_to = |keep: usize| {
+        let store = store.clone();
+        async move {
+            let (mut deleted, mut calls) = (0, 0);
+            while listed(&store).await.len() > keep {
+                calls += 1;
+                assert!(calls <= 100, "still {} letters", listed(&store).await.len());
+                let pruned = store.prune_dead_letters(&retention).await.expect("prune");
+                assert!(pruned <= 8, "{pruned} deleted in one call");
+                deleted += pruned;
+            }
+            (deleted, calls)
+        }
+    };
+    let (deleted, calls) = prune_down_to(30).await;
+    assert_eq!(deleted, 90);
+    assert!(calls >= 12, "{calls} calls");
+    assert_eq!(listed(&store).await, kept[..30].to_vec());
+    for _ in 0..3 {
+        assert_eq!(
+            store.prune_dead_letters(&retention).await.expect("prune"),
+            0
+        );
+    }
+
+    // another flood later is pruned the same way
+    let later: Vec<DeadLetter> = (0..20)
+        .map(|n| letter_at(500 + n as i64, 500 + n))
+        .collect();
+    let mut all = keep_letters(&store, &later).await;
+    all.extend(kept[..30].iter().cloned());
+    let (deleted, _) = prune_down_to(30).await;
+    assert_eq!(deleted, 20);
+    assert_eq!(listed(&store).await, all[..30].to_vec());
+}
+
 pub async fn idempotency_keys_are_claimed_once(store: Arc<dyn Store>) {
     assert_eq!(
         store.claim_key("create:abc", "r-1").await.expect("claim"),
@@ -559,6 +775,9 @@ macro_rules! conformance_tests {
             checkpoints_stay_with_pending_effects,
             audit_is_append_only_and_ordered,
             dead_letters_are_kept_once_and_listed_newest_first,
+            dead_letters_older_than_the_retention_are_pruned_and_nothing_else,
+            past_the_most_kept_the_oldest_dead_letters_are_pruned,
+            a_flood_of_dead_letters_is_pruned_a_bounded_number_at_a_time,
             idempotency_keys_are_claimed_once
         );
     };

@@ -1,11 +1,11 @@
 //! Table Storage cases beyond the shared suite: two instances on the same tables, the
 //! 100-operation limit of one transaction, documents over the 64 KiB property limit, ids
 //! that are not key-safe, and queries and device pages long enough to need continuation
-//! tokens.
+//! tokens, two instances pruning the same dead letters.
 
-use crate::suite::{create_commit, new_rollout};
+use crate::suite::{create_commit, letter_at, new_rollout, retention_time};
 use crate::table::{another, fresh};
-use patchwave::store::{Commit, StoreError};
+use patchwave::store::{Commit, DeadLetter, DeadLetterRetention, StoreError};
 use rollout_core::{Decision, DeviceRecord, Effect, EffectKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,4 +215,41 @@ async fn racing_instances_never_both_win() {
             "the winner's write is the one kept"
         );
     }
+}
+
+/// Two instances applying the retention at once: each letter is deleted once (a transaction
+/// that finds a row gone is redone row by row), counted by the instance that deleted it, and
+/// its dedupe marker goes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_pruning_at_once_delete_each_letter_once() {
+    let (first, guard) = fresh().await;
+    let second = another(&guard).await;
+    let letters: Vec<DeadLetter> = (0..160).map(|n| letter_at(n as i64, n)).collect();
+    for letter in &letters {
+        first.add_dead_letter(letter).await.expect("add");
+    }
+    // 100 too old, then 50 past the newest 10
+    let retention = DeadLetterRetention {
+        received_before: retention_time(100),
+        keep: 10,
+        at_most: 500,
+    };
+    let (a, b) = tokio::join!(
+        first.prune_dead_letters(&retention),
+        second.prune_dead_letters(&retention)
+    );
+    assert_eq!(a.expect("first") + b.expect("second"), 150);
+    let newest: Vec<DeadLetter> = letters[150..].iter().rev().cloned().collect();
+    assert_eq!(first.dead_letters(1_000).await.expect("list"), newest);
+
+    let again = DeadLetter {
+        received_at: retention_time(1_000).to_rfc3339(),
+        ..letters[0].clone()
+    };
+    second.add_dead_letter(&again).await.expect("add again");
+    assert_eq!(
+        first.dead_letters(1).await.expect("list"),
+        vec![again],
+        "its marker went with it"
+    );
 }

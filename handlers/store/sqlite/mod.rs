@@ -18,7 +18,10 @@ mod commit;
 mod record;
 mod setup;
 
-use super::{Commit, DeadLetter, PendingEffect, Routed, Store, StoreError, Version, Versioned};
+use super::{
+    Commit, DeadLetter, DeadLetterRetention, PendingEffect, Routed, Store, StoreError, Version,
+    Versioned,
+};
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -400,6 +403,48 @@ impl Store for SqliteStore {
                 })
                 .map_err(backend)?;
             rows.map(|row| row.map_err(backend)).collect()
+        })
+        .await
+    }
+
+    /// Two bounded deletes in one transaction, both along the `dead_letters_received` index:
+    /// the oldest of those received before the cutoff, then those past the newest `keep` in
+    /// the listing's order. Times compare as the RFC 3339 text they are stored as (the
+    /// service writes UTC, `+00:00`), as the listing orders them.
+    async fn prune_dead_letters(
+        &self,
+        retention: &DeadLetterRetention,
+    ) -> Result<usize, StoreError> {
+        let before = retention.received_before.to_rfc3339();
+        let keep = i64::try_from(retention.keep).unwrap_or(i64::MAX);
+        let at_most = i64::try_from(retention.at_most).unwrap_or(i64::MAX);
+        if at_most == 0 {
+            return Ok(0);
+        }
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let aged = tx
+                .execute(
+                    "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters \
+                     WHERE received_at < ?1 ORDER BY received_at, id DESC LIMIT ?2)",
+                    params![before, at_most],
+                )
+                .map_err(backend)?;
+            let left = at_most - aged as i64;
+            let surplus = if left > 0 {
+                tx.execute(
+                    "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters \
+                     ORDER BY received_at DESC, id LIMIT ?1 OFFSET ?2)",
+                    params![left, keep],
+                )
+                .map_err(backend)?
+            } else {
+                0
+            };
+            tx.commit().map_err(backend)?;
+            Ok(aged + surplus)
         })
         .await
     }

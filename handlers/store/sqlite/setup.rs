@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY, received_at TEXT NOT NULL, function TEXT NOT NULL,
     invocation_id TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received_at DESC, id);
 CREATE TABLE IF NOT EXISTS idempotency_keys (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 

@@ -18,12 +18,17 @@ pub(crate) enum Operation {
     Replace { entity: Entity, if_match: String },
     /// Insert Or Replace Entity: unconditional.
     Upsert(Entity),
+    /// Delete Entity whatever its version (`If-Match: *`): 404 if it is gone. The entity
+    /// carries only its keys.
+    Delete(Entity),
 }
 
 impl Operation {
     fn entity(&self) -> &Entity {
         match self {
-            Operation::Insert(entity) | Operation::Upsert(entity) => entity,
+            Operation::Insert(entity) | Operation::Upsert(entity) | Operation::Delete(entity) => {
+                entity
+            }
             Operation::Replace { entity, .. } => entity,
         }
     }
@@ -76,21 +81,30 @@ pub(crate) fn request_body(
                 Some(if_match.as_str()),
             ),
             Operation::Upsert(_) => (format!("PUT {base}/{} HTTP/1.1", path()?), None),
+            Operation::Delete(_) => (format!("DELETE {base}/{} HTTP/1.1", path()?), Some("*")),
         };
+        let delete = matches!(operation, Operation::Delete(_));
         body.push_str(&format!("--{}\r\n", boundaries.changeset));
         body.push_str(
             "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n",
         );
         body.push_str(&line);
-        body.push_str("\r\nContent-Type: application/json\r\n");
+        body.push_str("\r\n");
+        if !delete {
+            body.push_str("Content-Type: application/json\r\n");
+        }
         body.push_str("Accept: application/json;odata=nometadata\r\n");
-        body.push_str("Prefer: return-no-content\r\n");
+        if !delete {
+            body.push_str("Prefer: return-no-content\r\n");
+        }
         body.push_str("DataServiceVersion: 3.0;\r\n");
         if let Some(etag) = if_match {
             body.push_str(&format!("If-Match: {etag}\r\n"));
         }
         body.push_str("\r\n");
-        body.push_str(&json);
+        if !delete {
+            body.push_str(&json);
+        }
         body.push_str("\r\n");
     }
     body.push_str(&format!("--{}--\r\n", boundaries.changeset));
@@ -253,6 +267,22 @@ mod tests {
             POST http://h:1/acct/T HTTP/1.1\r\nContent-Type: application/json\r\n\
             Accept: application/json;odata=nometadata\r\nPrefer: return-no-content\r\nDataServiceVersion: 3.0;\r\n\r\n\
             {\"PartitionKey\":\"p\",\"RowKey\":\"audit_1\"}\r\n--changeset_2--\r\n--batch_1--\r\n";
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn a_delete_names_the_entity_matches_any_version_and_has_no_body() {
+        let boundaries = Boundaries {
+            batch: "batch_1".into(),
+            changeset: "changeset_2".into(),
+        };
+        let operations = vec![Operation::Delete(entity("letters", "id_x"))];
+        let body = request_body("http://h:1/acct", "T", &operations, &boundaries).expect("body");
+        let expected = "--batch_1\r\nContent-Type: multipart/mixed; boundary=changeset_2\r\n\r\n\
+            --changeset_2\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n\
+            DELETE http://h:1/acct/T(PartitionKey='letters',RowKey='id_x') HTTP/1.1\r\n\
+            Accept: application/json;odata=nometadata\r\nDataServiceVersion: 3.0;\r\nIf-Match: *\r\n\r\n\r\n\
+            --changeset_2--\r\n--batch_1--\r\n";
         assert_eq!(body, expected);
     }
 

@@ -285,6 +285,28 @@ impl Client {
         }
     }
 
+    /// Deletes an entity whatever its version: `false` if it was gone already.
+    pub async fn delete(
+        &self,
+        table: &str,
+        partition: &str,
+        row: &str,
+    ) -> Result<bool, StoreError> {
+        let reply = self
+            .send(
+                Method::DELETE,
+                self.url(&entity_path(table, partition, row), &[]),
+                &[("If-Match", "*")],
+                None,
+            )
+            .await?;
+        match reply.status.as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(reply.error(&format!("delete from {table}"))),
+        }
+    }
+
     /// Entities matching `filter`, following continuation tokens; at most `limit` of them.
     pub async fn query(
         &self,

@@ -9,18 +9,21 @@
 //! - `Catalog`: one row per rollout ever created (listing without scanning every device).
 //! - `DeviceIndex`: device → rollout, partitioned by a hash nibble of the device id.
 //! - `DeadLetters`: an `id_{id}` marker (dedupe) and an `at_{inverted time}_{id}` row
-//!   (newest first), written together.
+//!   (newest first), written together and deleted together by the retention (`retention`).
 //! - `Keys`: idempotency keys, one partition each.
 
 mod auth;
 mod batch;
 mod client;
 mod entity;
+mod retention;
 mod write;
 
 pub use auth::{ManagedIdentity, TokenProvider, DEV_ACCOUNT, DEV_KEY, STORAGE_RESOURCE};
 
-use super::{DeadLetter, PendingEffect, Store, StoreError, Version, Versioned};
+use super::{
+    DeadLetter, DeadLetterRetention, PendingEffect, Store, StoreError, Version, Versioned,
+};
 use crate::store::Commit;
 use batch::{Operation, Outcome};
 use client::Client;
@@ -52,6 +55,8 @@ struct Tables {
 pub struct TableStore {
     client: Arc<Client>,
     tables: Arc<Tables>,
+    /// How far the dead-letter retention has counted (one pruning call at a time).
+    letter_tally: Arc<tokio::sync::Mutex<retention::Tally>>,
 }
 
 impl TableStore {
@@ -108,6 +113,7 @@ impl TableStore {
         Ok(TableStore {
             client: Arc::new(client),
             tables: Arc::new(tables),
+            letter_tally: Arc::default(),
         })
     }
 
@@ -156,11 +162,10 @@ fn device_bucket(device: &str) -> String {
 
 /// Row key of a dead letter's listing row: newest first, then by id.
 fn letter_row(letter: &DeadLetter) -> String {
-    const LATEST: i64 = 999_999_999_999_999;
     let millis = chrono::DateTime::parse_from_rfc3339(&letter.received_at)
-        .map(|t| t.timestamp_millis().clamp(0, LATEST))
+        .map(|t| t.timestamp_millis())
         .unwrap_or(0);
-    format!("at_{:015}_{}", LATEST - millis, key(&letter.id))
+    retention::listing_key(millis, &key(&letter.id))
 }
 
 #[async_trait::async_trait]
@@ -410,7 +415,10 @@ impl Store for TableStore {
     }
 
     async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
-        let marker = entity::entity(LETTERS_PARTITION, &format!("id_{}", key(&letter.id)));
+        let marker = entity::entity(
+            LETTERS_PARTITION,
+            &format!("{}{}", retention::MARKER, key(&letter.id)),
+        );
         let mut row = entity::entity(LETTERS_PARTITION, &letter_row(letter));
         put_doc(&mut row, letter)?;
         let operations = [Operation::Insert(marker), Operation::Insert(row)];
@@ -433,12 +441,22 @@ impl Store for TableStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let filter = prefix_filter(LETTERS_PARTITION, "at_");
+        let filter = prefix_filter(LETTERS_PARTITION, retention::LISTING);
         let rows = self
             .client
             .query(&self.tables.letters, &filter, None, Some(limit))
             .await?;
         rows.iter().map(get_doc).collect()
+    }
+
+    /// By age, one range of listing keys; by count, past the `keep`-th listing key, found
+    /// over as many calls as it takes (see `retention`).
+    async fn prune_dead_letters(&self, policy: &DeadLetterRetention) -> Result<usize, StoreError> {
+        if policy.at_most == 0 {
+            return Ok(0);
+        }
+        let mut tally = self.letter_tally.lock().await;
+        retention::prune(&self.client, &self.tables.letters, &mut tally, policy).await
     }
 
     async fn claim_key(&self, claim: &str, value: &str) -> Result<Option<String>, StoreError> {
