@@ -122,8 +122,9 @@ fn the_rollback_policy_judges_after_every_device_finished_or_timed_out() {
     );
 }
 
-#[test]
-fn a_rollback_below_its_policy_ends_failed_with_the_numbers() {
+/// The canary rolled back: three devices back, canary-d3 failing the rollback; the rollout
+/// ends `Failed` under the default policy (100%).
+fn three_back_one_failed() -> Scenario {
     let mut s = canary();
     rolled_back_at_ten(&mut s);
     for device in ["canary-d0", "canary-d1", "canary-d2"] {
@@ -131,6 +132,12 @@ fn a_rollback_below_its_policy_ends_failed_with_the_numbers() {
     }
     s.agent("canary-d3", FAILED, ("rb-1", minutes(21)), minutes(21));
     assert_eq!(s.state(), RolloutState::Failed);
+    s
+}
+
+#[test]
+fn a_rollback_below_its_policy_ends_failed_with_the_numbers() {
+    let s = three_back_one_failed();
     assert_eq!(
         s.last_reason("rollback.failed"),
         "rollback failed: wave canary: 3 of 4 back on Contoso/Gateway/2.4.0; 1 failed (listed in compliance), 75.0% < 100%"
@@ -139,13 +146,7 @@ fn a_rollback_below_its_policy_ends_failed_with_the_numbers() {
 
 #[test]
 fn a_report_after_the_end_updates_the_device_but_reopens_nothing() {
-    let mut s = canary();
-    rolled_back_at_ten(&mut s);
-    for device in ["canary-d0", "canary-d1", "canary-d2"] {
-        s.agent(device, back(), ("rb-1", minutes(20)), minutes(20));
-    }
-    s.agent("canary-d3", FAILED, ("rb-1", minutes(21)), minutes(21));
-    assert_eq!(s.state(), RolloutState::Failed);
+    let mut s = three_back_one_failed();
     let decisions = s.rollout.decision_count;
     let effects = s.agent("canary-d3", back(), ("rb-1", minutes(30)), minutes(30));
     assert!(effects.is_empty());
