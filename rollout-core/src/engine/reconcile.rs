@@ -162,11 +162,14 @@ impl Rollout {
                 } += 1;
             }
         }
-        let sum = self
-            .reconciling
-            .entry(deployment_id.to_string())
-            .or_default();
-        (sum.0, sum.1) = (sum.0 + succeeded, sum.1 + failed);
+        if succeeded + failed > 0 {
+            // only what was filled in is remembered: a part that changed nothing leaves no trace
+            let sum = self
+                .reconciling
+                .entry(deployment_id.to_string())
+                .or_default();
+            (sum.0, sum.1) = (sum.0 + succeeded, sum.1 + failed);
+        }
         if !last {
             return;
         }
