@@ -111,9 +111,12 @@ pub fn build_executor(azure: &AzureSettings) -> anyhow::Result<AzureExecutor> {
         .map(|host| rest(host, iot_hub::SCOPE).map(IotHubClient::new))
         .transpose()?;
     let events: Arc<dyn LifecycleSink> = match (&azure.eventhub, &credential, &azure.events_file) {
-        (Some((namespace, hub)), Some(credential), _) => {
-            Arc::new(EventHubsSink::new(namespace, hub, credential.clone()))
-        }
+        (Some((namespace, hub)), Some(_), _) => Arc::new(EventHubsSink::new(
+            namespace,
+            hub,
+            tokens.clone(),
+            RetryPolicy::default(),
+        )?),
         (Some(_), None, _) => anyhow::bail!(
             "lifecycle events to Event Hubs need a credential (PATCHWAVE_CREDENTIAL is none)"
         ),

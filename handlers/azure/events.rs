@@ -6,7 +6,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use super::credential::TokenSource;
+use super::rest::{AzureError, RestClient, RetryPolicy};
+use reqwest::Method;
 
 /// Builds the CloudEvents 1.0 envelope of a lifecycle event.
 pub fn cloud_event(
@@ -93,78 +97,73 @@ impl LifecycleSink for JsonLinesSink {
     }
 }
 
+/// Token scope of Event Hubs' data plane.
+pub const SCOPE: &str = "https://eventhubs.azure.net/.default";
+
 /// Publishes lifecycle events to an Event Hub (`PATCHWAVE_EVENTHUB_NAMESPACE`,
-/// `PATCHWAVE_EVENTHUB_NAME`) with the managed identity; the connection opens on first use.
+/// `PATCHWAVE_EVENTHUB_NAME`) with Event Hubs' REST send over HTTPS: the same TLS stack
+/// (rustls), token source and retry policy as every other Azure call. The caller's identity
+/// needs `Azure Event Hubs Data Sender` on the hub.
 pub struct EventHubsSink {
-    namespace: String,
+    rest: RestClient,
     event_hub: String,
-    credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
-    retry: Option<azure_messaging_eventhubs::RetryOptions>,
-    producer: tokio::sync::OnceCell<azure_messaging_eventhubs::ProducerClient>,
 }
 
 impl EventHubsSink {
-    /// A sink for `event_hub` in `namespace` (`<name>.servicebus.windows.net`).
+    /// A sink for `event_hub` in `namespace`: a bare name (`name.servicebus.windows.net`), a
+    /// fully qualified namespace, or a base URL (a stand-in's `http://127.0.0.1:PORT`).
     pub fn new(
         namespace: &str,
         event_hub: &str,
-        credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
-    ) -> Self {
-        let namespace = if namespace.contains('.') {
-            namespace.to_string()
-        } else {
-            format!("{namespace}.servicebus.windows.net")
-        };
-        EventHubsSink {
-            namespace,
+        tokens: Arc<dyn TokenSource>,
+        policy: RetryPolicy,
+    ) -> Result<Self, AzureError> {
+        let base = namespace_url(namespace);
+        Ok(EventHubsSink {
+            rest: RestClient::new(&base, SCOPE, tokens, policy)?,
             event_hub: event_hub.to_string(),
-            credential,
-            retry: None,
-            producer: tokio::sync::OnceCell::new(),
-        }
+        })
     }
 
-    /// Overrides the client's retry options (the crate's defaults retry for up to a minute).
-    pub fn with_retry(mut self, retry: azure_messaging_eventhubs::RetryOptions) -> Self {
-        self.retry = Some(retry);
-        self
-    }
-
-    /// The fully qualified namespace events go to.
+    /// The base URL events go to.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        self.rest.base()
+    }
+}
+
+/// The base URL of a namespace given as a name, a host name or a URL.
+fn namespace_url(namespace: &str) -> String {
+    let namespace = namespace.trim().trim_end_matches('/');
+    if namespace.starts_with("http://") || namespace.starts_with("https://") {
+        namespace.to_string()
+    } else if let Some(host) = namespace.strip_prefix("sb://") {
+        format!("https://{host}")
+    } else if namespace.contains('.') {
+        format!("https://{namespace}")
+    } else {
+        format!("https://{namespace}.servicebus.windows.net")
     }
 }
 
 #[async_trait::async_trait]
 impl LifecycleSink for EventHubsSink {
     async fn publish(&self, event: &Value) -> Result<(), String> {
-        let producer = self
-            .producer
-            .get_or_try_init(|| async {
-                let mut builder = azure_messaging_eventhubs::ProducerClient::builder()
-                    .with_application_id("patchwave".to_string());
-                if let Some(retry) = &self.retry {
-                    builder = builder.with_retry_options(retry.clone());
-                }
-                builder
-                    .open(&self.namespace, &self.event_hub, self.credential.clone())
-                    .await
-            })
+        let target = format!(
+            "/{}/messages?timeout=60&api-version={SEND_API_VERSION}",
+            percent_encoding::utf8_percent_encode(
+                &self.event_hub,
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        );
+        self.rest
+            .send_text(Method::POST, &target, SEND_CONTENT_TYPE, &event.to_string())
             .await
-            .map_err(|e| {
-                format!(
-                    "opening Event Hub {}/{}: {e}",
-                    self.namespace, self.event_hub
-                )
-            })?;
-        let data = azure_messaging_eventhubs::models::EventData::builder()
-            .with_body(event.to_string())
-            .with_content_type("application/cloudevents+json; charset=utf-8".to_string())
-            .build();
-        producer
-            .send_event(data, None)
-            .await
+            .map(|_| ())
             .map_err(|e| format!("sending to Event Hub {}: {e}", self.event_hub))
     }
 }
+
+/// The api-version of Event Hubs' runtime REST API.
+const SEND_API_VERSION: &str = "2014-01";
+/// The content type that API documents for sending one event (the body is the event as is).
+const SEND_CONTENT_TYPE: &str = "application/atom+xml;type=entry;charset=utf-8";

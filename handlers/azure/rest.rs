@@ -107,6 +107,17 @@ impl Reply {
     }
 }
 
+/// A request body.
+#[derive(Debug, Clone, Copy)]
+enum Payload<'a> {
+    Empty,
+    Json(&'a Value),
+    Text {
+        content_type: &'a str,
+        text: &'a str,
+    },
+}
+
 /// A REST client for one Azure service: base URL, token scope, retry policy.
 #[derive(Clone)]
 pub struct RestClient {
@@ -152,6 +163,30 @@ impl RestClient {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<Reply, AzureError> {
+        let payload = body.map_or(Payload::Empty, Payload::Json);
+        self.send_payload(method, target, payload, headers).await
+    }
+
+    /// Sends `text` as the body with `content_type` (for services that take other than JSON,
+    /// such as Event Hubs' REST send), retrying as [`RestClient::send`] does.
+    pub async fn send_text(
+        &self,
+        method: Method,
+        target: &str,
+        content_type: &str,
+        text: &str,
+    ) -> Result<Reply, AzureError> {
+        let payload = Payload::Text { content_type, text };
+        self.send_payload(method, target, payload, &[]).await
+    }
+
+    async fn send_payload(
+        &self,
+        method: Method,
+        target: &str,
+        payload: Payload<'_>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, AzureError> {
         let url = if target.starts_with("http://") || target.starts_with("https://") {
             target.to_string()
         } else {
@@ -161,7 +196,7 @@ impl RestClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.send_once(method.clone(), &url, body, headers).await {
+            match self.send_once(method.clone(), &url, payload, headers).await {
                 Ok(reply) => return Ok(reply),
                 Err((error, wait)) => {
                     if !error.retryable() || attempt >= self.policy.max_attempts {
@@ -188,7 +223,7 @@ impl RestClient {
         &self,
         method: Method,
         url: &str,
-        body: Option<&Value>,
+        payload: Payload<'_>,
         headers: &[(&str, &str)],
     ) -> Result<Reply, (AzureError, Option<Duration>)> {
         let path = url.split('?').next().unwrap_or_default().to_string();
@@ -207,9 +242,13 @@ impl RestClient {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+        request = match payload {
+            Payload::Empty => request,
+            Payload::Json(body) => request.json(body),
+            Payload::Text { content_type, text } => request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(text.to_string()),
+        };
         let response = request.send().await.map_err(|e| {
             let error = AzureError::Transport {
                 method: method.to_string(),
@@ -261,6 +300,9 @@ fn transport_message(error: &reqwest::Error) -> String {
 /// The error code and message of an error answer: `{"error":{"code","message"}}` as Azure
 /// services send it, or IoT Hub's own form (see [`iot_hub_error_fields`]).
 fn error_fields(headers: &reqwest::header::HeaderMap, body: &Value) -> (String, String) {
+    if let Some(fields) = body.as_str().and_then(service_bus_error_fields) {
+        return fields;
+    }
     if body.get("error").is_none() {
         if let Some(fields) = iot_hub_error_fields(headers, body) {
             return fields;
@@ -282,6 +324,19 @@ fn error_fields(headers: &reqwest::header::HeaderMap, body: &Value) -> (String, 
         m => m,
     };
     (text("code"), message)
+}
+
+/// Service Bus's (and Event Hubs' REST) error form:
+/// `<Error><Code>401</Code><Detail>MalformedToken: …</Detail></Error>`.
+fn service_bus_error_fields(text: &str) -> Option<(String, String)> {
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = start + text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..end].trim().to_string())
+    };
+    let detail = element("Detail")?;
+    Some((element("Code").unwrap_or_default(), detail))
 }
 
 /// IoT Hub's error form: `{"Message":"ErrorCode:<code>;<text>","ExceptionMessage":"Tracking

@@ -11,6 +11,8 @@
 //!   (`2025-04-01`) and `Microsoft.HybridCompute/machines` (`2024-07-10`) as long-running
 //!   operations, and cancelling a maintenance run through `applyUpdates` (`2023-10-01-preview`)
 //!   ([`arm`]);
+//! - Event Hubs' REST send (`POST /{hub}/messages`, `2014-01`): lifecycle events, kept for
+//!   reading at `GET /_standin/eventhubs/{hub}` ([`eventhubs`]);
 //! - IoT Hub `POST /devices/query` (`2021-04-12`) over device and module twins, with
 //!   `x-ms-continuation` paging and IoT Hub's own error form ([`iothub`]);
 //! - control routes under `/_standin/` ([`control`]).
@@ -24,6 +26,7 @@ pub mod adu;
 pub mod arm;
 pub mod control;
 pub mod device_states;
+pub mod eventhubs;
 pub mod fleet;
 pub mod host;
 pub mod http;
@@ -92,6 +95,8 @@ pub struct StandinConfig {
     pub max_deployments: usize,
     /// Page size of Device Update device lists and the default of IoT Hub queries.
     pub page_size: usize,
+    /// Event hubs that take lifecycle events (`POST /{hub}/messages`); others answer 404.
+    pub event_hubs: Vec<String>,
     /// Fault injection.
     pub faults: Faults,
 }
@@ -226,6 +231,7 @@ impl Default for StandinConfig {
             redelivery_backoff_max: Duration::from_secs(5),
             max_deployments: 100,
             page_size: 100,
+            event_hubs: vec!["lifecycle".into()],
             faults: Faults::default(),
         }
     }
@@ -285,6 +291,7 @@ impl Drop for Standin {
 pub fn router(world: Arc<World>) -> Router {
     let azure = Router::new()
         .merge(adu::routes())
+        .merge(eventhubs::routes())
         .route("/subscriptions/{*rest}", axum::routing::any(arm::dispatch))
         .layer(axum::middleware::from_fn_with_state(
             world.clone(),

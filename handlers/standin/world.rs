@@ -24,6 +24,8 @@ pub struct World {
     /// Wake-up of the Event Grid lane.
     pub(super) event_wake: Notify,
     pub(super) http: reqwest::Client,
+    /// Lifecycle events received over Event Hubs' REST send.
+    pub event_hubs: super::eventhubs::Hubs,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -184,7 +186,9 @@ impl World {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
+        let event_hubs = super::eventhubs::Hubs::new(&config.event_hubs);
         Ok(Arc::new(World {
+            event_hubs,
             config,
             base_url,
             state: Mutex::new(state),
