@@ -1,4 +1,4 @@
-//! The `patchwave` binary: `serve` (what the Functions host starts) and `package`.
+//! The `patchwave` binary: `serve` (what the Functions host starts) and the other commands.
 
 use clap::{Parser, Subcommand};
 use patchwave::cli::{ApiTarget, RolloutsCommand};
@@ -77,6 +77,17 @@ enum Command {
         /// How many to list.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Print the API description: OpenAPI 3.1 (what GET /api/openapi.json serves), or with
+    /// --v2 OpenAPI 2.0 for Logic Apps custom connectors (GET /api/swagger.json).
+    Openapi {
+        /// OpenAPI 2.0 (Swagger), the form Logic Apps imports.
+        #[arg(long)]
+        v2: bool,
+        /// The Function App's host (e.g. APP.azurewebsites.net) for the 2.0 document's `host`;
+        /// omitted without it.
+        #[arg(long, requires = "v2")]
+        host: Option<String>,
     },
     /// Assemble the deployable Function App: host.json, one folder per function, the binary.
     Package {
@@ -163,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Openapi { v2, host } => print_openapi(v2, host.as_deref()),
         Command::Package { out, zip, binary } => {
             let binary = binary.map_or_else(std::env::current_exe, Ok)?;
             let report = package::assemble(&out, &binary, zip.as_deref())?;
@@ -170,6 +182,25 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn print_openapi(v2: bool, host: Option<&str>) -> anyhow::Result<()> {
+    use patchwave::api::{openapi::ApiDoc, swagger};
+    use utoipa::OpenApi as _;
+    let document = if v2 {
+        let host = match host {
+            Some(raw) => Some(
+                swagger::host_of(raw)
+                    .ok_or_else(|| anyhow::anyhow!("--host {raw:?} is not a host[:port]"))?,
+            ),
+            None => None,
+        };
+        swagger::swagger(host.as_deref())?
+    } else {
+        serde_json::to_value(ApiDoc::openapi())?
+    };
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(())
 }
 
 async fn serve(port: Option<u16>) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ pub mod compliance;
 pub mod extract;
 pub mod openapi;
 pub mod rollouts;
+pub mod swagger;
 pub mod views;
 
 use crate::problem::Problem;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/compliance/devices", get(compliance::devices))
         .route("/compliance/hosts", get(compliance::hosts))
         .route("/openapi.json", get(openapi::document))
+        .route("/swagger.json", get(swagger::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
@@ -59,8 +61,10 @@ pub fn authorize(
     Ok(caller)
 }
 
-/// Liveness: status and version for anyone (probes); the store's reachability and the
-/// counters only for a caller with `Rollout.Read`.
+/// Liveness and version, for anyone.
+///
+/// Probes get the status and the version; a caller with `Rollout.Read` also gets the
+/// store's reachability and the counters.
 #[utoipa::path(get, path = "/api/health", tag = "service", security(()),
     responses((status = 200, description = "up"), (status = 503, description = "the store is unreachable")))]
 pub async fn health(

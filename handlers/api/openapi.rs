@@ -1,12 +1,13 @@
-//! `GET /api/openapi.json`: the OpenAPI 3 document, generated from the handlers' and types'
-//! annotations (so it cannot drift from the code), for Logic Apps custom connectors.
+//! `GET /api/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' and types'
+//! annotations (so it cannot drift from the code); `swagger.rs` converts it to OpenAPI 2.0 for
+//! Logic Apps custom connectors.
 
 use super::rollouts;
 use super::views::*;
 use crate::problem::Problem;
 use crate::store::DeadLetter;
 use axum::Json;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 /// The API description.
@@ -26,11 +27,13 @@ use utoipa::{Modify, OpenApi};
         super::DeadLetterList
     )),
     modifiers(&Security),
-    security(("functionKey" = []), ("clientPrincipal" = []))
+    security(("functionKey" = []), ("entraId" = []))
 )]
 pub struct ApiDoc;
 
-/// Declares how callers authenticate.
+/// Declares how callers authenticate: a function key, or an Entra ID access token where App
+/// Service Authentication is on. The principal header the platform then passes on is its own,
+/// never a client's, so it is no scheme here.
 struct Security;
 
 impl Modify for Security {
@@ -38,15 +41,16 @@ impl Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "functionKey",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-functions-key"))),
-        );
-        components.add_security_scheme(
-            "clientPrincipal",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "X-MS-CLIENT-PRINCIPAL",
-                "set by App Service Authentication: base64 JSON with role claims",
+                "x-functions-key",
+                "a function key of the Function App: the roles of PATCHWAVE_KEY_ROLES, never an approval",
             ))),
         );
+        let token = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("an Entra ID access token for the Operator API's app registration, where App Service Authentication is on: its app roles, approvals included"));
+        components.add_security_scheme("entraId", SecurityScheme::Http(token.build()));
     }
 }
 

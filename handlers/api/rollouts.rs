@@ -251,7 +251,8 @@ async fn command(
 macro_rules! command_route {
     ($name:ident, $action:expr, $path:literal, $summary:literal) => {
         #[doc = $summary]
-        #[utoipa::path(post, path = $path, tag = "commands", params(("id" = String, Path, description = "rollout id")),
+        #[utoipa::path(post, path = $path, tag = "commands", params(("id" = String, Path, description = "rollout id"),
+                ("Idempotency-Key" = Option<String>, Header, description = "repeat-safe command: a retry with the same key is applied once")),
             request_body = CommandBody,
             responses(
                 (status = 202, description = "accepted; the rollout moves on (Logic Apps: poll Location)", body = RolloutView,

@@ -1,5 +1,5 @@
 //! The operator API over HTTP with the real service behind it: create, read, commands,
-//! approval gates, role checks for every route, and the generated OpenAPI document.
+//! approval gates, role checks for every route, and the generated OpenAPI 3.1 and 2.0 documents.
 
 #[path = "../service/support.rs"]
 #[allow(dead_code)]
@@ -8,6 +8,7 @@ mod support;
 mod rejections;
 mod roles;
 mod rollouts;
+mod swagger;
 
 use base64::Engine as _;
 use patchwave::config::AuthSettings;
