@@ -1,11 +1,20 @@
 // patchwave on Azure: the Function App running the custom handler and everything it listens
 // to or calls, wired with least privilege (issue 8, design §2, §7, §8).
 //
+//   azd up                       (azure.yaml; parameters from infra/main.parameters.json)
+// or
 //   az group create -n RG -l LOCATION
-//   az deployment group create -g RG -f infra/main.bicep -p infra/main.parameters.json
+//   az deployment group create -g RG -f infra/main.bicep -p infra/az.parameters.json -p codeDeployed=false
+//   (deploy the code), then the same deployment without -p codeDeployed=false
 //
-// The first deployment passes -p subscribePatchEvents=false: Event Grid only subscribes a
-// function that exists, and the code is deployed after the infrastructure (README).
+// Two phases, because some resources need the app's functions to exist: Event Grid validates
+// a function destination when it subscribes it, and function keys are kept by the running
+// Functions host. A deployment with codeDeployed=false creates everything else; once the code
+// is deployed, a deployment with codeDeployed=true (the default) adds the Event Grid
+// subscriptions and the example Logic App. azd does both by itself: its first provision
+// passes false (APP_CODE_DEPLOYED unset), and the postdeploy hook in azure.yaml sets
+// APP_CODE_DEPLOYED=true and provisions again. An incremental deployment with false never
+// removes what a deployment with true created.
 
 targetScope = 'resourceGroup'
 
@@ -66,8 +75,11 @@ param patchTagValues array = [
 @description('Regions of the dynamic scope; empty for all.')
 param patchLocations array = []
 
-@description('First maintenance window start, "yyyy-MM-dd HH:mm".')
-param maintenanceWindowStart string = '2026-01-04 02:00'
+@description('Time of this deployment, UTC. Only the default of the maintenance window start uses it; leave it to its default (utcNow is allowed only as a parameter default).')
+param deploymentTime string = utcNow('u')
+
+@description('First maintenance window start, "yyyy-MM-dd HH:mm" in maintenanceWindowTimeZone, today or later (the Maintenance API refuses a past start). Empty: 02:00 on the day after the deployment, recomputed at every deployment, so a redeployment on a window\'s own day moves the first window to the next recurrence; set it to pin the start.')
+param maintenanceWindowStart string = ''
 
 @description('Maintenance window length, "HH:mm".')
 param maintenanceWindowDuration string = '03:00'
@@ -90,8 +102,8 @@ param windowsClassifications array = [
   'Security'
 ]
 
-@description('Subscribe the PatchEvents function to the maintenance events. False on the first deployment, before the code exists.')
-param subscribePatchEvents bool = true
+@description('True once the app\'s code is deployed. False creates everything but what needs the functions to exist (Event Grid subscriptions to functions, the example Logic App and its function key): the first deployment, before the code. azd passes APP_CODE_DEPLOYED (false until its postdeploy hook sets it).')
+param codeDeployed bool = true
 
 @description('E-mail address receiving alerts; empty for none.')
 param alertEmail string = ''
@@ -105,10 +117,10 @@ param logFilter string = 'info'
 @description('Client id of the Entra app registration for App Service Authentication; empty leaves it off (approvals then need it turned on).')
 param authClientId string = ''
 
-@description('Deploy the example Logic App (needs authClientId for its approval step).')
+@description('Deploy the example Logic App (needs authClientId for its approval step). It is deployed with codeDeployed=true only: its function key goes through the running host.')
 param deployExampleLogicApp bool = false
 
-@description('Function key for the Logic App; empty reads the host\'s default key.')
+@description('Value of a function key of its own for the Logic App (key "logicapp", created with this value; at least 32 letters and digits, e.g. openssl rand -hex 32). Keep passing the same value: a new one replaces the key, and Logic App runs started before use the old one. Empty: the Logic App uses the host\'s default function key.')
 @secure()
 param logicAppFunctionKey string = ''
 
@@ -116,6 +128,10 @@ param logicAppFunctionKey string = ''
 param approvalNotificationUrl string = ''
 
 var token = uniqueString(resourceGroup().id)
+
+// The Maintenance API takes "yyyy-MM-dd HH:mm" in the window's time zone, today or later. The
+// day after the deployment (UTC) is a date that is not past in any time zone.
+var windowStart = empty(maintenanceWindowStart) ? '${dateTimeAdd(deploymentTime, 'P1D', 'yyyy-MM-dd')} 02:00' : maintenanceWindowStart
 var compactPrefix = toLower(replace(namePrefix, '-', ''))
 var names = {
   storage: take('${compactPrefix}${token}', 24)
@@ -185,6 +201,7 @@ module iotHub 'modules/iothub.bicep' = {
     capacity: iotHubCapacity
     disableLocalAuth: iotHubDisableLocalAuth
     eventHubNamespaceName: eventHubs.outputs.namespaceName
+    eventHubsFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
     twinHubName: eventHubs.outputs.twinHubName
     workspaceId: monitoring.outputs.workspaceId
   }
@@ -210,6 +227,10 @@ module functionApp 'modules/functionapp.bicep' = {
     planName: names.plan
     location: location
     tags: tags
+    // azd deploy finds the service's resource by this tag (azure.yaml: service patchwave)
+    siteTags: {
+      'azd-service-name': 'patchwave'
+    }
     hostingPlan: hostingPlan
     premiumSku: premiumSku
     storageAccountName: storage.outputs.name
@@ -235,14 +256,14 @@ module maintenance 'modules/maintenance.bicep' = {
     name: names.maintenance
     location: location
     tags: tags
-    windowStart: maintenanceWindowStart
+    windowStart: windowStart
     windowDuration: maintenanceWindowDuration
     windowTimeZone: maintenanceWindowTimeZone
     windowRecurrence: maintenanceWindowRecurrence
     linuxClassifications: linuxClassifications
     windowsClassifications: windowsClassifications
     functionAppId: functionApp.outputs.id
-    subscribePatchEvents: subscribePatchEvents
+    subscribeEvents: codeDeployed
     deadLetterStorageAccountName: storage.outputs.name
     deadLetterContainerName: deadLetterContainerName
   }
@@ -296,7 +317,7 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
-module logicApp 'modules/logicapp.bicep' = if (deployExampleLogicApp) {
+module logicApp 'modules/logicapp.bicep' = if (deployExampleLogicApp && codeDeployed) {
   name: 'logicapp'
   params: {
     name: names.logicApp
@@ -327,5 +348,18 @@ output PATCHWAVE_TWIN_EVENTHUB_NAME string = eventHubs.outputs.twinHubName
 output maintenanceConfigurationId string = maintenance.outputs.id
 output iotHubName string = iotHub.outputs.name
 output deviceUpdateAccountName string = deviceUpdate.outputs.accountName
-output logicAppName string = deployExampleLogicApp ? logicApp.outputs.name : ''
-output logicAppPrincipalId string = deployExampleLogicApp ? logicApp.outputs.principalId : ''
+output logicAppName string = deployExampleLogicApp && codeDeployed ? logicApp.outputs.name : ''
+output logicAppPrincipalId string = deployExampleLogicApp && codeDeployed ? logicApp.outputs.principalId : ''
+output maintenanceWindowStart string = windowStart
+// azd keeps outputs as environment values and drops them at azd down: the next azd up after
+// a teardown starts again with the code not deployed (azure.yaml's postdeploy hook reads it).
+output APP_CODE_DEPLOYED bool = codeDeployed
+
+// What deleting the resource group leaves behind (README, "Removing it"): keep these values
+// before deleting it.
+@description('Subscription-scope configuration assignment (the dynamic scope); empty without patchResourceGroups.')
+output maintenanceScopeAssignmentId string = empty(patchResourceGroups) ? '' : maintenanceScope.outputs.id
+@description('Custom role definition (subscription level) that cancels scheduled runs.')
+output maintenanceRunOperatorRoleId string = roles.outputs.cancelRunsRoleDefinitionId
+@description('Resource groups where the identity holds patching roles.')
+output patchResourceGroups array = patchResourceGroups

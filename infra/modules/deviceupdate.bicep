@@ -82,5 +82,5 @@ resource deviceUpdateOnHub 'Microsoft.Authorization/roleAssignments@2022-04-01' 
 output accountId string = account.id
 output accountName string = account.name
 output instanceName string = instance.name
-@description('Data-plane host name, e.g. name.api.adu.microsoft.com.')
+@description('Data-plane host name of the account, as Device Update reports it (properties.hostName).')
 output hostName string = account.properties.hostName

@@ -71,10 +71,15 @@ resource lifecycleHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = {
   }
 }
 
+// The namespace's host name comes from the namespace itself (serviceBusEndpoint, e.g.
+// https://NAME.<Service Bus suffix of this cloud>:443/): environment() has no Service Bus
+// suffix in every Bicep version, and a written-out suffix breaks sovereign clouds.
+var endpointHost = split(split(namespace.properties.serviceBusEndpoint, '://')[1], '/')[0]
+
 output namespaceId string = namespace.id
 output namespaceName string = namespace.name
-@description('Fully qualified namespace, e.g. name.servicebus.windows.net.')
-output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+@description('Fully qualified namespace (host name, no scheme or port), from the namespace\'s serviceBusEndpoint.')
+output fullyQualifiedNamespace string = split(endpointHost, ':')[0]
 output twinHubId string = twinHub.id
 output twinHubName string = twinHub.name
 output twinConsumerGroup string = twinConsumer.name

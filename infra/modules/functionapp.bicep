@@ -9,6 +9,9 @@ param planName string
 param location string
 param tags object
 
+@description('Tags on the site only, beside tags (e.g. azd-service-name, which azd deploy looks for on exactly one resource).')
+param siteTags object = {}
+
 @description('FlexConsumption (serverless, identity-only storage) or ElasticPremium (always warm, Azure Files content share).')
 @allowed(['FlexConsumption', 'ElasticPremium'])
 param hostingPlan string
@@ -223,7 +226,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17:Client certificates would refuse Event Grid deliveries and Logic Apps calls; callers authenticate with function keys or Entra tokens instead.
   name: name
   location: location
-  tags: tags
+  tags: union(tags, siteTags)
   kind: 'functionapp,linux'
   identity: {
     type: 'SystemAssigned'

@@ -17,6 +17,9 @@ param capacity int = 1
 @description('Name of the Event Hubs namespace (same resource group).')
 param eventHubNamespaceName string
 
+@description('Fully qualified host name of that namespace (from its serviceBusEndpoint: no cloud-specific suffix written here).')
+param eventHubsFullyQualifiedNamespace string
+
 @description('Twin hub in that namespace.')
 param twinHubName string
 
@@ -86,7 +89,7 @@ resource hub 'Microsoft.Devices/IotHubs@2023-06-30' = {
             identity: {
               userAssignedIdentity: routingIdentity.id
             }
-            endpointUri: 'sb://${namespace.name}.servicebus.windows.net'
+            endpointUri: 'sb://${eventHubsFullyQualifiedNamespace}'
             entityPath: twinHub.name
           }
         ]

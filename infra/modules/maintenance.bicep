@@ -5,7 +5,7 @@ param name string
 param location string
 param tags object
 
-@description('First window start, "yyyy-MM-dd HH:mm", in timeZone.')
+@description('First window start, "yyyy-MM-dd HH:mm" in timeZone, today or later (main.bicep computes it from the deployment time unless given).')
 param windowStart string
 
 @description('Window length, "HH:mm" (at least 01:30 for InGuestPatch).')
@@ -26,8 +26,8 @@ param windowsClassifications array
 @description('Resource id of the Function App; Event Grid delivers to its PatchEvents function.')
 param functionAppId string
 
-@description('Create the Event Grid subscription. Event Grid checks that the function exists, so the very first deployment (before the code is deployed) sets this to false.')
-param subscribePatchEvents bool
+@description('Create the Event Grid subscriptions to functions. Event Grid checks that the function exists, so a deployment before the code is deployed sets this to false (main.bicep: codeDeployed).')
+param subscribeEvents bool
 
 @description('Storage account (same resource group) holding events Event Grid could not deliver.')
 param deadLetterStorageAccountName string
@@ -93,7 +93,7 @@ resource topicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-resource patchEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = if (subscribePatchEvents) {
+resource patchEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = if (subscribeEvents) {
   parent: topic
   name: 'patchwave-patch-events'
   properties: {
@@ -137,4 +137,4 @@ resource patchEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-0
 output id string = configuration.id
 output name string = configuration.name
 output systemTopicName string = topic.name
-output patchEventsSubscription string = subscribePatchEvents ? patchEvents.name : ''
+output patchEventsSubscription string = subscribeEvents ? patchEvents.name : ''

@@ -119,7 +119,9 @@ resource deployments 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 resource cancelRunsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'patchwave-maintenance-run-operator')
   properties: {
-    roleName: 'patchwave maintenance run operator (${resourceGroup().name})'
+    // Role names are unique in the tenant: the same resource group name in another
+    // subscription must not collide.
+    roleName: 'patchwave maintenance run operator (${resourceGroup().name}, ${uniqueString(resourceGroup().id)})'
     description: 'Read maintenance configurations and cancel their scheduled runs (applyUpdates).'
     type: 'CustomRole'
     assignableScopes: [
@@ -148,3 +150,6 @@ resource cancelRuns 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalType: 'ServicePrincipal'
   }
 }
+
+@description('Name (GUID) of the custom role. It lives at subscription level and stays when the resource group is deleted (README, "Removing it").')
+output cancelRunsRoleDefinitionId string = cancelRunsRole.name
