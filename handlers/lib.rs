@@ -13,7 +13,6 @@ pub mod package;
 pub mod ports;
 pub mod problem;
 pub mod service;
-pub mod standin;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
             let mut config = patchwave::demo::standin_config(&options);
             config.port = port;
             config.handler_url = handler;
-            let standin = patchwave::standin::Standin::start(config).await?;
+            let standin = patchwave_standin::Standin::start(config).await?;
             println!(
                 "Azure stand-in at {} (Device Update instance `{}`); Ctrl-C stops it",
                 standin.url(),

@@ -4,7 +4,7 @@
 //! deployment was created twice under different ids.
 
 use patchwave::demo::machines;
-use patchwave::standin::{GroupConfig, MachineConfig, Standin, StandinConfig};
+use patchwave_standin::{GroupConfig, MachineConfig, Standin, StandinConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 
 use patchwave::demo::world::LocalWorld;
 use patchwave::demo::{machines, MAINTENANCE_CONFIGURATION};
-use patchwave::standin::{Faults, GroupConfig, MachineConfig, StandinConfig};
+use patchwave_standin::{Faults, GroupConfig, MachineConfig, StandinConfig};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration as Span, Utc};
 use patchwave::demo::world::LocalWorld;
 use patchwave::demo::{machines, MAINTENANCE_CONFIGURATION};
-use patchwave::standin::{GroupConfig, MachineConfig, StandinConfig};
+use patchwave_standin::{GroupConfig, MachineConfig, StandinConfig};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;

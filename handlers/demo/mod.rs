@@ -5,8 +5,8 @@
 pub mod progress;
 pub mod world;
 
-use crate::standin::{GroupConfig, MachineConfig, StandinConfig};
 use anyhow::Context;
+use patchwave_standin::{GroupConfig, MachineConfig, StandinConfig};
 use progress::Progress;
 use serde_json::{json, Value};
 use std::path::PathBuf;

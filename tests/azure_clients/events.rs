@@ -4,7 +4,7 @@
 use patchwave::azure::credential::{NoCredential, TokenSource};
 use patchwave::azure::events::{cloud_event, EventHubsSink, JsonLinesSink, LifecycleSink};
 use patchwave::azure::rest::{AzureError, RetryPolicy};
-use patchwave::standin::{Standin, StandinConfig};
+use patchwave_standin::{Standin, StandinConfig};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

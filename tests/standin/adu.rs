@@ -1,7 +1,7 @@
 //! Device Update routes: official shapes, idempotent creation, limits, cancel/retry, paging.
 
 use crate::support::*;
-use patchwave::standin::{DevicePhase, GroupConfig};
+use patchwave_standin::{DevicePhase, GroupConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -397,7 +397,7 @@ async fn all_device_states(http: &reqwest::Client, first: String) -> (Vec<Value>
 /// Deploys `wave1` to `group` (under `base`) and waits until every device finished it.
 async fn deploy_and_finish(
     http: &reqwest::Client,
-    world: &patchwave::standin::World,
+    world: &patchwave_standin::World,
     base: &str,
     group: &str,
 ) {

@@ -2,7 +2,7 @@
 //! Arc machines, validation, case-insensitive paths, and the maintenance-run cancel shape.
 
 use crate::support::*;
-use patchwave::standin::{MachineConfig, MachineOs, OperationKind};
+use patchwave_standin::{MachineConfig, MachineOs, OperationKind};
 use serde_json::{json, Value};
 use std::time::Duration;
 

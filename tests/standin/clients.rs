@@ -7,7 +7,7 @@ use patchwave::azure::device_update::{self, DeviceUpdateClient, RollbackPolicy};
 use patchwave::azure::iot_hub::{self, IotHubClient};
 use patchwave::azure::resource_manager::{self, PatchRun, ResourceManagerClient};
 use patchwave::azure::rest::{RestClient, RetryPolicy};
-use patchwave::standin::{Faults, GroupConfig, MachineConfig, MachineOs};
+use patchwave_standin::{Faults, GroupConfig, MachineConfig, MachineOs};
 use rollout_core::{PatchOutcome, UpdateId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,7 +142,7 @@ async fn device_update_lists_a_groups_devices_and_arm_assesses_patches_against_t
     use patchwave::azure::device_update::DeviceUpdateClient;
     use patchwave::azure::resource_manager::{PatchRun, ResourceManagerClient};
     use patchwave::azure::rest::{RestClient, RetryPolicy};
-    use patchwave::standin::{GroupConfig, Standin, StandinConfig};
+    use patchwave_standin::{GroupConfig, Standin, StandinConfig};
     use std::sync::Arc;
     let config = StandinConfig {
         groups: vec![GroupConfig::numbered("canary", 150, 0.0)],
@@ -173,7 +173,7 @@ async fn device_update_lists_a_groups_devices_and_arm_assesses_patches_against_t
 #[tokio::test]
 async fn finished_devices_are_the_devices_the_stand_in_finished() {
     use patchwave::azure::device_update::DeploymentDeviceState;
-    use patchwave::standin::DevicePhase;
+    use patchwave_standin::DevicePhase;
     use std::collections::BTreeMap;
     let mut group = GroupConfig::numbered("fleet", 30, 0.2);
     group.device_classes = 3;

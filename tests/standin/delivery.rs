@@ -6,7 +6,7 @@ use crate::support::*;
 use patchwave::decode::agent_report::AgentState;
 use patchwave::decode::twin_change::{decode_twin_batch, HubMessage, TwinChange};
 use patchwave::host::Invocation;
-use patchwave::standin::{DevicePhase, Faults, GroupConfig, Standin, StandinConfig};
+use patchwave_standin::{DevicePhase, Faults, GroupConfig, Standin, StandinConfig};
 use rollout_core::UpdateId;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,7 +8,7 @@ use patchwave::azure::iot_hub::{self, IotHubClient};
 use patchwave::azure::rest::{AzureError, RestClient, RetryPolicy};
 use patchwave::azure::AzureExecutor;
 use patchwave::ports::{EffectExecutor, EffectOutcome};
-use patchwave::standin::{Faults, GroupConfig};
+use patchwave_standin::{Faults, GroupConfig};
 use rollout_core::{Effect, EffectKind, Rollout};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

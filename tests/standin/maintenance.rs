@@ -6,7 +6,7 @@ use patchwave::decode::event_grid::{
     decode_events, MaintenanceEvent, MaintenancePhase, PatchEvent, RunStatus,
 };
 use patchwave::host::Invocation;
-use patchwave::standin::{MachineConfig, MachineOs, RunState};
+use patchwave_standin::{MachineConfig, MachineOs, RunState};
 use serde_json::{json, Value};
 use std::time::Duration;
 

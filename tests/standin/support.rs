@@ -1,7 +1,7 @@
 //! Shared helpers: a fast configuration, reference examples, key-set comparison, a recording
 //! handler, and polling.
 
-use patchwave::standin::{GroupConfig, Standin, StandinConfig};
+use patchwave_standin::{GroupConfig, Standin, StandinConfig};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -153,7 +153,7 @@ pub async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> b
 }
 
 /// Waits until every device of the world's `index`-th deployment has finished it.
-pub async fn deployment_finishes(world: &patchwave::standin::World, index: usize) {
+pub async fn deployment_finishes(world: &patchwave_standin::World, index: usize) {
     eventually("the deployment finishes", Duration::from_secs(10), || {
         world.deployments()[index]
             .devices

@@ -67,8 +67,7 @@ pub fn routes() -> Router<Arc<World>> {
 /// Returns the `400 InvalidApiVersion` answer unless the query has this api-version.
 macro_rules! api_version {
     ($query:expr) => {
-        if let Err(response) =
-            $crate::standin::http::require_api_version(&$query, $crate::standin::adu::API_VERSION)
+        if let Err(response) = $crate::http::require_api_version(&$query, $crate::adu::API_VERSION)
         {
             return *response;
         }
