@@ -152,25 +152,6 @@ fn invalid(target: &str, message: String) -> Response {
     )
 }
 
-/// Whether `machine_id` is configured to fail (by full id or by name), default no.
-pub(super) fn machine_fails(world: &World, machine_id: &str) -> bool {
-    machine_config(world, machine_id).0
-}
-
-/// A machine's configuration (by full id or by name): whether it fails and its OS; a machine
-/// not configured patches fine and runs Windows, as the official examples' machines do.
-fn machine_config(world: &World, machine_id: &str) -> (bool, MachineOs) {
-    let state = world.lock();
-    let lower = machine_id.to_ascii_lowercase();
-    let name = lower.rsplit('/').next().unwrap_or_default().to_string();
-    state
-        .machines
-        .get(&lower)
-        .or_else(|| state.machines.get(&name))
-        .copied()
-        .unwrap_or((false, MachineOs::Windows))
-}
-
 /// `GET` of a VM or Arc machine: where patchwave learns the OS (VM:
 /// `properties.storageProfile.osDisk.osType`; Arc: `properties.osType`, lower case).
 fn get_machine(
@@ -184,7 +165,7 @@ fn get_machine(
     }
     let id = uri.path().to_string();
     let name = id.rsplit('/').next().unwrap_or_default().to_string();
-    let (_, os) = machine_config(world, &id);
+    let (_, os) = world.machine_config(&id);
     let location = world.config.location.clone();
     let body = match kind {
         MachineKind::VirtualMachine => json!({
@@ -290,11 +271,11 @@ fn start_operation(
         if machine_kind == MachineKind::ArcMachine && duration.is_none() {
             return invalid("maximumDuration", "maximumDuration is required.".into());
         }
-        if let Err(response) = check_os_parameters(&request, machine_config(world, &machine_id).1) {
+        if let Err(response) = check_os_parameters(&request, world.machine_config(&machine_id).1) {
             return *response;
         }
     }
-    let fails = kind == OperationKind::Install && machine_fails(world, &machine_id);
+    let fails = kind == OperationKind::Install && world.machine_config(&machine_id).0;
     let now = world.now();
     let (id, activity) = {
         let mut state = world.lock();

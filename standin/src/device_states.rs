@@ -2,7 +2,7 @@
 //! the devices of one device-class subgroup in a deployment and where they stand, with `filter`
 //! on `deviceId`, `moduleId` and `deviceState`, and paging.
 
-use super::adu::{api_version, classes_of, not_found, API_VERSION, Q};
+use super::adu_bodies::{api_version, classes_of, not_found, API_VERSION, Q};
 use super::http::{json, percent_encode};
 use super::model::*;
 use super::subgroups::{filter_clauses, page_body, skip_token, Clause};

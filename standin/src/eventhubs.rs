@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The one api-version of the Event Hubs runtime REST API.
 pub const API_VERSION: &str = "2014-01";
@@ -24,39 +24,6 @@ pub const API_VERSION: &str = "2014-01";
 pub const CONTENT_TYPE: &str = "application/atom+xml;type=entry;charset=utf-8";
 /// Largest event body taken (Standard tier: 1 MB).
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
-
-/// Events received, per event hub (only configured hubs exist).
-#[derive(Debug, Default)]
-pub struct Hubs {
-    received: Mutex<BTreeMap<String, Vec<Value>>>,
-}
-
-impl Hubs {
-    /// Hubs named in the configuration, each empty.
-    pub fn new(names: &[String]) -> Self {
-        let received = names.iter().map(|n| (n.clone(), Vec::new())).collect();
-        Hubs {
-            received: Mutex::new(received),
-        }
-    }
-
-    fn push(&self, hub: &str, event: Value) -> bool {
-        let mut received = self.received.lock().unwrap_or_else(|e| e.into_inner());
-        match received.get_mut(hub) {
-            Some(events) => {
-                events.push(event);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// What `hub` received, oldest first (`None`: no such hub).
-    pub fn received(&self, hub: &str) -> Option<Vec<Value>> {
-        let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
-        received.get(hub).cloned()
-    }
-}
 
 /// The send route and the control route that reads what was sent.
 pub fn routes() -> Router<Arc<World>> {

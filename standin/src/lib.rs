@@ -23,6 +23,7 @@
 //! ([`host`]). Failed deliveries are retried with bounded backoff until the handler takes them.
 
 pub mod adu;
+pub mod adu_bodies;
 pub mod arm;
 pub mod control;
 pub mod device_states;

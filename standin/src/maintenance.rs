@@ -2,7 +2,6 @@
 //! the run's machines and sends a PostMaintenanceEvent (`Succeeded` or `Failed`); a run
 //! cancelled through `applyUpdates` status `Cancel` before it starts never reports `Succeeded`.
 
-use super::arm::machine_fails;
 use super::host::enqueue_event;
 use super::http::{error, json, seconds_time};
 use super::model::*;
@@ -129,7 +128,7 @@ impl World {
             run.machines.clone()
         };
         tokio::time::sleep(self.config.patch_duration).await;
-        let failed = machines.iter().any(|m| machine_fails(self, m));
+        let failed = machines.iter().any(|m| self.machine_config(m).0);
         let status = if failed { "Failed" } else { "Succeeded" };
         let event = {
             let mut state = self.lock();

@@ -6,6 +6,7 @@ use rollout_core::UpdateId;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 /// Where a device stands in one deployment (Device Update's `DeviceDeploymentState`, plus
 /// `Pending` before the device has reported anything).
@@ -260,4 +261,37 @@ pub struct Stats {
     pub injected_429: u64,
     /// Azure requests answered 500 by the fault knob.
     pub injected_500: u64,
+}
+
+/// Events received, per event hub (only configured hubs exist).
+#[derive(Debug, Default)]
+pub struct EventHubs {
+    received: Mutex<BTreeMap<String, Vec<Value>>>,
+}
+
+impl EventHubs {
+    /// Hubs named in the configuration, each empty.
+    pub fn new(names: &[String]) -> Self {
+        let received = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+        EventHubs {
+            received: Mutex::new(received),
+        }
+    }
+
+    pub(crate) fn push(&self, hub: &str, event: Value) -> bool {
+        let mut received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        match received.get_mut(hub) {
+            Some(events) => {
+                events.push(event);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What `hub` received, oldest first (`None`: no such hub).
+    pub fn received(&self, hub: &str) -> Option<Vec<Value>> {
+        let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        received.get(hub).cloned()
+    }
 }

@@ -3,7 +3,7 @@
 //! with `filter` and paging (whose `filter`, `skipToken` and page helpers the device-state list
 //! shares).
 
-use super::adu::{
+use super::adu_bodies::{
     api_version, bad_request, classes_of, deployment_body, not_found, subgroup_status_body,
     update_info, API_VERSION, Q,
 };

@@ -24,7 +24,7 @@ pub struct World {
     pub(super) event_wake: Notify,
     pub(super) http: reqwest::Client,
     /// Lifecycle events received over Event Hubs' REST send.
-    pub event_hubs: super::eventhubs::Hubs,
+    pub event_hubs: EventHubs,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -185,7 +185,7 @@ impl World {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        let event_hubs = super::eventhubs::Hubs::new(&config.event_hubs);
+        let event_hubs = EventHubs::new(&config.event_hubs);
         Ok(Arc::new(World {
             event_hubs,
             config,
@@ -201,6 +201,20 @@ impl World {
     /// The state, locked (a panic elsewhere does not make it unusable).
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A machine's configuration (by full id or by name): whether it fails and its OS; a machine
+    /// not configured patches fine and runs Windows, as the official examples' machines do.
+    pub(super) fn machine_config(&self, machine_id: &str) -> (bool, super::MachineOs) {
+        let state = self.lock();
+        let lower = machine_id.to_ascii_lowercase();
+        let name = lower.rsplit('/').next().unwrap_or_default().to_string();
+        state
+            .machines
+            .get(&lower)
+            .or_else(|| state.machines.get(&name))
+            .copied()
+            .unwrap_or((false, super::MachineOs::Windows))
     }
 
     /// The current time.
