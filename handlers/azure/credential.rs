@@ -1,6 +1,6 @@
 //! Tokens for Azure calls, chosen by `PATCHWAVE_CREDENTIAL`; `none` only for local stand-ins.
 
-use super::rest::AzureError;
+use super::error::AzureError;
 
 /// Something that hands out bearer tokens for a scope.
 #[async_trait::async_trait]

@@ -3,6 +3,7 @@
 
 pub mod credential;
 pub mod device_update;
+pub mod error;
 pub mod events;
 pub mod iot_hub;
 pub mod resource_manager;
