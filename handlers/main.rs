@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use patchwave::cli::{ApiTarget, RolloutsCommand};
-use patchwave::triggers::AppState;
+use patchwave::state::AppState;
 use patchwave::{config::Settings, package, startup, telemetry};
 use std::path::PathBuf;
 

@@ -10,7 +10,7 @@ use super::views::{
 };
 use crate::problem::Problem;
 use crate::service::{RolloutService, ServiceError};
-use crate::triggers::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -9,7 +9,7 @@ pub mod swagger;
 pub mod views;
 
 use crate::problem::Problem;
-use crate::triggers::AppState;
+use crate::state::AppState;
 use auth::{authenticate, Caller, READ};
 use axum::extract::{DefaultBodyLimit, OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -25,7 +25,13 @@ pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
 /// Most dead letters one listing returns.
 const MAX_LIST: usize = 1000;
 
-/// Routes under `/api` (mounted there by the caller).
+/// The API mounted at `/api`, unknown paths answered `404` as problem+json: what the whole
+/// router serves, and what the `Operator` function replays a non-forwarded call into.
+pub fn mounted() -> Router<AppState> {
+    Router::new().nest("/api", router()).fallback(not_found)
+}
+
+/// Routes under `/api` (mounted there by [`mounted`]).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))

@@ -6,7 +6,7 @@ use super::extract::ApiQuery;
 use super::views::{CommandBody, EventList, RolloutList, RolloutSummary, RolloutView};
 use crate::problem::Problem;
 use crate::service::{RolloutService, ServiceError};
-use crate::triggers::AppState;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -1,9 +1,10 @@
 //! `TwinChanges` (eventHubTrigger, many): IoT Hub twin change notifications in batches.
 
-use super::{context, deliver, parse_envelope, AppState};
+use super::{context, deliver, parse_envelope};
 use crate::decode::twin_change::{decode_twin_batch, HubMessage};
 use crate::host::InvokeResponse;
 use crate::inputs::{Delivery, TriggerInput};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
