@@ -168,7 +168,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Deadletters { limit } => {
             let settings = Settings::from_env()?;
-            let store = startup::open_store(&settings).await?;
+            let credential = startup::credential(&settings.azure)?;
+            let store = startup::open_store(&settings.store, credential).await?;
             for letter in store.dead_letters(limit).await? {
                 println!("{}", serde_json::to_string(&letter)?);
             }

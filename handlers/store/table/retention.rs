@@ -190,9 +190,11 @@ async fn delete_batch(
             status,
             code,
             message,
-        } => Err(StoreError::Backend(format!(
-            "deleting dead letters: {status} {code} {message}"
-        ))),
+        } => Err(StoreError::Status {
+            what: "deleting dead letters".into(),
+            status,
+            detail: format!("{code} {message}"),
+        }),
     }
 }
 
