@@ -174,28 +174,10 @@ impl RestClient {
         headers: &[(&str, &str)],
     ) -> Result<Reply, (AzureError, Option<Duration>)> {
         let path = url.split('?').next().unwrap_or_default().to_string();
-        let mut request = self
-            .http
-            .request(method.clone(), url)
-            .header("Accept", "application/json");
-        if let Some(token) = self
-            .credential
-            .token(&self.scope)
+        let request = self
+            .request(&method, url, payload, headers)
             .await
-            .map_err(|e| (e, None))?
-        {
-            request = request.bearer_auth(token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request = match payload {
-            Payload::Empty => request,
-            Payload::Json(body) => request.json(body),
-            Payload::Text { content_type, text } => request
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(text.to_string()),
-        };
+            .map_err(|e| (e, None))?;
         let response = request.send().await.map_err(|e| {
             let error = AzureError::Transport {
                 method: method.to_string(),
@@ -231,6 +213,33 @@ impl RestClient {
             },
             wait,
         ))
+    }
+
+    /// One attempt's request, with a fresh token (none for a stand-in) and the payload.
+    async fn request(
+        &self,
+        method: &Method,
+        url: &str,
+        payload: Payload<'_>,
+        headers: &[(&str, &str)],
+    ) -> Result<reqwest::RequestBuilder, AzureError> {
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header("Accept", "application/json");
+        if let Some(token) = self.credential.token(&self.scope).await? {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Ok(match payload {
+            Payload::Empty => request,
+            Payload::Json(body) => request.json(body),
+            Payload::Text { content_type, text } => request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(text.to_string()),
+        })
     }
 }
 
