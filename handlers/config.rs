@@ -1,4 +1,7 @@
-//! Settings from the environment (design §8); the only place that reads variables.
+//! Settings from the environment (design §8): every variable patchwave itself reads is read
+//! here, once, at startup. Two readers are not ours: the log filter reads `RUST_LOG`
+//! (`telemetry.rs`), and `azure_identity`'s credentials read their platform's variables
+//! (`IDENTITY_ENDPOINT`, `IDENTITY_HEADER`, `IMDS_ENDPOINT`, …) themselves.
 
 /// Port used when neither the host nor the user names one.
 pub const DEFAULT_PORT: u16 = 7071;
@@ -17,7 +20,7 @@ pub struct Settings {
     /// Port to listen on, on 127.0.0.1.
     pub port: u16,
     /// Where state lives (`PATCHWAVE_STORE`).
-    pub store: StoreSpec,
+    pub store: StoreLocation,
     /// Who may call the operator API.
     pub auth: AuthSettings,
     /// Where Azure is, and as whom patchwave calls it.
@@ -82,16 +85,20 @@ fn base_url(value: &str) -> String {
     }
 }
 
-fn azure_settings(
-    lookup: &impl Fn(&str) -> Option<String>,
+/// `PATCHWAVE_CREDENTIAL` (managed identity behind the host, else developer tools) and the
+/// service principal `client-secret` needs.
+#[allow(clippy::type_complexity)]
+fn credential_settings(
+    get: &impl Fn(&str) -> Option<String>,
     behind_host: bool,
-) -> Result<AzureSettings, ConfigError> {
+) -> Result<
+    (
+        crate::azure::credential::CredentialKind,
+        Option<(String, String, String)>,
+    ),
+    ConfigError,
+> {
     use crate::azure::credential::CredentialKind;
-    let get = |name: &str| {
-        lookup(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
     let credential = match get("PATCHWAVE_CREDENTIAL") {
         Some(value) => CredentialKind::parse(&value).map_err(|problem| ConfigError {
             variable: "PATCHWAVE_CREDENTIAL",
@@ -116,27 +123,47 @@ fn azure_settings(
         }
         _ => None,
     };
-    let eventhub = match (
+    Ok((credential, client_secret))
+}
+
+/// `PATCHWAVE_EVENTHUB_NAMESPACE` and `PATCHWAVE_EVENTHUB_NAME`: both, or neither.
+fn eventhub_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<(String, String)>, ConfigError> {
+    match (
         get("PATCHWAVE_EVENTHUB_NAMESPACE"),
         get("PATCHWAVE_EVENTHUB_NAME"),
     ) {
-        (Some(namespace), Some(name)) => Some((namespace, name)),
-        (None, None) => None,
+        (Some(namespace), Some(name)) => Ok(Some((namespace, name))),
+        (None, None) => Ok(None),
         (namespace, _) => {
             let variable = if namespace.is_some() {
                 "PATCHWAVE_EVENTHUB_NAME"
             } else {
                 "PATCHWAVE_EVENTHUB_NAMESPACE"
             };
-            return Err(ConfigError {
+            Err(ConfigError {
                 variable,
                 value: String::new(),
                 problem:
                     "set both PATCHWAVE_EVENTHUB_NAMESPACE and PATCHWAVE_EVENTHUB_NAME, or neither"
                         .into(),
-            });
+            })
         }
+    }
+}
+
+fn azure_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+    behind_host: bool,
+) -> Result<AzureSettings, ConfigError> {
+    let get = |name: &str| {
+        lookup(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     };
+    let (credential, client_secret) = credential_settings(&get, behind_host)?;
+    let eventhub = eventhub_settings(&get)?;
     Ok(AzureSettings {
         adu_endpoint: get("PATCHWAVE_ADU_ENDPOINT").map(|v| base_url(&v)),
         adu_instance: get("PATCHWAVE_ADU_INSTANCE"),
@@ -150,42 +177,103 @@ fn azure_settings(
     })
 }
 
-/// `PATCHWAVE_STORE`: `sqlite:PATH` or `table:CONNECTION_STRING_OR_ENDPOINT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSpec {
+/// `PATCHWAVE_STORE`, parsed once: `sqlite:PATH`, or `table:` followed by a connection string
+/// or an endpoint URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
     /// SQLite file.
     Sqlite(std::path::PathBuf),
-    /// Azure Table Storage: a connection string or an endpoint URL.
-    Table(String),
+    /// Azure Table Storage through a connection string (an account key, or
+    /// `UseDevelopmentStorage=true` for Azurite): requests signed with Shared Key.
+    TableConnectionString(String),
+    /// Azure Table Storage at an endpoint URL (`https://ACCOUNT.table.core.windows.net`):
+    /// bearer tokens from the credential `PATCHWAVE_CREDENTIAL` names.
+    TableEndpoint(reqwest::Url),
 }
 
-impl StoreSpec {
-    /// Parses the variable's value.
-    pub fn parse(value: &str) -> Result<Self, String> {
+/// Why a `PATCHWAVE_STORE` value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreLocationError {
+    /// Neither `sqlite:` nor `table:`.
+    #[error("must start with sqlite: or table:")]
+    Scheme,
+    /// `sqlite:` with nothing after it.
+    #[error("sqlite: needs a file path, e.g. sqlite:patchwave.db")]
+    NoPath,
+    /// `table:` with nothing after it.
+    #[error("table: needs a connection string or an endpoint URL")]
+    NoTarget,
+    /// An endpoint that does not parse as a URL.
+    #[error("table endpoint {endpoint:?} is not a URL: {source}")]
+    NotAUrl {
+        /// What was given.
+        endpoint: String,
+        /// Why it is not a URL.
+        #[source]
+        source: url::ParseError,
+    },
+    /// An endpoint with a query string.
+    #[error("table endpoint must not carry a query (SAS tokens are not supported)")]
+    Query,
+}
+
+impl StoreLocation {
+    /// Parses the variable's value. After `table:`, an `http://` or `https://` URL with no `;`
+    /// is an endpoint; anything else is a connection string (checked when the store opens).
+    pub fn parse(value: &str) -> Result<Self, StoreLocationError> {
         let value = value.trim();
         if let Some(path) = value.strip_prefix("sqlite:") {
             if path.is_empty() {
-                return Err("sqlite: needs a file path, e.g. sqlite:patchwave.db".into());
+                return Err(StoreLocationError::NoPath);
             }
-            return Ok(StoreSpec::Sqlite(path.into()));
+            return Ok(StoreLocation::Sqlite(path.into()));
         }
-        if let Some(target) = value.strip_prefix("table:") {
-            if target.is_empty() {
-                return Err("table: needs a connection string or an endpoint URL".into());
-            }
-            return Ok(StoreSpec::Table(target.to_string()));
+        let Some(target) = value.strip_prefix("table:").map(str::trim) else {
+            return Err(StoreLocationError::Scheme);
+        };
+        if target.is_empty() {
+            return Err(StoreLocationError::NoTarget);
         }
-        Err("must start with sqlite: or table:".into())
+        let lower = target.to_ascii_lowercase();
+        if (lower.starts_with("https://") || lower.starts_with("http://")) && !target.contains(';')
+        {
+            return table_endpoint(target).map(StoreLocation::TableEndpoint);
+        }
+        Ok(StoreLocation::TableConnectionString(target.to_string()))
     }
 
     /// A description safe to log (no account key).
     pub fn describe(&self) -> String {
         match self {
-            StoreSpec::Sqlite(path) => format!("sqlite:{}", path.display()),
-            StoreSpec::Table(target) if target.starts_with("http") => format!("table:{target}"),
-            StoreSpec::Table(_) => "table:(connection string)".into(),
+            StoreLocation::Sqlite(path) => format!("sqlite:{}", path.display()),
+            StoreLocation::TableEndpoint(url) => {
+                format!("table:{}", url.as_str().trim_end_matches('/'))
+            }
+            StoreLocation::TableConnectionString(_) => "table:(connection string)".into(),
         }
     }
+}
+
+/// The connection string holds the account key: `Debug` shows what [`StoreLocation::describe`]
+/// shows.
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreLocation({})", self.describe())
+    }
+}
+
+/// A Table service endpoint: a URL without a query (no trailing `/`).
+pub fn table_endpoint(text: &str) -> Result<reqwest::Url, StoreLocationError> {
+    let url = reqwest::Url::parse(text.trim().trim_end_matches('/')).map_err(|source| {
+        StoreLocationError::NotAUrl {
+            endpoint: text.to_string(),
+            source,
+        }
+    })?;
+    if url.query().is_some() {
+        return Err(StoreLocationError::Query);
+    }
+    Ok(url)
 }
 
 /// How operator calls are authorised (design §3).
@@ -269,93 +357,111 @@ impl Settings {
 
     /// Reads settings through `lookup`, so tests can pass a map.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let port = ["FUNCTIONS_CUSTOMHANDLER_PORT", "PATCHWAVE_PORT"]
-            .into_iter()
-            .find_map(|variable| {
-                lookup(variable)
-                    .filter(|value| !value.trim().is_empty())
-                    .map(|value| (variable, value))
-            })
-            .map(|(variable, value)| {
-                value.trim().parse::<u16>().map_err(|e| ConfigError {
-                    variable,
-                    value: value.clone(),
-                    problem: format!("not a port number ({e})"),
-                })
-            })
-            .transpose()?
-            .unwrap_or(DEFAULT_PORT);
-        let store = match lookup("PATCHWAVE_STORE").filter(|v| !v.trim().is_empty()) {
-            None => StoreSpec::Sqlite(DEFAULT_SQLITE_PATH.into()),
-            Some(value) => StoreSpec::parse(&value).map_err(|problem| ConfigError {
-                variable: "PATCHWAVE_STORE",
-                value: StoreSpec::parse(&value)
-                    .map(|s| s.describe())
-                    .unwrap_or_else(|_| "(unparsed)".into()),
-                problem,
-            })?,
-        };
-        let mut auth = AuthSettings::default();
-        match lookup("PATCHWAVE_AUTH").map(|v| v.trim().to_ascii_lowercase()) {
-            None => {}
-            Some(mode) if mode.is_empty() || mode == "azure" => {}
-            Some(mode) if mode == "open" => auth.open = true,
-            Some(mode) => {
-                return Err(ConfigError {
-                    variable: "PATCHWAVE_AUTH",
-                    value: mode,
-                    problem: "must be azure or open".into(),
-                })
-            }
-        }
-        if let Some(roles) = lookup("PATCHWAVE_KEY_ROLES").filter(|v| !v.trim().is_empty()) {
-            auth.key_roles = list(&roles);
-        }
-        if let Some(keys) = lookup("PATCHWAVE_FUNCTION_KEYS") {
-            auth.function_key_hashes = list(&keys)
-                .into_iter()
-                .map(|k| k.to_ascii_lowercase())
-                .collect();
-            if let Some(bad) = auth
-                .function_key_hashes
-                .iter()
-                .find(|k| k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit()))
-            {
-                return Err(ConfigError {
-                    variable: "PATCHWAVE_FUNCTION_KEYS",
-                    value: format!("{}…", bad.chars().take(6).collect::<String>()),
-                    problem: "each entry must be the SHA-256 hex digest of a key (64 hex digits)"
-                        .into(),
-                });
-            }
-        }
-        auth.behind_host = lookup("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
-        auth.platform_auth =
-            lookup("WEBSITE_AUTH_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let port = port(&lookup)?;
+        let store = store_location(&lookup)?;
+        let auth = auth_settings(&lookup)?;
         let azure = azure_settings(&lookup, auth.behind_host)?;
-        let dead_letter_retention_days = whole_number(
-            &lookup,
-            "PATCHWAVE_DEADLETTER_RETENTION_DAYS",
-            DEFAULT_DEAD_LETTER_RETENTION_DAYS,
-            1,
-            MAX_DEAD_LETTER_RETENTION_DAYS,
-        )?;
-        let dead_letter_max = whole_number(
-            &lookup,
-            "PATCHWAVE_DEADLETTER_MAX",
-            DEFAULT_DEAD_LETTER_MAX,
-            1,
-            usize::MAX,
-        )?;
         Ok(Settings {
             port,
             store,
             auth,
             azure,
-            dead_letter_retention_days,
-            dead_letter_max,
+            dead_letter_retention_days: whole_number(
+                &lookup,
+                "PATCHWAVE_DEADLETTER_RETENTION_DAYS",
+                DEFAULT_DEAD_LETTER_RETENTION_DAYS,
+                1,
+                MAX_DEAD_LETTER_RETENTION_DAYS,
+            )?,
+            dead_letter_max: whole_number(
+                &lookup,
+                "PATCHWAVE_DEADLETTER_MAX",
+                DEFAULT_DEAD_LETTER_MAX,
+                1,
+                usize::MAX,
+            )?,
         })
     }
+}
+
+/// `FUNCTIONS_CUSTOMHANDLER_PORT`, else `PATCHWAVE_PORT`, else [`DEFAULT_PORT`].
+fn port(lookup: &impl Fn(&str) -> Option<String>) -> Result<u16, ConfigError> {
+    let port = ["FUNCTIONS_CUSTOMHANDLER_PORT", "PATCHWAVE_PORT"]
+        .into_iter()
+        .find_map(|variable| {
+            lookup(variable)
+                .filter(|value| !value.trim().is_empty())
+                .map(|value| (variable, value))
+        })
+        .map(|(variable, value)| {
+            value.trim().parse::<u16>().map_err(|e| ConfigError {
+                variable,
+                value: value.clone(),
+                problem: format!("not a port number ({e})"),
+            })
+        })
+        .transpose()?;
+    Ok(port.unwrap_or(DEFAULT_PORT))
+}
+
+/// `PATCHWAVE_STORE`, parsed once; SQLite at [`DEFAULT_SQLITE_PATH`] when unset.
+fn store_location(lookup: &impl Fn(&str) -> Option<String>) -> Result<StoreLocation, ConfigError> {
+    match lookup("PATCHWAVE_STORE").filter(|v| !v.trim().is_empty()) {
+        None => Ok(StoreLocation::Sqlite(DEFAULT_SQLITE_PATH.into())),
+        // the value may hold an account key: the error never repeats it
+        Some(value) => StoreLocation::parse(&value).map_err(|problem| ConfigError {
+            variable: "PATCHWAVE_STORE",
+            value: "(unparsed)".into(),
+            problem: problem.to_string(),
+        }),
+    }
+}
+
+/// `PATCHWAVE_AUTH`, `PATCHWAVE_KEY_ROLES`, `PATCHWAVE_FUNCTION_KEYS`, and what the platform
+/// says (`FUNCTIONS_CUSTOMHANDLER_PORT` set: behind the host; `WEBSITE_AUTH_ENABLED`).
+fn auth_settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<AuthSettings, ConfigError> {
+    let mut auth = AuthSettings::default();
+    match lookup("PATCHWAVE_AUTH").map(|v| v.trim().to_ascii_lowercase()) {
+        None => {}
+        Some(mode) if mode.is_empty() || mode == "azure" => {}
+        Some(mode) if mode == "open" => auth.open = true,
+        Some(mode) => {
+            return Err(ConfigError {
+                variable: "PATCHWAVE_AUTH",
+                value: mode,
+                problem: "must be azure or open".into(),
+            })
+        }
+    }
+    if let Some(roles) = lookup("PATCHWAVE_KEY_ROLES").filter(|v| !v.trim().is_empty()) {
+        auth.key_roles = list(&roles);
+    }
+    if let Some(keys) = lookup("PATCHWAVE_FUNCTION_KEYS") {
+        auth.function_key_hashes = function_key_hashes(&keys)?;
+    }
+    auth.behind_host = lookup("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+    auth.platform_auth =
+        lookup("WEBSITE_AUTH_ENABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    Ok(auth)
+}
+
+/// `PATCHWAVE_FUNCTION_KEYS`: SHA-256 hex digests, lower-cased.
+fn function_key_hashes(keys: &str) -> Result<Vec<String>, ConfigError> {
+    let hashes: Vec<String> = list(keys)
+        .into_iter()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    if let Some(bad) = hashes
+        .iter()
+        .find(|k| k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(ConfigError {
+            variable: "PATCHWAVE_FUNCTION_KEYS",
+            value: format!("{}…", bad.chars().take(6).collect::<String>()),
+            problem: "each entry must be the SHA-256 hex digest of a key (64 hex digits)".into(),
+        });
+    }
+    Ok(hashes)
 }
 
 #[cfg(test)]
@@ -427,5 +533,51 @@ mod tests {
                 .starts_with("FUNCTIONS_CUSTOMHANDLER_PORT=\"http\""),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_store_location_is_parsed_once_into_its_kind() {
+        assert_eq!(
+            settings(&[]).map(|s| s.store),
+            Ok(StoreLocation::Sqlite("patchwave.db".into()))
+        );
+        let endpoint = settings(&[(
+            "PATCHWAVE_STORE",
+            "table:https://acct.table.core.windows.net/",
+        )])
+        .expect("endpoint");
+        assert!(
+            matches!(&endpoint.store, StoreLocation::TableEndpoint(url) if url.host_str() == Some("acct.table.core.windows.net")),
+            "{:?}",
+            endpoint.store
+        );
+        assert_eq!(
+            endpoint.store.describe(),
+            "table:https://acct.table.core.windows.net"
+        );
+        let key = "AccountName=acct;AccountKey=c2VjcmV0";
+        let connection = settings(&[("PATCHWAVE_STORE", &format!("table:{key}"))]).expect("key");
+        assert_eq!(
+            connection.store,
+            StoreLocation::TableConnectionString(key.into())
+        );
+        assert!(!format!("{:?}", connection.store).contains("c2VjcmV0"));
+        for (value, problem) in [
+            ("postgres:x", "must start with sqlite: or table:"),
+            ("sqlite:", "sqlite: needs a file path"),
+            (
+                "table:",
+                "table: needs a connection string or an endpoint URL",
+            ),
+            ("table:https://", "is not a URL"),
+            (
+                "table:https://acct.table.core.windows.net?sv=1",
+                "SAS tokens",
+            ),
+        ] {
+            let error = settings(&[("PATCHWAVE_STORE", value)]).expect_err(value);
+            assert_eq!(error.variable, "PATCHWAVE_STORE");
+            assert!(error.problem.contains(problem), "{value}: {error}");
+        }
     }
 }

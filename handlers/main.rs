@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use patchwave::cli::{ApiTarget, RolloutsCommand};
-use patchwave::triggers::AppState;
+use patchwave::state::AppState;
 use patchwave::{config::Settings, package, startup, telemetry};
 use std::path::PathBuf;
 
@@ -123,57 +123,20 @@ async fn main() -> anyhow::Result<()> {
                 out,
                 limit: std::time::Duration::from_secs(timeout),
             };
-            let last = patchwave::demo::run(options).await?;
-            let state = last["state"].as_str().unwrap_or_default();
-            anyhow::ensure!(
-                matches!(state, "Completed" | "RolledBack"),
-                "the demo rollout ended {state}"
-            );
-            Ok(())
+            demo(options).await
         }
         Command::Standin {
             port,
             handler,
             devices,
-        } => {
-            let options = patchwave::demo::DemoOptions {
-                devices,
-                failure_rate: 0.12,
-                healthy: false,
-                seed: 7,
-                out: PathBuf::new(),
-                limit: std::time::Duration::ZERO,
-            };
-            let mut config = patchwave::demo::standin_config(&options);
-            config.port = port;
-            config.handler_url = handler;
-            let standin = patchwave_standin::Standin::start(config).await?;
-            println!(
-                "Azure stand-in at {} (Device Update instance `{}`); Ctrl-C stops it",
-                standin.url(),
-                patchwave::demo::world::INSTANCE
-            );
-            standin
-                .run_until(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await;
-            Ok(())
-        }
+        } => standin(port, handler, devices).await,
         Command::Rollouts { target, command } => {
             patchwave::cli::run_rollouts(&target, &command).await
         }
         Command::Compliance { target, filter } => {
             patchwave::cli::run_compliance(&target, &filter).await
         }
-        Command::Deadletters { limit } => {
-            let settings = Settings::from_env()?;
-            let store = startup::open_store(&settings).await?;
-            for letter in store.dead_letters(limit).await? {
-                println!("{}", serde_json::to_string(&letter)?);
-            }
-            Ok(())
-        }
+        Command::Deadletters { limit } => dead_letters(limit).await,
         Command::Openapi { v2, host } => print_openapi(v2, host.as_deref()),
         Command::Package { out, zip, binary } => {
             let binary = binary.map_or_else(std::env::current_exe, Ok)?;
@@ -182,6 +145,55 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `patchwave demo`: fails unless the rollout ended completed or rolled back.
+async fn demo(options: patchwave::demo::DemoOptions) -> anyhow::Result<()> {
+    let last = patchwave::demo::run(options).await?;
+    let state = last["state"].as_str().unwrap_or_default();
+    anyhow::ensure!(
+        matches!(state, "Completed" | "RolledBack"),
+        "the demo rollout ended {state}"
+    );
+    Ok(())
+}
+
+/// `patchwave standin`: the demo's Azure stand-in alone, until Ctrl-C.
+async fn standin(port: u16, handler: Option<String>, devices: usize) -> anyhow::Result<()> {
+    let options = patchwave::demo::DemoOptions {
+        devices,
+        failure_rate: 0.12,
+        healthy: false,
+        seed: 7,
+        out: PathBuf::new(),
+        limit: std::time::Duration::ZERO,
+    };
+    let mut config = patchwave::demo::standin_config(&options);
+    config.port = port;
+    config.handler_url = handler;
+    let standin = patchwave_standin::Standin::start(config).await?;
+    println!(
+        "Azure stand-in at {} (Device Update instance `{}`); Ctrl-C stops it",
+        standin.url(),
+        patchwave::demo::world::INSTANCE
+    );
+    standin
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    Ok(())
+}
+
+/// `patchwave deadletters`: from the configured store, as JSON lines.
+async fn dead_letters(limit: usize) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let credential = startup::credential(&settings.azure)?;
+    let store = startup::open_store(&settings.store, credential).await?;
+    for letter in store.dead_letters(limit).await? {
+        println!("{}", serde_json::to_string(&letter)?);
+    }
+    Ok(())
 }
 
 fn print_openapi(v2: bool, host: Option<&str>) -> anyhow::Result<()> {

@@ -87,12 +87,14 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The system clock: the one place patchwave reads the time.
+/// The system clock: where the time the engine decides with (`now` of every step) is read.
+/// Protocol time is read where a protocol needs it, each place allowed by name: the Table
+/// store's request dates, token expiry, an absolute `Retry-After`, and the demo's host.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // the shell's single clock read
+    #[allow(clippy::disallowed_methods)] // the clock of the engine's decisions
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }

@@ -7,70 +7,57 @@ use crate::azure::iot_hub::{self, IotHubClient};
 use crate::azure::resource_manager::{self, ResourceManagerClient};
 use crate::azure::rest::{RestClient, RetryPolicy};
 use crate::azure::AzureExecutor;
-use crate::config::{AzureSettings, Settings, StoreSpec};
+use crate::config::{AzureSettings, Settings, StoreLocation};
 use crate::ports::SystemClock;
+use crate::router::router;
 use crate::service::RolloutService;
+use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
-use crate::triggers::{router, AppState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// The one credential for every Azure call (`PATCHWAVE_CREDENTIAL`), the Table store's
+/// included: `None` for `none` (local stand-ins only, requests go unauthenticated).
+pub fn credential(azure: &AzureSettings) -> anyhow::Result<Option<Arc<AzureCredential>>> {
+    let credential = AzureCredential::build(azure.credential, azure.client_secret.as_ref())
+        .map_err(|e| anyhow::anyhow!("PATCHWAVE_CREDENTIAL: {e}"))?;
+    Ok(credential.map(|inner| Arc::new(AzureCredential::new(inner))))
+}
+
 /// Opens the store `PATCHWAVE_STORE` names. A Table Storage endpoint URL is reached with
-/// tokens from the credential `PATCHWAVE_CREDENTIAL` names; a connection string with its key.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+/// tokens from `credential`; a connection string with its key.
+pub async fn open_store(
+    location: &StoreLocation,
+    credential: Option<Arc<AzureCredential>>,
+) -> anyhow::Result<Arc<dyn Store>> {
     use crate::store::table::{TableStore, DEFAULT_PREFIX};
-    match &settings.store {
-        StoreSpec::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
-        StoreSpec::Table(target)
-            if target.starts_with("http://") || target.starts_with("https://") =>
-        {
-            let credential = AzureCredential::build(
-                settings.azure.credential,
-                settings.azure.client_secret.as_ref(),
-            )
-            .map_err(|e| anyhow::anyhow!("PATCHWAVE_CREDENTIAL: {e}"))?
-            .ok_or_else(|| {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        StoreLocation::TableConnectionString(connection_string) => {
+            Arc::new(TableStore::connect(connection_string).await?)
+        }
+        StoreLocation::TableEndpoint(endpoint) => {
+            let tokens: Arc<dyn TokenSource> = credential.ok_or_else(|| {
                 anyhow::anyhow!(
                     "a Table Storage endpoint needs a credential (PATCHWAVE_CREDENTIAL is none)"
                 )
             })?;
-            let tokens = Arc::new(StorageTokens(AzureCredential::new(credential)));
-            Ok(Arc::new(
-                TableStore::connect_with_tokens(target, tokens, DEFAULT_PREFIX).await?,
-            ))
+            Arc::new(
+                TableStore::connect_with_tokens(endpoint.clone(), tokens, DEFAULT_PREFIX).await?,
+            )
         }
-        StoreSpec::Table(connection_string) => {
-            Ok(Arc::new(TableStore::connect(connection_string).await?))
-        }
-    }
+    })
 }
 
-/// Storage tokens from the shared Azure credential.
-struct StorageTokens(AzureCredential);
-
-/// Token scope of Azure Storage.
-const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
-
-#[async_trait::async_trait]
-impl crate::store::table::TokenProvider for StorageTokens {
-    async fn token(&self) -> Result<String, crate::store::StoreError> {
-        match self.0.token(STORAGE_SCOPE).await {
-            Ok(Some(token)) => Ok(token),
-            Ok(None) => Err(crate::store::StoreError::Backend(
-                "no credential for Table Storage".into(),
-            )),
-            Err(error) => Err(crate::store::StoreError::Backend(error.to_string())),
-        }
-    }
-}
-
-/// The production service: the configured store, the system clock, the executor.
+/// The production service: the configured store, the system clock, the executor, all on
+/// one credential built here.
 pub async fn build_service(settings: &Settings) -> anyhow::Result<Arc<RolloutService>> {
-    let store = open_store(settings).await?;
+    let credential = credential(&settings.azure)?;
+    let store = open_store(&settings.store, credential.clone()).await?;
     store.ping().await?;
-    let executor = Arc::new(build_executor(&settings.azure)?);
+    let executor = Arc::new(build_executor(&settings.azure, credential)?);
     Ok(Arc::new(
         RolloutService::new(store, executor, Arc::new(SystemClock)).with_dead_letter_retention(
             chrono::Duration::days(settings.dead_letter_retention_days.into()),
@@ -79,13 +66,14 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Arc<RolloutSer
     ))
 }
 
-/// The Azure clients the settings name; an effect whose service is not configured waits in
-/// the outbox with a message naming the variable to set.
-pub fn build_executor(azure: &AzureSettings) -> anyhow::Result<AzureExecutor> {
-    let credential = AzureCredential::build(azure.credential, azure.client_secret.as_ref())
-        .map_err(|e| anyhow::anyhow!("PATCHWAVE_CREDENTIAL: {e}"))?;
+/// The Azure clients the settings name, on `credential`; an effect whose service is not
+/// configured waits in the outbox with a message naming the variable to set.
+pub fn build_executor(
+    azure: &AzureSettings,
+    credential: Option<Arc<AzureCredential>>,
+) -> anyhow::Result<AzureExecutor> {
     let tokens: Arc<dyn TokenSource> = match &credential {
-        Some(inner) => Arc::new(AzureCredential::new(inner.clone())),
+        Some(credential) => credential.clone(),
         None => Arc::new(NoCredential),
     };
     let rest = |base: &str, scope: &str| {
@@ -110,25 +98,37 @@ pub fn build_executor(azure: &AzureSettings) -> anyhow::Result<AzureExecutor> {
         .as_deref()
         .map(|host| rest(host, iot_hub::SCOPE).map(IotHubClient::new))
         .transpose()?;
-    let events: Arc<dyn LifecycleSink> = match (&azure.eventhub, &credential, &azure.events_file) {
-        (Some((namespace, hub)), Some(_), _) => Arc::new(EventHubsSink::new(
-            namespace,
-            hub,
-            tokens.clone(),
-            RetryPolicy::default(),
-        )?),
-        (Some(_), None, _) => anyhow::bail!(
-            "lifecycle events to Event Hubs need a credential (PATCHWAVE_CREDENTIAL is none)"
-        ),
-        (None, _, Some(path)) => Arc::new(JsonLinesSink::file(path.clone())?),
-        (None, _, None) => Arc::new(JsonLinesSink::stdout()),
-    };
+    let events = lifecycle_sink(azure, credential.is_some(), &tokens)?;
     Ok(AzureExecutor::new(
         device_update,
         resource_manager,
         iot_hub,
         events,
     ))
+}
+
+/// Where lifecycle events go: the Event Hub (which needs a credential), else a JSON-lines
+/// file, else stdout.
+fn lifecycle_sink(
+    azure: &AzureSettings,
+    has_credential: bool,
+    tokens: &Arc<dyn TokenSource>,
+) -> anyhow::Result<Arc<dyn LifecycleSink>> {
+    Ok(
+        match (&azure.eventhub, has_credential, &azure.events_file) {
+            (Some((namespace, hub)), true, _) => Arc::new(EventHubsSink::new(
+                namespace,
+                hub,
+                tokens.clone(),
+                RetryPolicy::default(),
+            )?),
+            (Some(_), false, _) => anyhow::bail!(
+                "lifecycle events to Event Hubs need a credential (PATCHWAVE_CREDENTIAL is none)"
+            ),
+            (None, _, Some(path)) => Arc::new(JsonLinesSink::file(path.clone())?),
+            (None, _, None) => Arc::new(JsonLinesSink::stdout()),
+        },
+    )
 }
 
 /// A bound, not yet serving, handler.

@@ -63,7 +63,7 @@ const NOT_SET_BY_INFRA: &[(&str, &str)] = &[
     ),
     (
         "AZURE_CLIENT_ID",
-        "client-secret only; set, it would also send the managed identity looking for a user-assigned one",
+        "client-secret credential only; Azure uses the system-assigned managed identity",
     ),
     ("AZURE_CLIENT_SECRET", "client-secret credential only"),
 ];

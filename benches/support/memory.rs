@@ -8,7 +8,7 @@ use patchwave::config::AuthSettings;
 use patchwave::ports::SystemClock;
 use patchwave::service::RolloutService;
 use patchwave::startup::Application;
-use patchwave::triggers::AppState;
+use patchwave::state::AppState;
 use rollout_core::{Effect, EffectKind, Rollout};
 use serde_json::json;
 use std::path::Path;

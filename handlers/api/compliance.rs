@@ -1,8 +1,7 @@
 //! `/api/compliance`: hosts and devices against the update they should run, per group, and
 //! down to each device (paged with `nextLink`) and each host.
 
-use super::auth;
-use super::authorize;
+use super::authorized::{Authorized, Read};
 use super::extract::ApiQuery;
 use super::views::{
     ComplianceView, DeviceCompliance, DeviceComplianceList, DeviceStatus, HostCompliance,
@@ -10,14 +9,11 @@ use super::views::{
 };
 use crate::problem::Problem;
 use crate::service::{RolloutService, ServiceError};
-use crate::triggers::AppState;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rollout_core::Rollout;
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// Devices listed per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 100;
@@ -49,13 +45,6 @@ pub struct DeviceQuery {
 pub struct HostQuery {
     /// Only this rollout's hosts.
     rollout: Option<String>,
-}
-
-fn service(state: &AppState) -> Result<&Arc<RolloutService>, Problem> {
-    state.service.as_ref().ok_or_else(|| {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "No store")
-            .detail("this handler runs without a store")
-    })
 }
 
 fn respond<T: IntoResponse>(result: Result<T, Problem>) -> Response {
@@ -96,14 +85,9 @@ async fn chosen_rollouts(
 /// Hosts and devices side by side: on the target update, behind, failed or timed out.
 #[utoipa::path(get, path = "/api/compliance", tag = "compliance",
     responses((status = 200, body = ComplianceView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-pub async fn summary(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: ApiQuery,
-) -> Response {
+pub async fn summary(Authorized { service, .. }: Authorized<Read>) -> Response {
     let result = async {
-        authorize(&state, &headers, &query, auth::READ)?;
-        let rollouts = current_rollouts(service(&state)?).await?;
+        let rollouts = current_rollouts(&service).await?;
         Ok::<_, Problem>(ComplianceView {
             rollouts: rollouts.iter().map(RolloutCompliance::of).collect(),
         })
@@ -117,23 +101,17 @@ pub async fn summary(
     responses((status = 200, body = DeviceComplianceList), (status = 400, description = "a filter or limit that does not parse", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such rollout", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-pub async fn devices(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: ApiQuery,
-) -> Response {
+pub async fn devices(Authorized { service, .. }: Authorized<Read>, query: ApiQuery) -> Response {
     let result = async {
-        authorize(&state, &headers, &query, auth::READ)?;
         let filter: DeviceQuery = query.parse()?;
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid query")
                 .detail(format!("limit must be 1 to {MAX_LIMIT} (got {limit})")));
         }
-        let service = service(&state)?;
-        let rollouts = chosen_rollouts(service, filter.rollout.as_deref()).await?;
+        let rollouts = chosen_rollouts(&service, filter.rollout.as_deref()).await?;
         let after = filter.after.as_deref().map(Cursor::parse).transpose()?;
-        let (value, next) = page(service, &rollouts, &filter, after, limit).await?;
+        let (value, next) = page(&service, &rollouts, &filter, after, limit).await?;
         let next_link = next.map(|cursor| next_link(&filter, limit, &cursor));
         Ok::<_, Problem>(DeviceComplianceList { value, next_link })
     }
@@ -145,11 +123,10 @@ pub async fn devices(
 #[utoipa::path(get, path = "/api/compliance/hosts", tag = "compliance", params(HostQuery),
     responses((status = 200, body = HostComplianceList), (status = 404, description = "no such rollout", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-pub async fn hosts(State(state): State<AppState>, headers: HeaderMap, query: ApiQuery) -> Response {
+pub async fn hosts(Authorized { service, .. }: Authorized<Read>, query: ApiQuery) -> Response {
     let result = async {
-        authorize(&state, &headers, &query, auth::READ)?;
         let filter: HostQuery = query.parse()?;
-        let rollouts = chosen_rollouts(service(&state)?, filter.rollout.as_deref()).await?;
+        let rollouts = chosen_rollouts(&service, filter.rollout.as_deref()).await?;
         let value = rollouts.iter().flat_map(HostCompliance::of).collect();
         Ok::<_, Problem>(HostComplianceList { value })
     }
@@ -186,18 +163,7 @@ async fn page(
     after: Option<Cursor>,
     limit: usize,
 ) -> Result<(Vec<DeviceCompliance>, Option<Cursor>), Problem> {
-    let start = match &after {
-        Some(cursor) => rollouts
-            .iter()
-            .position(|r| r.id == cursor.rollout)
-            .ok_or_else(|| {
-                Problem::new(StatusCode::BAD_REQUEST, "Invalid query").detail(format!(
-                    "after names rollout {}, which this listing does not hold",
-                    cursor.rollout
-                ))
-            })?,
-        None => 0,
-    };
+    let start = start_of(rollouts, after.as_ref())?;
     let mut found: Vec<(String, DeviceCompliance)> = Vec::with_capacity(limit + 1);
     for (position, rollout) in rollouts.iter().enumerate().skip(start) {
         let mut from = after
@@ -218,14 +184,7 @@ async fn page(
                     found.push((rollout.id.clone(), row));
                     if found.len() > limit {
                         found.pop();
-                        let (rollout, last) = found
-                            .last()
-                            .map(|(r, d)| (r.clone(), d.device_id.clone()))
-                            .unwrap_or_default();
-                        let cursor = Cursor {
-                            rollout,
-                            device: last,
-                        };
+                        let cursor = cursor_after(&found);
                         return Ok((
                             found.into_iter().map(|(_, row)| row).collect(),
                             Some(cursor),
@@ -239,6 +198,32 @@ async fn page(
         }
     }
     Ok((found.into_iter().map(|(_, row)| row).collect(), None))
+}
+
+/// Where in `rollouts` a page after `after` starts (`400` if the cursor's rollout is not
+/// among them).
+fn start_of(rollouts: &[Rollout], after: Option<&Cursor>) -> Result<usize, Problem> {
+    let Some(cursor) = after else {
+        return Ok(0);
+    };
+    rollouts
+        .iter()
+        .position(|r| r.id == cursor.rollout)
+        .ok_or_else(|| {
+            Problem::new(StatusCode::BAD_REQUEST, "Invalid query").detail(format!(
+                "after names rollout {}, which this listing does not hold",
+                cursor.rollout
+            ))
+        })
+}
+
+/// The cursor after the last row of a page.
+fn cursor_after(found: &[(String, DeviceCompliance)]) -> Cursor {
+    let (rollout, device) = found
+        .last()
+        .map(|(r, d)| (r.clone(), d.device_id.clone()))
+        .unwrap_or_default();
+    Cursor { rollout, device }
 }
 
 fn matches(filter: &DeviceQuery, row: &DeviceCompliance) -> bool {

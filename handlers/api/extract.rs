@@ -26,6 +26,11 @@ struct KeyField {
 }
 
 impl ApiQuery {
+    /// The query of `uri`.
+    pub fn of(uri: &Uri) -> Self {
+        ApiQuery(uri.clone())
+    }
+
     /// The `code` parameter, which Functions accepts in place of `x-functions-key` (`None`
     /// when absent or unreadable: the caller is then unauthenticated).
     pub fn key(&self) -> Option<String> {

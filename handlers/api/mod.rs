@@ -1,6 +1,7 @@
 //! The operator API under `/api` (design §3): health, dead letters; errors as problem+json.
 
 pub mod auth;
+pub mod authorized;
 pub mod compliance;
 pub mod extract;
 pub mod openapi;
@@ -9,8 +10,9 @@ pub mod swagger;
 pub mod views;
 
 use crate::problem::Problem;
-use crate::triggers::AppState;
-use auth::{authenticate, Caller, READ};
+use crate::state::AppState;
+use auth::READ;
+use authorized::Authorized;
 use axum::extract::{DefaultBodyLimit, OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +27,13 @@ pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
 /// Most dead letters one listing returns.
 const MAX_LIST: usize = 1000;
 
-/// Routes under `/api` (mounted there by the caller).
+/// The API mounted at `/api`, unknown paths answered `404` as problem+json: what the whole
+/// router serves, and what the `Operator` function replays a non-forwarded call into.
+pub fn mounted() -> Router<AppState> {
+    Router::new().nest("/api", router()).fallback(not_found)
+}
+
+/// Routes under `/api` (mounted there by [`mounted`]).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
@@ -49,17 +57,7 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::map_response(extract::errors_as_problems))
 }
 
-/// Authenticates the caller (by header, or by the query's `code`) and checks `role`.
-pub fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: &ApiQuery,
-    role: &str,
-) -> Result<Caller, Problem> {
-    let caller = authenticate(headers, query.key().as_deref(), &state.auth)?;
-    caller.require(role)?;
-    Ok(caller)
-}
+pub use authorized::authorize;
 
 /// Liveness and version, for anyone.
 ///
@@ -115,12 +113,11 @@ struct LimitQuery {
     params(("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "at most this many (1–1000, default 100)")),
     responses((status = 200, body = DeadLetterList), (status = 400, description = "a limit that is not a number from 1 to 1000", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn dead_letters(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { service, .. }: Authorized<authorized::Read>,
     query: ApiQuery,
 ) -> Response {
-    let limit = authorize(&state, &headers, &query, READ)
-        .and_then(|_| query.parse::<LimitQuery>())
+    let limit = query
+        .parse::<LimitQuery>()
         .and_then(|fields| match fields.limit.unwrap_or(100) {
             limit @ 1..=MAX_LIST => Ok(limit),
             other => Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid query")
@@ -130,21 +127,12 @@ pub async fn dead_letters(
         Ok(limit) => limit,
         Err(problem) => return problem.into_response(),
     };
-    let Some(service) = &state.service else {
-        return unavailable();
-    };
     match service.store().dead_letters(limit).await {
         Ok(letters) => Json(DeadLetterList { value: letters }).into_response(),
         Err(error) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable")
             .detail(error.to_string())
             .into_response(),
     }
-}
-
-fn unavailable() -> Response {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "No store")
-        .detail("this handler runs without a store")
-        .into_response()
 }
 
 /// Any unknown path: `404` as problem+json.

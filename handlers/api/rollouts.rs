@@ -1,20 +1,17 @@
 //! `/api/rollouts`: create, list, show, operator commands, audit trail.
 
-use super::auth::{self, Caller, CallerKind};
-use super::authorize;
+use super::auth::CallerKind;
+use super::authorized::{Approve, Authorized, AuthorizedBody, Operate, Read, Role};
 use super::extract::ApiQuery;
 use super::views::{CommandBody, EventList, RolloutList, RolloutSummary, RolloutView};
 use crate::problem::Problem;
-use crate::service::{RolloutService, ServiceError};
-use crate::triggers::AppState;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use crate::service::ServiceError;
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rollout_core::{Command, CommandAction, RolloutPlan, RolloutState};
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// Seconds a Logic App should wait before polling a rollout that is moving.
 const RETRY_AFTER_SECONDS: &str = "30";
@@ -44,13 +41,6 @@ impl From<ServiceError> for Problem {
     }
 }
 
-fn service(state: &AppState) -> Result<&Arc<RolloutService>, Problem> {
-    state.service.as_ref().ok_or_else(|| {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "No store")
-            .detail("this handler runs without a store")
-    })
-}
-
 fn location(id: &str) -> String {
     format!("/api/rollouts/{id}")
 }
@@ -65,14 +55,14 @@ fn location(id: &str) -> String {
         (status = 413, description = "body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "a device group is in another active rollout", body = Problem, content_type = "application/problem+json")))]
-pub async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: ApiQuery,
-    body: Bytes,
-) -> Response {
+pub async fn create(headers: HeaderMap, request: AuthorizedBody<Operate>) -> Response {
+    let AuthorizedBody {
+        authorized: Authorized {
+            caller, service, ..
+        },
+        body,
+    } = request;
     let result = async {
-        let caller = authorize(&state, &headers, &query, auth::OPERATE)?;
         let plan: RolloutPlan = serde_json::from_slice(&body).map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "Invalid plan").detail(format!(
                 "the plan is not valid JSON for the plan schema: {e}"
@@ -82,7 +72,7 @@ pub async fn create(
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok())
             .filter(|k| !k.trim().is_empty());
-        let rollout = service(&state)?.create(plan, &caller.name, key).await?;
+        let rollout = service.create(plan, &caller.name, key).await?;
         Ok::<_, Problem>(rollout)
     }
     .await;
@@ -112,11 +102,10 @@ pub struct ListQuery {
 /// List rollouts, newest first.
 #[utoipa::path(get, path = "/api/rollouts", tag = "rollouts", params(ListQuery),
     responses((status = 200, body = RolloutList), (status = 400, description = "an unknown state", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, query: ApiQuery) -> Response {
+pub async fn list(Authorized { service, .. }: Authorized<Read>, query: ApiQuery) -> Response {
     let result = async {
-        authorize(&state, &headers, &query, auth::READ)?;
         let filter: ListQuery = query.parse()?;
-        let rollouts = service(&state)?.list(filter.state).await?;
+        let rollouts = service.list(filter.state).await?;
         Ok::<_, Problem>(RolloutList {
             value: rollouts.iter().map(RolloutSummary::of).collect(),
         })
@@ -129,14 +118,10 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, query: ApiQ
 #[utoipa::path(get, path = "/api/rollouts/{id}", tag = "rollouts", params(("id" = String, Path, description = "rollout id")),
     responses((status = 200, body = RolloutView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: ApiQuery,
     Path(id): Path<String>,
+    Authorized { service, .. }: Authorized<Read>,
 ) -> Response {
     let result = async {
-        authorize(&state, &headers, &query, auth::READ)?;
-        let service = service(&state)?;
         let rollout = service.get(&id).await?;
         let decisions = service
             .store()
@@ -153,14 +138,10 @@ pub async fn show(
 #[utoipa::path(get, path = "/api/rollouts/{id}/events", tag = "rollouts", params(("id" = String, Path, description = "rollout id")),
     responses((status = 200, body = EventList), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn events(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: ApiQuery,
     Path(id): Path<String>,
+    Authorized { service, .. }: Authorized<Read>,
 ) -> Response {
     let result = async {
-        authorize(&state, &headers, &query, auth::READ)?;
-        let service = service(&state)?;
         service.get(&id).await?;
         let decisions = service
             .store()
@@ -180,34 +161,24 @@ fn respond<T: IntoResponse>(result: Result<T, Problem>) -> Response {
     }
 }
 
-async fn command(
-    state: AppState,
+async fn command<R: Role>(
     headers: HeaderMap,
-    query: ApiQuery,
     id: String,
-    body: Bytes,
+    request: AuthorizedBody<R>,
     action: CommandAction,
 ) -> Response {
-    let role = if action == CommandAction::Approve {
-        auth::APPROVE
-    } else {
-        auth::OPERATE
-    };
+    let AuthorizedBody {
+        authorized: Authorized {
+            caller, service, ..
+        },
+        body,
+    } = request;
     let result = async {
-        let caller: Caller = authorize(&state, &headers, &query, role)?;
         if action == CommandAction::Approve && caller.kind == CallerKind::Key {
             return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden")
                 .detail("an approval needs a named principal, not a function key"));
         }
-        let body: CommandBody = serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(StatusCode::BAD_REQUEST, "Invalid command")
-                .detail(format!("expected {{\"reason\": \"…\"}}: {e}"))
-        })?;
-        if body.reason.trim().is_empty() {
-            return Err(Problem::new(StatusCode::BAD_REQUEST, "Invalid command")
-                .detail("a reason is required"));
-        }
-        let service = service(&state)?;
+        let body = command_body(&body)?;
         let command_id = headers
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok())
@@ -223,33 +194,51 @@ async fn command(
     }
     .await;
     match result {
-        Ok(rollout) => {
-            let moving = !rollout.state.is_terminal();
-            let status = if moving {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::OK
-            };
-            let mut response = (
-                status,
-                [(header::LOCATION, location(&rollout.id))],
-                Json(RolloutView::of(&rollout, None)),
-            )
-                .into_response();
-            if moving {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                );
-            }
-            response
-        }
+        Ok(rollout) => accepted(&rollout),
         Err(problem) => problem.into_response(),
     }
 }
 
+/// A command's body: `{"reason": "…"}` with a reason that is not blank.
+fn command_body(body: &[u8]) -> Result<CommandBody, Problem> {
+    let body: CommandBody = serde_json::from_slice(body).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "Invalid command")
+            .detail(format!("expected {{\"reason\": \"…\"}}: {e}"))
+    })?;
+    if body.reason.trim().is_empty() {
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "Invalid command").detail("a reason is required")
+        );
+    }
+    Ok(body)
+}
+
+/// The answer to a command: `202` + `Location` + `Retry-After` while the rollout moves
+/// (Logic Apps' asynchronous pattern), `200` once it is in a final state.
+fn accepted(rollout: &rollout_core::Rollout) -> Response {
+    let moving = !rollout.state.is_terminal();
+    let status = if moving {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (
+        status,
+        [(header::LOCATION, location(&rollout.id))],
+        Json(RolloutView::of(rollout, None)),
+    )
+        .into_response();
+    if moving {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+    response
+}
+
 macro_rules! command_route {
-    ($name:ident, $action:expr, $path:literal, $summary:literal) => {
+    ($name:ident, $action:expr, $role:ty, $path:literal, $summary:literal) => {
         #[doc = $summary]
         #[utoipa::path(post, path = $path, tag = "commands", params(("id" = String, Path, description = "rollout id"),
                 ("Idempotency-Key" = Option<String>, Header, description = "repeat-safe command: a retry with the same key is applied once")),
@@ -260,8 +249,8 @@ macro_rules! command_route {
                 (status = 200, description = "done; the rollout is in a final state", body = RolloutView),
                 (status = 400, body = Problem, content_type = "application/problem+json"), (status = 413, description = "body over 1 MiB", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
                 (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "refused in the rollout's state", body = Problem, content_type = "application/problem+json")))]
-        pub async fn $name(State(state): State<AppState>, headers: HeaderMap, query: ApiQuery, Path(id): Path<String>, body: Bytes) -> Response {
-            command(state, headers, query, id, body, $action).await
+        pub async fn $name(headers: HeaderMap, Path(id): Path<String>, request: AuthorizedBody<$role>) -> Response {
+            command(headers, id, request, $action).await
         }
     };
 }
@@ -269,30 +258,35 @@ macro_rules! command_route {
 command_route!(
     pause,
     CommandAction::Pause,
+    Operate,
     "/api/rollouts/{id}/pause",
     "Pause: no new wave starts; deploying devices carry on."
 );
 command_route!(
     resume,
     CommandAction::Resume,
+    Operate,
     "/api/rollouts/{id}/resume",
     "Resume after a pause (accepts a failed wave or a blocked host gate)."
 );
 command_route!(
     approve,
     CommandAction::Approve,
+    Approve,
     "/api/rollouts/{id}/approve",
     "Approve the next wave (role Rollout.Approve, a named principal)."
 );
 command_route!(
     cancel,
     CommandAction::Cancel,
+    Operate,
     "/api/rollouts/{id}/cancel",
     "Cancel the rollout and its active deployments."
 );
 command_route!(
     rollback,
     CommandAction::Rollback,
+    Operate,
     "/api/rollouts/{id}/rollback",
     "Roll every touched group back to the rollback update."
 );

@@ -1,6 +1,8 @@
-//! Tokens for Azure calls, chosen by `PATCHWAVE_CREDENTIAL`; `none` only for local stand-ins.
+//! Tokens for every Azure call (Device Update, Resource Manager, IoT Hub, Event Hubs and the
+//! Table store), from the one credential `PATCHWAVE_CREDENTIAL` chooses; `none` only for local
+//! stand-ins. `azure_identity` reads its platform's variables (`IDENTITY_ENDPOINT`, …) itself.
 
-use super::rest::AzureError;
+use super::error::AzureError;
 
 /// Something that hands out bearer tokens for a scope.
 #[async_trait::async_trait]
@@ -110,12 +112,22 @@ impl TokenSource for AzureCredential {
                 return Ok(Some(token.clone()));
             }
         }
-        let access =
-            self.inner.get_token(&[scope], None).await.map_err(|e| {
-                AzureError::Credential(format!("no token for {scope}: {}", e.kind()))
-            })?;
+        let access = self.inner.get_token(&[scope], None).await.map_err(|e| {
+            AzureError::Credential(format!("no token for {scope}: {}", kind_of(e.kind())))
+        })?;
         let token = access.token.secret().to_string();
         cache.insert(scope.to_string(), (token.clone(), access.expires_on));
         Ok(Some(token))
+    }
+}
+
+/// What went wrong, without the message (which may quote a response): the kind, and for an
+/// error status the status code.
+fn kind_of(kind: &azure_core::error::ErrorKind) -> String {
+    match kind {
+        azure_core::error::ErrorKind::HttpResponse { status, .. } => {
+            format!("HTTP {}", u16::from(*status))
+        }
+        other => other.to_string(),
     }
 }

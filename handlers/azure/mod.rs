@@ -3,6 +3,7 @@
 
 pub mod credential;
 pub mod device_update;
+pub mod error;
 pub mod events;
 pub mod iot_hub;
 pub mod resource_manager;
@@ -17,6 +18,56 @@ use rest::AzureError;
 use rollout_core::{Effect, EffectKind, PolledDevice, Rollout};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The outcome of an effect whose client is not configured: it waits in the outbox with a
+/// message naming the setting.
+fn missing(what: &str) -> Result<EffectOutcome, AzureError> {
+    Ok(EffectOutcome::Failed {
+        error: format!("not configured: {what}"),
+        retryable: true,
+    })
+}
+
+/// Creates, cancels or deletes a Device Update deployment.
+async fn deployment_effect(
+    du: &DeviceUpdateClient,
+    rollout: &Rollout,
+    kind: &EffectKind,
+) -> Result<EffectOutcome, AzureError> {
+    match kind {
+        EffectKind::CreateDeployment {
+            deployment_id,
+            group,
+            update,
+        }
+        | EffectKind::CreateRollbackDeployment {
+            deployment_id,
+            group,
+            update,
+        } => du
+            .create_deployment(group, deployment_id, update, rollout.now, None)
+            .await
+            .map(|_| EffectOutcome::Done),
+        EffectKind::CancelDeployment {
+            deployment_id,
+            group,
+        } => du
+            .cancel_deployment(group, deployment_id)
+            .await
+            .map(|_| EffectOutcome::Done),
+        EffectKind::DeleteDeployment {
+            deployment_id,
+            group,
+        } => du
+            .delete_deployment(group, deployment_id)
+            .await
+            .map(|_| EffectOutcome::Done),
+        other => Ok(EffectOutcome::Failed {
+            error: format!("not a deployment effect: {other:?}"),
+            retryable: false,
+        }),
+    }
+}
 
 /// Carries effects out with the configured clients; an effect whose client is missing waits
 /// in the outbox with a message naming the setting to configure.
@@ -59,51 +110,16 @@ impl AzureExecutor {
         effect: &Effect,
         checkpoint: Option<&str>,
     ) -> Result<EffectOutcome, AzureError> {
-        let missing = |what: &str| {
-            Ok(EffectOutcome::Failed {
-                error: format!("not configured: {what}"),
-                retryable: true,
-            })
-        };
         match &effect.kind {
             EffectKind::FetchGroupMembers { group, .. } => match &self.iot_hub {
                 Some(hub) => members_page(hub, group, checkpoint).await,
                 None => missing("PATCHWAVE_IOTHUB_HOST"),
             },
-            EffectKind::CreateDeployment {
-                deployment_id,
-                group,
-                update,
-            }
-            | EffectKind::CreateRollbackDeployment {
-                deployment_id,
-                group,
-                update,
-            } => match &self.device_update {
-                Some(du) => du
-                    .create_deployment(group, deployment_id, update, rollout.now, None)
-                    .await
-                    .map(|_| EffectOutcome::Done),
-                None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
-            },
-            EffectKind::CancelDeployment {
-                deployment_id,
-                group,
-            } => match &self.device_update {
-                Some(du) => du
-                    .cancel_deployment(group, deployment_id)
-                    .await
-                    .map(|_| EffectOutcome::Done),
-                None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
-            },
-            EffectKind::DeleteDeployment {
-                deployment_id,
-                group,
-            } => match &self.device_update {
-                Some(du) => du
-                    .delete_deployment(group, deployment_id)
-                    .await
-                    .map(|_| EffectOutcome::Done),
+            EffectKind::CreateDeployment { .. }
+            | EffectKind::CreateRollbackDeployment { .. }
+            | EffectKind::CancelDeployment { .. }
+            | EffectKind::DeleteDeployment { .. } => match &self.device_update {
+                Some(du) => deployment_effect(du, rollout, &effect.kind).await,
                 None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
             },
             EffectKind::InstallPatches { machine } => match &self.resource_manager {

@@ -3,6 +3,7 @@
 //! typed as retryable or not. Tokens and keys never reach a log line.
 
 use super::credential::TokenSource;
+pub use super::error::AzureError;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
@@ -28,60 +29,6 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// A failed Azure call.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AzureError {
-    /// The service answered with an error status.
-    #[error("{method} {path}: HTTP {status} {code}: {message}")]
-    Http {
-        /// Method.
-        method: String,
-        /// Path (no query string, no secrets).
-        path: String,
-        /// Status code.
-        status: u16,
-        /// Error code from the body, if any.
-        code: String,
-        /// Error message from the body, if any.
-        message: String,
-    },
-    /// No answer (connection, timeout).
-    #[error("{method} {path}: {message}")]
-    Transport {
-        /// Method.
-        method: String,
-        /// Path.
-        path: String,
-        /// What happened.
-        message: String,
-    },
-    /// An answer that could not be read.
-    #[error("{0}")]
-    Decode(String),
-    /// No token could be had.
-    #[error("credential: {0}")]
-    Credential(String),
-}
-
-impl AzureError {
-    /// Whether trying again later may succeed.
-    pub fn retryable(&self) -> bool {
-        match self {
-            AzureError::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
-            AzureError::Transport { .. } | AzureError::Credential(_) => true,
-            AzureError::Decode(_) => false,
-        }
-    }
-
-    /// The HTTP status, if the service answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            AzureError::Http { status, .. } => Some(*status),
-            _ => None,
         }
     }
 }
@@ -227,28 +174,10 @@ impl RestClient {
         headers: &[(&str, &str)],
     ) -> Result<Reply, (AzureError, Option<Duration>)> {
         let path = url.split('?').next().unwrap_or_default().to_string();
-        let mut request = self
-            .http
-            .request(method.clone(), url)
-            .header("Accept", "application/json");
-        if let Some(token) = self
-            .credential
-            .token(&self.scope)
+        let request = self
+            .request(&method, url, payload, headers)
             .await
-            .map_err(|e| (e, None))?
-        {
-            request = request.bearer_auth(token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request = match payload {
-            Payload::Empty => request,
-            Payload::Json(body) => request.json(body),
-            Payload::Text { content_type, text } => request
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(text.to_string()),
-        };
+            .map_err(|e| (e, None))?;
         let response = request.send().await.map_err(|e| {
             let error = AzureError::Transport {
                 method: method.to_string(),
@@ -284,6 +213,33 @@ impl RestClient {
             },
             wait,
         ))
+    }
+
+    /// One attempt's request, with a fresh token (none for a stand-in) and the payload.
+    async fn request(
+        &self,
+        method: &Method,
+        url: &str,
+        payload: Payload<'_>,
+        headers: &[(&str, &str)],
+    ) -> Result<reqwest::RequestBuilder, AzureError> {
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header("Accept", "application/json");
+        if let Some(token) = self.credential.token(&self.scope).await? {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Ok(match payload {
+            Payload::Empty => request,
+            Payload::Json(body) => request.json(body),
+            Payload::Text { content_type, text } => request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(text.to_string()),
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// An opaque version (a row version or an ETag) for conditional writes.
 pub type Version = String;
@@ -26,15 +27,128 @@ pub struct Versioned<T> {
     pub version: Version,
 }
 
-/// Why a store operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a store operation failed. Failures of a library keep it as their source; the
+/// messages name what was attempted. Sources are shared (`Arc`) so the error stays `Clone`.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A conditional write lost against another writer: reload and try again.
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The backend failed (I/O, protocol, corrupt data).
+    /// The backend refused or returned something unusable (protocol, corrupt data, limits).
     #[error("store: {0}")]
     Backend(String),
+    /// SQLite failed.
+    #[error("store: {0}")]
+    Sqlite(#[source] Arc<rusqlite::Error>),
+    /// SQLite could not open a database file.
+    #[error("store: {path}: {source}")]
+    SqliteOpen {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: Arc<rusqlite::Error>,
+    },
+    /// A value could not be written as JSON.
+    #[error("store: {0}")]
+    Json(#[source] Arc<serde_json::Error>),
+    /// Something stored (or a reply of the service) could not be read.
+    #[error("store: {what} unreadable: {source}")]
+    Unreadable {
+        /// What was read.
+        what: String,
+        /// Why it could not be.
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+    /// A request to the Table service got no answer (or its answer could not be read).
+    #[error("store: {what}: {source}")]
+    Http {
+        /// The request (`METHOD /path`, no query, no secrets).
+        what: String,
+        /// Why.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    /// The Table service answered with an error status.
+    #[error("store: {}", status_line(what, *status, detail))]
+    Status {
+        /// What was attempted.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// The service's error code and message.
+        detail: String,
+    },
+    /// No token for Table Storage from the shared Azure credential.
+    #[error("store: {0}")]
+    Credential(#[from] crate::azure::error::AzureError),
+    /// The Table endpoint (of a connection string) is unusable.
+    #[error("store: {0}")]
+    Endpoint(#[from] crate::config::StoreLocationError),
+    /// A blocking store task failed.
+    #[error("store: {0}")]
+    Task(#[source] Arc<tokio::task::JoinError>),
+    /// The operating system refused (a thread, a file).
+    #[error("store: {0}")]
+    Io(#[source] Arc<std::io::Error>),
+}
+
+fn status_line(what: &str, status: u16, detail: &str) -> String {
+    format!("{what}: {status} {detail}").trim_end().to_string()
+}
+
+/// Errors are equal when they are the same kind with the same message (library errors
+/// compare by what they say).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Sqlite(Arc::new(error))
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(error: serde_json::Error) -> Self {
+        StoreError::Json(Arc::new(error))
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        StoreError::Io(Arc::new(error))
+    }
+}
+
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        StoreError::Task(Arc::new(error))
+    }
+}
+
+impl StoreError {
+    /// `what` could not be read as JSON.
+    pub fn unreadable(what: impl Into<String>, source: serde_json::Error) -> Self {
+        StoreError::Unreadable {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// The request `what` got no usable answer.
+    pub fn http(what: impl Into<String>, source: reqwest::Error) -> Self {
+        StoreError::Http {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
 }
 
 /// A device record to write.

@@ -4,15 +4,15 @@
 //! original `/api/...` path. Without it, it POSTs an envelope to `/Operator`; that envelope
 //! is replayed into the same router and the answer returned as the `res` output binding.
 
-use super::{context, parse_envelope, AppState};
+use super::{context, parse_envelope};
 use crate::decode::http_request::{decode_http_request, HostHttpRequest};
 use crate::host::InvokeResponse;
+use crate::state::AppState;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Request};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::{json, Map, Value};
 use tower::ServiceExt;
 
@@ -65,10 +65,7 @@ async fn replay(
     let replayed = builder
         .body(Body::from(request.body))
         .map_err(|e| bad(format!("not a valid request: {e}")))?;
-    let router = Router::new()
-        .nest("/api", crate::api::router())
-        .fallback(crate::api::not_found)
-        .with_state(state);
+    let router = crate::api::mounted().with_state(state);
     let response = router
         .oneshot(replayed)
         .await

@@ -1,9 +1,10 @@
 //! `PatchEvents` (eventGridTrigger): Update Manager maintenance events, both schemas.
 
-use super::{context, deliver, parse_envelope, AppState};
+use super::{context, deliver, parse_envelope};
 use crate::decode::event_grid::{decode_events, PatchEvent};
 use crate::host::InvokeResponse;
 use crate::inputs::{Delivery, TriggerInput};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;

@@ -1,9 +1,10 @@
 //! `RolloutTick` (timerTrigger, every minute): time moves rollouts on.
 
-use super::{context, deliver, parse_envelope, AppState};
+use super::{context, deliver, parse_envelope};
 use crate::decode::timer::decode_timer;
 use crate::host::InvokeResponse;
 use crate::inputs::{Delivery, TriggerInput};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;

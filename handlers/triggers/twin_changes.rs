@@ -1,9 +1,10 @@
 //! `TwinChanges` (eventHubTrigger, many): IoT Hub twin change notifications in batches.
 
-use super::{context, deliver, parse_envelope, AppState};
+use super::{context, deliver, parse_envelope};
 use crate::decode::twin_change::{decode_twin_batch, HubMessage};
 use crate::host::InvokeResponse;
 use crate::inputs::{Delivery, TriggerInput};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -27,22 +28,51 @@ pub async fn handle(
         Err(error) => return super::reject_envelope(&context, &error),
     };
     let received = batch.items.len();
+    let (delivery, skipped) = sort(batch.items);
+    let response = reply(received, &delivery, &skipped, &batch.notes);
+    if delivery.inputs.is_empty() && delivery.rejected.is_empty() {
+        return response.into_response();
+    }
+    deliver(&state, &context, delivery, response).await
+}
+
+/// Messages counted and skipped: twin changes without a Device Update report, and others.
+#[derive(Debug, Default)]
+struct Skipped {
+    twin_changes: usize,
+    messages: usize,
+}
+
+/// Device Update reports to deliver, unusable messages to reject, the rest counted.
+fn sort(items: Vec<Result<HubMessage, crate::decode::ItemError>>) -> (Delivery, Skipped) {
     let mut delivery = Delivery {
         inputs: Vec::new(),
         rejected: Vec::new(),
     };
-    let (mut other_twin_changes, mut other_messages) = (0usize, 0usize);
-    for item in batch.items {
+    let mut skipped = Skipped::default();
+    for item in items {
         match item {
             Ok(HubMessage::TwinChange(change)) if change.device_update.is_some() => {
                 delivery.inputs.push(TriggerInput::DeviceReport(change));
             }
-            Ok(HubMessage::TwinChange(_)) => other_twin_changes += 1,
-            Ok(HubMessage::Other(_)) => other_messages += 1,
+            Ok(HubMessage::TwinChange(_)) => skipped.twin_changes += 1,
+            Ok(HubMessage::Other(_)) => skipped.messages += 1,
             Err(error) => delivery.rejected.push(error),
         }
     }
+    (delivery, skipped)
+}
+
+/// The invocation's answer: what it did in `Logs`, every rejected item named, and the counts
+/// as the return value.
+fn reply(
+    received: usize,
+    delivery: &Delivery,
+    skipped: &Skipped,
+    notes: &[String],
+) -> InvokeResponse {
     let reports = delivery.inputs.len();
+    let (other_twin_changes, other_messages) = (skipped.twin_changes, skipped.messages);
     let skipped = other_twin_changes + other_messages;
     tracing::info!(
         received,
@@ -55,7 +85,7 @@ pub async fn handle(
         "{received} messages: {reports} device update reports, {other_twin_changes} other twin changes and {other_messages} other messages skipped, {} rejected",
         delivery.rejected.len()
     )];
-    for note in &batch.notes {
+    for note in notes {
         tracing::warn!("{note}");
         logs.push(note.clone());
     }
@@ -70,9 +100,5 @@ pub async fn handle(
         "skipped": skipped,
         "rejected": delivery.rejected.iter().map(|e| json!({"index": e.index, "reason": e.reason})).collect::<Vec<_>>(),
     });
-    let response = InvokeResponse::new(summary, logs);
-    if delivery.inputs.is_empty() && delivery.rejected.is_empty() {
-        return response.into_response();
-    }
-    deliver(&state, &context, delivery, response).await
+    InvokeResponse::new(summary, logs)
 }

@@ -101,7 +101,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // Not set here on purpose: FUNCTIONS_CUSTOMHANDLER_PORT (the host sets it), PATCHWAVE_PORT,
 // PATCHWAVE_FUNCTION_KEYS and PATCHWAVE_EVENTS_FILE (standalone or local only), and
 // AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET (client-secret credential only;
-// AZURE_CLIENT_ID would also make the managed identity look for a user-assigned identity).
+// the managed identity, the Table store's included, is the system-assigned one).
 var patchwaveSettings = [
   {
     name: 'PATCHWAVE_STORE'

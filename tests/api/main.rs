@@ -15,7 +15,7 @@ use patchwave::config::AuthSettings;
 use patchwave::ports::ManualClock;
 use patchwave::service::RolloutService;
 use patchwave::startup::Application;
-use patchwave::triggers::AppState;
+use patchwave::state::AppState;
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ pub struct TestApp {
 /// Binds the real router on 127.0.0.1:0 with a recording sink and serves it in the background.
 pub async fn spawn_app() -> TestApp {
     let sink = Arc::new(RecordingSink::default());
-    let state = patchwave::triggers::AppState::with_sink(sink.clone(), Default::default());
+    let state = patchwave::state::AppState::with_sink(sink.clone(), Default::default());
     let app = Application::bind(0, state).await.expect("bind");
     let address = format!("http://{}", app.local_addr().expect("address"));
     tokio::spawn(app.serve(std::future::pending()));

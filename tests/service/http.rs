@@ -5,7 +5,7 @@ use crate::support::*;
 use base64::Engine as _;
 use patchwave::config::AuthSettings;
 use patchwave::startup::Application;
-use patchwave::triggers::AppState;
+use patchwave::state::AppState;
 use serde_json::{json, Value};
 use std::sync::Arc;
 

@@ -1,56 +1,67 @@
-//! Bearer authorization: the App Service managed identity protocol against a small local
-//! identity endpoint (token cached until five minutes before it expires), and a Table store
-//! on an endpoint URL sending those tokens.
+//! Bearer authorization: a Table store on an endpoint URL takes its tokens from the shared
+//! Azure credential (`AzureCredential`, scope `https://storage.azure.com/.default`), cached
+//! until five minutes before they expire, and a credential that fails is an error without
+//! its secret.
 
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use patchwave::store::table::{ManagedIdentity, TableStore, TokenProvider, STORAGE_RESOURCE};
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use axum::routing::post;
+use axum::Router;
+use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
+use patchwave::azure::credential::AzureCredential;
+use patchwave::store::table::{TableStore, STORAGE_SCOPE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 const SECRET: &str = "identity-header-secret";
 
-#[derive(Clone)]
+/// A credential that issues `token-1`, `token-2`, … for the storage scope, or refuses.
+#[derive(Debug)]
 struct Identity {
-    issued: Arc<AtomicU64>,
+    issued: AtomicU64,
     lifetime_seconds: i64,
+    refuse: bool,
 }
 
-async fn token(
-    State(identity): State<Identity>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, (StatusCode, String)> {
-    if headers
-        .get("x-identity-header")
-        .and_then(|v| v.to_str().ok())
-        != Some(SECRET)
-    {
-        return Err((StatusCode::UNAUTHORIZED, "bad identity header".into()));
+#[async_trait::async_trait]
+impl TokenCredential for Identity {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        use azure_core::error::{Error, ErrorKind};
+        if self.refuse {
+            let kind = ErrorKind::HttpResponse {
+                status: azure_core::http::StatusCode::Unauthorized,
+                error_code: None,
+                raw_response: None,
+            };
+            return Err(Error::with_message(
+                kind,
+                format!("bad identity header {SECRET}"),
+            ));
+        }
+        if scopes != [STORAGE_SCOPE] {
+            return Err(Error::with_message(
+                ErrorKind::Credential,
+                format!("unexpected scopes {scopes:?}"),
+            ));
+        }
+        let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(AccessToken {
+            token: Secret::new(format!("token-{n}")),
+            expires_on: azure_core::time::OffsetDateTime::now_utc()
+                + azure_core::time::Duration::seconds(self.lifetime_seconds),
+        })
     }
-    if query.get("api-version").map(String::as_str) != Some("2019-08-01")
-        || query.get("resource").map(String::as_str) != Some(STORAGE_RESOURCE)
-    {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            format!("unexpected query {query:?}"),
-        ));
-    }
-    let n = identity.issued.fetch_add(1, Ordering::SeqCst) + 1;
-    let now = std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .expect("clock after 1970")
-        .as_secs() as i64;
-    Ok(Json(json!({
-        "access_token": format!("token-{n}"),
-        "expires_on": (now + identity.lifetime_seconds).to_string(),
-        "resource": STORAGE_RESOURCE,
-        "token_type": "Bearer",
-    })))
+}
+
+fn identity(lifetime_seconds: i64, refuse: bool) -> Arc<Identity> {
+    Arc::new(Identity {
+        issued: AtomicU64::new(0),
+        lifetime_seconds,
+        refuse,
+    })
 }
 
 async fn serve(router: Router) -> String {
@@ -62,59 +73,8 @@ async fn serve(router: Router) -> String {
     format!("http://{address}")
 }
 
-async fn identity_endpoint(lifetime_seconds: i64) -> (String, Arc<AtomicU64>) {
-    let issued = Arc::new(AtomicU64::new(0));
-    let state = Identity {
-        issued: issued.clone(),
-        lifetime_seconds,
-    };
-    let base = serve(
-        Router::new()
-            .route("/msi/token", get(token))
-            .with_state(state),
-    )
-    .await;
-    (format!("{base}/msi/token"), issued)
-}
-
-#[tokio::test]
-async fn managed_identity_tokens_are_fetched_and_cached() {
-    let (endpoint, issued) = identity_endpoint(3600).await;
-    let identity =
-        ManagedIdentity::app_service(reqwest::Client::new(), &endpoint, SECRET, STORAGE_RESOURCE);
-    assert_eq!(identity.token().await.expect("token"), "token-1");
-    assert_eq!(identity.token().await.expect("cached"), "token-1");
-    assert_eq!(issued.load(Ordering::SeqCst), 1, "one fetch for both");
-}
-
-#[tokio::test]
-async fn tokens_close_to_expiry_are_fetched_again() {
-    // four minutes left: inside the five-minute margin, so never served from the cache
-    let (endpoint, issued) = identity_endpoint(240).await;
-    let identity =
-        ManagedIdentity::app_service(reqwest::Client::new(), &endpoint, SECRET, STORAGE_RESOURCE);
-    assert_eq!(identity.token().await.expect("token"), "token-1");
-    assert_eq!(identity.token().await.expect("token"), "token-2");
-    assert_eq!(issued.load(Ordering::SeqCst), 2);
-}
-
-#[tokio::test]
-async fn identity_failures_are_errors_without_the_secret() {
-    let (endpoint, _) = identity_endpoint(3600).await;
-    let identity = ManagedIdentity::app_service(
-        reqwest::Client::new(),
-        &endpoint,
-        "wrong-secret",
-        STORAGE_RESOURCE,
-    );
-    let error = identity.token().await.expect_err("refused").to_string();
-    assert!(error.contains("401"), "{error}");
-    assert!(!error.contains("wrong-secret"), "{error}");
-}
-
-#[tokio::test]
-async fn a_store_on_an_endpoint_url_sends_bearer_tokens() {
-    let (identity_url, _) = identity_endpoint(3600).await;
+/// A table service that records the `Authorization` and `x-ms-version` of each table create.
+async fn tables() -> (reqwest::Url, Arc<Mutex<Vec<(String, String)>>>) {
     let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let record = seen.clone();
     let tables = Router::new().route(
@@ -138,13 +98,15 @@ async fn a_store_on_an_endpoint_url_sends_bearer_tokens() {
         }),
     );
     let endpoint = serve(tables).await;
-    let provider = Arc::new(ManagedIdentity::app_service(
-        reqwest::Client::new(),
-        &identity_url,
-        SECRET,
-        STORAGE_RESOURCE,
-    ));
-    TableStore::connect_with_tokens(&endpoint, provider, "bearer")
+    (endpoint.parse().expect("endpoint URL"), seen)
+}
+
+#[tokio::test]
+async fn a_store_on_an_endpoint_url_sends_bearer_tokens_from_the_shared_credential() {
+    let issuer = identity(3600, false);
+    let (endpoint, seen) = tables().await;
+    let credential = Arc::new(AzureCredential::new(issuer.clone()));
+    TableStore::connect_with_tokens(endpoint, credential, "bearer")
         .await
         .expect("tables created");
     let seen = seen.lock().expect("lock").clone();
@@ -153,4 +115,40 @@ async fn a_store_on_an_endpoint_url_sends_bearer_tokens() {
         assert_eq!(authorization, "Bearer token-1");
         assert!(version.as_str() >= "2019-02-02", "{version}");
     }
+    assert_eq!(issuer.issued.load(Ordering::SeqCst), 1, "one fetch for all");
+}
+
+#[tokio::test]
+async fn tokens_close_to_expiry_are_fetched_again() {
+    // four minutes left: inside the five-minute margin, so never served from the cache
+    let issuer = identity(240, false);
+    let (endpoint, seen) = tables().await;
+    let credential = Arc::new(AzureCredential::new(issuer.clone()));
+    TableStore::connect_with_tokens(endpoint, credential, "bearer")
+        .await
+        .expect("tables created");
+    let tokens: Vec<String> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|s| s.0.clone())
+        .collect();
+    assert_eq!(tokens[..2], ["Bearer token-1", "Bearer token-2"]);
+    assert_eq!(issuer.issued.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn identity_failures_are_errors_without_the_secret() {
+    let (endpoint, seen) = tables().await;
+    let credential = Arc::new(AzureCredential::new(identity(3600, true)));
+    let error = TableStore::connect_with_tokens(endpoint, credential, "bearer")
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("401"), "{error}");
+    assert!(!error.contains(SECRET), "{error}");
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "nothing sent without a token"
+    );
 }

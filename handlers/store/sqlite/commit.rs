@@ -13,7 +13,7 @@ pub(super) fn write_commit(
 ) -> Result<Version, StoreError> {
     let tx = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+        .map_err(StoreError::from)?;
     let id = &commit.rollout.id;
     let version = write_head(&tx, commit)?;
     for write in &commit.devices {
@@ -51,7 +51,7 @@ pub(super) fn write_commit(
             params![id, *seq as i64, to_json(decision)?],
         )?;
     }
-    tx.commit().map_err(backend)?;
+    tx.commit().map_err(StoreError::from)?;
     Ok(version.to_string())
 }
 
@@ -64,7 +64,7 @@ fn execute(
     connection
         .prepare_cached(sql)
         .and_then(|mut statement| statement.execute(params))
-        .map_err(backend)
+        .map_err(StoreError::from)
 }
 
 /// Inserts the rollout document, or replaces it if its version is still the one read.

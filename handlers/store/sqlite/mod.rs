@@ -47,12 +47,11 @@ fn backend(error: impl std::fmt::Display) -> StoreError {
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(backend)
+    serde_json::to_string(value).map_err(StoreError::from)
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Backend(format!("stored document unreadable: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::unreadable("stored document", e))
 }
 
 impl SqliteStore {
@@ -85,7 +84,7 @@ impl SqliteStore {
             work(&mut guard)
         })
         .await
-        .map_err(backend)?
+        .map_err(StoreError::from)?
     }
 
     /// A routing connection: a free one, else the first one once it is free.
@@ -107,8 +106,11 @@ fn key_array(keys: Vec<String>) -> rusqlite::vtab::array::Array {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
-            .await
+        self.with(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(StoreError::from)
+        })
+        .await
     }
 
     async fn load_rollout(&self, id: &str) -> Result<Option<Versioned<Rollout>>, StoreError> {
@@ -121,7 +123,7 @@ impl Store for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             row.map(|(doc, version)| {
                 Ok(Versioned {
                     value: from_json(&doc)?,
@@ -137,11 +139,12 @@ impl Store for SqliteStore {
         self.with(|c| {
             let mut statement = c
                 .prepare("SELECT doc FROM rollouts ORDER BY created_at DESC, id")
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let docs = statement
                 .query_map([], |r| r.get::<_, String>(0))
-                .map_err(backend)?;
-            docs.map(|doc| from_json(&doc.map_err(backend)?)).collect()
+                .map_err(StoreError::from)?;
+            docs.map(|doc| from_json(&doc.map_err(StoreError::from)?))
+                .collect()
         })
         .await
     }
@@ -158,14 +161,14 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT device, record, version FROM devices WHERE rollout = ?1 AND device IN rarray(?2)",
                 )
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let rows = statement
                 .query_map(params![rollout, key_array(devices)], |r| {
                     Ok((r.get::<_, String>(0)?, record::decode(r.get_ref(1)?), r.get::<_, i64>(2)?))
                 })
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             rows.map(|row| {
-                let (device, value, version) = row.map_err(backend)?;
+                let (device, value, version) = row.map_err(StoreError::from)?;
                 Ok((device, Versioned { value: value?, version: version.to_string() }))
             })
             .collect()
@@ -187,14 +190,14 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT device, record FROM devices WHERE rollout = ?1 AND device > ?2 ORDER BY device LIMIT ?3",
                 )
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let rows = statement
                 .query_map(params![rollout, after, limit], |r| {
                     Ok((r.get::<_, String>(0)?, record::decode(r.get_ref(1)?)))
                 })
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             rows.map(|row| {
-                let (device, record) = row.map_err(backend)?;
+                let (device, record) = row.map_err(StoreError::from)?;
                 Ok((device, record?))
             })
             .collect()
@@ -210,20 +213,20 @@ impl Store for SqliteStore {
         let rollout = rollout.to_string();
         let devices = devices.to_vec();
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
             {
                 let mut insert = tx
                     .prepare_cached("INSERT OR IGNORE INTO devices (rollout, device, version, record) VALUES (?1, ?2, 1, ?3)")
-                    .map_err(backend)?;
+                    .map_err(StoreError::from)?;
                 let mut index = tx
                     .prepare_cached("INSERT OR REPLACE INTO device_index (device, rollout) VALUES (?1, ?2)")
-                    .map_err(backend)?;
+                    .map_err(StoreError::from)?;
                 for (device, record) in &devices {
-                    insert.execute(params![rollout, device, record::encode(record)]).map_err(backend)?;
-                    index.execute(params![device, rollout]).map_err(backend)?;
+                    insert.execute(params![rollout, device, record::encode(record)]).map_err(StoreError::from)?;
+                    index.execute(params![device, rollout]).map_err(StoreError::from)?;
                 }
             }
-            tx.commit().map_err(backend)
+            tx.commit().map_err(StoreError::from)
         })
         .await
     }
@@ -238,11 +241,11 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT device, rollout FROM device_index WHERE device IN rarray(?1)",
                 )
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let rows = statement
                 .query_map([key_array(devices)], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(backend)?;
-            rows.map(|row| row.map_err(backend)).collect()
+                .map_err(StoreError::from)?;
+            rows.map(|row| row.map_err(StoreError::from)).collect()
         })
         .await
     }
@@ -256,7 +259,7 @@ impl Store for SqliteStore {
                  LEFT JOIN devices d ON d.rollout = i.rollout AND d.device = i.device \
                  WHERE i.device IN rarray(?1)",
             )
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
         let rows = statement
             .query_map([key_array(devices)], |r| {
                 let record = match r.get_ref(2)? {
@@ -270,9 +273,9 @@ impl Store for SqliteStore {
                     r.get::<_, Option<i64>>(3)?,
                 ))
             })
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
         rows.map(|row| {
-            let (device, rollout, record, version) = row.map_err(backend)?;
+            let (device, rollout, record, version) = row.map_err(StoreError::from)?;
             let record = match (record, version) {
                 (Some(record), Some(version)) => Some(Versioned {
                     value: record?,
@@ -308,14 +311,14 @@ impl Store for SqliteStore {
                 .prepare(
                     "SELECT rollout, ord, effect, checkpoint FROM outbox WHERE done = 0 AND (?1 IS NULL OR rollout = ?1) ORDER BY rollout, ord",
                 )
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let rows = statement
                 .query_map([rollout], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?))
                 })
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             rows.map(|row| {
-                let (rollout, order, effect, checkpoint) = row.map_err(backend)?;
+                let (rollout, order, effect, checkpoint) = row.map_err(StoreError::from)?;
                 Ok(PendingEffect { rollout, order, effect: from_json::<Effect>(&effect)?, checkpoint })
             })
             .collect()
@@ -331,7 +334,7 @@ impl Store for SqliteStore {
                 params![rollout, effect_id],
             )
             .map(|_| ())
-            .map_err(backend)
+            .map_err(StoreError::from)
         })
         .await
     }
@@ -353,7 +356,7 @@ impl Store for SqliteStore {
                 params![checkpoint, rollout, effect_id],
             )
             .map(|_| ())
-            .map_err(backend)
+            .map_err(StoreError::from)
         })
         .await
     }
@@ -363,11 +366,12 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let mut statement = c
                 .prepare("SELECT decision FROM audit WHERE rollout = ?1 ORDER BY seq")
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let rows = statement
                 .query_map([rollout], |r| r.get::<_, String>(0))
-                .map_err(backend)?;
-            rows.map(|row| from_json(&row.map_err(backend)?)).collect()
+                .map_err(StoreError::from)?;
+            rows.map(|row| from_json(&row.map_err(StoreError::from)?))
+                .collect()
         })
         .await
     }
@@ -380,7 +384,7 @@ impl Store for SqliteStore {
                 params![letter.id, letter.received_at, letter.function, letter.invocation_id, letter.reason, letter.raw],
             )
             .map(|_| ())
-            .map_err(backend)
+            .map_err(StoreError::from)
         })
         .await
     }
@@ -389,7 +393,7 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let mut statement = c
                 .prepare("SELECT id, received_at, function, invocation_id, reason, raw FROM dead_letters ORDER BY received_at DESC, id LIMIT ?1")
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let rows = statement
                 .query_map([limit as i64], |r| {
                     Ok(DeadLetter {
@@ -401,8 +405,8 @@ impl Store for SqliteStore {
                         raw: r.get(5)?,
                     })
                 })
-                .map_err(backend)?;
-            rows.map(|row| row.map_err(backend)).collect()
+                .map_err(StoreError::from)?;
+            rows.map(|row| row.map_err(StoreError::from)).collect()
         })
         .await
     }
@@ -424,14 +428,14 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let aged = tx
                 .execute(
                     "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters \
                      WHERE received_at < ?1 ORDER BY received_at, id DESC LIMIT ?2)",
                     params![before, at_most],
                 )
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let left = at_most - aged as i64;
             let surplus = if left > 0 {
                 tx.execute(
@@ -439,11 +443,11 @@ impl Store for SqliteStore {
                      ORDER BY received_at DESC, id LIMIT ?1 OFFSET ?2)",
                     params![left, keep],
                 )
-                .map_err(backend)?
+                .map_err(StoreError::from)?
             } else {
                 0
             };
-            tx.commit().map_err(backend)?;
+            tx.commit().map_err(StoreError::from)?;
             Ok(aged + surplus)
         })
         .await
@@ -454,7 +458,7 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             let existing: Option<String> = tx
                 .query_row(
                     "SELECT value FROM idempotency_keys WHERE key = ?1",
@@ -462,15 +466,15 @@ impl Store for SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             if existing.is_none() {
                 tx.execute(
                     "INSERT INTO idempotency_keys (key, value) VALUES (?1, ?2)",
                     params![key, value],
                 )
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             }
-            tx.commit().map_err(backend)?;
+            tx.commit().map_err(StoreError::from)?;
             Ok(existing)
         })
         .await

@@ -39,9 +39,9 @@ const WAL_BACKSTOP_PAGES: u32 = 65_536;
 pub(super) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     connection
         .execute_batch(&format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"))
-        .map_err(backend)?;
-    connection.execute_batch(SCHEMA).map_err(backend)?;
-    rusqlite::vtab::array::load_module(connection).map_err(backend)?;
+        .map_err(StoreError::from)?;
+    connection.execute_batch(SCHEMA).map_err(StoreError::from)?;
+    rusqlite::vtab::array::load_module(connection).map_err(StoreError::from)?;
     for table in ["devices", "device_index"] {
         cluster_by_key(connection, table)?;
     }
@@ -52,14 +52,17 @@ pub(super) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     if !has_checkpoint {
         connection
             .execute_batch("ALTER TABLE outbox ADD COLUMN checkpoint TEXT")
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
     }
     Ok(())
 }
 
 /// A connection to the database file at `path`; the error names the file.
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
-    Connection::open(path).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))
+    Connection::open(path).map_err(|source| StoreError::SqliteOpen {
+        path: path.to_path_buf(),
+        source: std::sync::Arc::new(source),
+    })
 }
 
 /// A second connection for reads beside the writer: same database, same `rarray` function.
@@ -67,8 +70,8 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let reader = open(path)?;
     reader
         .execute_batch("PRAGMA busy_timeout = 10000;")
-        .map_err(backend)?;
-    rusqlite::vtab::array::load_module(&reader).map_err(backend)?;
+        .map_err(StoreError::from)?;
+    rusqlite::vtab::array::load_module(&reader).map_err(StoreError::from)?;
     Ok(reader)
 }
 
@@ -92,7 +95,7 @@ pub(super) fn start_checkpointer(
                 }
             }
         })
-        .map_err(backend)?;
+        .map_err(StoreError::from)?;
     Ok(())
 }
 
@@ -106,7 +109,7 @@ fn cluster_by_key(connection: &Connection, table: &str) -> Result<(), StoreError
             [table],
             |row| row.get(0),
         )
-        .map_err(backend)?;
+        .map_err(StoreError::from)?;
     if definition.contains("WITHOUT ROWID") {
         return Ok(());
     }

@@ -1,16 +1,15 @@
 //! Who the Table service sees: Shared Key signatures from a connection string, or bearer
-//! tokens from the App Service / Functions managed identity (IMDS when that is absent).
-//! Keys and tokens never appear in errors, logs or `Debug` output.
+//! tokens from the shared Azure credential (`crate::azure::credential`, the same one every
+//! other Azure client uses). Keys and tokens never appear in errors, logs or `Debug` output.
 
 use super::super::StoreError;
+use crate::azure::credential::TokenSource;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use reqwest::Url;
-use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Azurite's well-known development account.
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";
@@ -19,21 +18,14 @@ pub const DEV_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 /// Azurite's default table endpoint (path-style: the account is the first path segment).
 pub const DEV_TABLE_ENDPOINT: &str = "http://127.0.0.1:10002/devstoreaccount1";
-/// The token audience of Azure Storage.
-pub const STORAGE_RESOURCE: &str = "https://storage.azure.com/";
+/// The token scope of Azure Storage.
+pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 
-/// The wall clock. Request signatures and token lifetimes are about real time, so the store
-/// reads it here rather than taking `now` from the engine.
+/// The wall clock. Request dates (`x-ms-date`, signed by Shared Key) are about real time, so
+/// the store reads it here rather than taking `now` from the engine.
 #[allow(clippy::disallowed_methods)] // protocol time, not rule time
 pub(crate) fn wall_clock() -> DateTime<Utc> {
     Utc::now()
-}
-
-/// Something that hands out bearer tokens for Azure Storage.
-#[async_trait::async_trait]
-pub trait TokenProvider: Send + Sync + 'static {
-    /// A token valid for at least a few more minutes.
-    async fn token(&self) -> Result<String, StoreError>;
 }
 
 /// How requests are authorized.
@@ -41,43 +33,45 @@ pub trait TokenProvider: Send + Sync + 'static {
 pub(crate) enum Credential {
     /// Shared Key (not Lite) with the account key.
     SharedKey { account: String, key: Arc<Vec<u8>> },
-    /// `Authorization: Bearer` from a token provider.
-    Bearer(Arc<dyn TokenProvider>),
+    /// `Authorization: Bearer` with tokens for [`STORAGE_SCOPE`].
+    Bearer(Arc<dyn TokenSource>),
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credential::SharedKey { account, .. } => write!(f, "SharedKey({account}, <redacted>)"),
-            Credential::Bearer(_) => write!(f, "Bearer(<provider>)"),
+            Credential::Bearer(_) => write!(f, "Bearer(<token source>)"),
         }
     }
 }
 
-/// Where the table service is and how to authorize: parsed from what follows `table:`.
-pub(crate) fn parse_spec(
-    spec: &str,
-    http: &reqwest::Client,
-) -> Result<(Url, Credential), StoreError> {
-    let spec = spec.trim();
-    let lower = spec.to_ascii_lowercase();
-    if (lower.starts_with("https://") || lower.starts_with("http://")) && !spec.contains(';') {
-        let endpoint = parse_url(spec)?;
-        let provider = ManagedIdentity::from_env(http.clone(), STORAGE_RESOURCE);
-        return Ok((endpoint, Credential::Bearer(Arc::new(provider))));
+impl Credential {
+    /// The `Authorization` value of a request: a Shared Key signature over `method`,
+    /// `content_type`, `date` and `url`, or a bearer token.
+    pub(crate) async fn authorization(
+        &self,
+        method: &str,
+        content_type: &str,
+        date: &str,
+        url: &Url,
+    ) -> Result<String, StoreError> {
+        match self {
+            Credential::SharedKey { account, key } => {
+                shared_key_authorization(account, key, method, content_type, date, url)
+            }
+            Credential::Bearer(tokens) => match tokens.token(STORAGE_SCOPE).await? {
+                Some(token) => Ok(format!("Bearer {token}")),
+                None => Err(StoreError::Backend(
+                    "no credential for Table Storage".into(),
+                )),
+            },
+        }
     }
-    parse_connection_string(spec)
 }
 
-pub(crate) fn parse_url(text: &str) -> Result<Url, StoreError> {
-    let url = Url::parse(text.trim_end_matches('/'))
-        .map_err(|e| StoreError::Backend(format!("table endpoint {text:?} is not a URL: {e}")))?;
-    if url.query().is_some() {
-        return Err(StoreError::Backend(
-            "table endpoint must not carry a query (SAS tokens are not supported)".into(),
-        ));
-    }
-    Ok(url)
+fn parse_url(text: &str) -> Result<Url, StoreError> {
+    Ok(crate::config::table_endpoint(text)?)
 }
 
 /// A storage connection string: `AccountName`, `AccountKey`, and `TableEndpoint` or
@@ -152,141 +146,6 @@ pub(crate) fn shared_key_authorization(
     mac.update(string_to_sign.as_bytes());
     let signature = BASE64.encode(mac.finalize().into_bytes());
     Ok(format!("SharedKey {account}:{signature}"))
-}
-
-/// Where managed identity tokens come from.
-#[derive(Debug, Clone)]
-enum TokenSource {
-    /// App Service / Functions: `IDENTITY_ENDPOINT` with the `X-IDENTITY-HEADER` secret.
-    AppService { endpoint: String, header: String },
-    /// The VM instance metadata service.
-    Imds { endpoint: String },
-}
-
-/// Managed identity tokens, cached until five minutes before they expire.
-pub struct ManagedIdentity {
-    http: reqwest::Client,
-    source: TokenSource,
-    resource: String,
-    client_id: Option<String>,
-    cached: tokio::sync::Mutex<Option<(String, i64)>>,
-}
-
-impl std::fmt::Debug for ManagedIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let source = match &self.source {
-            TokenSource::AppService { endpoint, .. } => format!("app service at {endpoint}"),
-            TokenSource::Imds { endpoint } => format!("IMDS at {endpoint}"),
-        };
-        write!(f, "ManagedIdentity({source}, {})", self.resource)
-    }
-}
-
-/// Tokens are refreshed this long before `expires_on`.
-const REFRESH_MARGIN_SECONDS: i64 = 300;
-
-impl ManagedIdentity {
-    /// From `IDENTITY_ENDPOINT` + `IDENTITY_HEADER` (App Service, Functions), else IMDS;
-    /// `AZURE_CLIENT_ID` picks a user-assigned identity.
-    pub fn from_env(http: reqwest::Client, resource: &str) -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let source = match (var("IDENTITY_ENDPOINT"), var("IDENTITY_HEADER")) {
-            (Some(endpoint), Some(header)) => TokenSource::AppService { endpoint, header },
-            _ => TokenSource::Imds {
-                endpoint: "http://169.254.169.254/metadata/identity/oauth2/token".into(),
-            },
-        };
-        let mut identity = ManagedIdentity::new(http, source, resource);
-        identity.client_id = var("AZURE_CLIENT_ID");
-        identity
-    }
-
-    /// The App Service protocol at `endpoint`, sending `header` as `X-IDENTITY-HEADER`.
-    pub fn app_service(
-        http: reqwest::Client,
-        endpoint: &str,
-        header: &str,
-        resource: &str,
-    ) -> Self {
-        let source = TokenSource::AppService {
-            endpoint: endpoint.into(),
-            header: header.into(),
-        };
-        ManagedIdentity::new(http, source, resource)
-    }
-
-    fn new(http: reqwest::Client, source: TokenSource, resource: &str) -> Self {
-        ManagedIdentity {
-            http,
-            source,
-            resource: resource.into(),
-            client_id: None,
-            cached: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    async fn fetch(&self) -> Result<(String, i64), StoreError> {
-        let failed = |what: String| StoreError::Backend(format!("managed identity: {what}"));
-        let (endpoint, api_version) = match &self.source {
-            TokenSource::AppService { endpoint, .. } => (endpoint, "2019-08-01"),
-            TokenSource::Imds { endpoint } => (endpoint, "2018-02-01"),
-        };
-        let mut url = Url::parse(endpoint).map_err(|e| failed(format!("bad endpoint: {e}")))?;
-        url.query_pairs_mut()
-            .append_pair("api-version", api_version)
-            .append_pair("resource", &self.resource);
-        if let Some(client_id) = &self.client_id {
-            url.query_pairs_mut().append_pair("client_id", client_id);
-        }
-        let request = match &self.source {
-            TokenSource::AppService { header, .. } => {
-                self.http.get(url).header("X-IDENTITY-HEADER", header)
-            }
-            TokenSource::Imds { .. } => self.http.get(url).header("Metadata", "true"),
-        };
-        let response = request
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await
-            .map_err(|e| failed(format!("request failed: {e}")))?;
-        let status = response.status();
-        let body = response.text().await.map_err(|e| failed(e.to_string()))?;
-        if !status.is_success() {
-            let excerpt: String = body.chars().take(300).collect();
-            return Err(failed(format!("{status}: {excerpt}")));
-        }
-        let json: Value =
-            serde_json::from_str(&body).map_err(|_| failed("response is not JSON".into()))?;
-        let token = json
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| failed("response has no access_token".into()))?;
-        let number = |name: &str| match json.get(name) {
-            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
-            Some(Value::Number(n)) => n.as_i64(),
-            _ => None,
-        };
-        let now = wall_clock().timestamp();
-        let expires_on = number("expires_on")
-            .or_else(|| number("expires_in").map(|seconds| now + seconds))
-            .ok_or_else(|| failed("response has no usable expires_on".into()))?;
-        Ok((token.to_string(), expires_on))
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenProvider for ManagedIdentity {
-    async fn token(&self) -> Result<String, StoreError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((token, expires_on)) = cached.as_ref() {
-            if wall_clock().timestamp() < expires_on - REFRESH_MARGIN_SECONDS {
-                return Ok(token.clone());
-            }
-        }
-        let (token, expires_on) = self.fetch().await?;
-        *cached = Some((token.clone(), expires_on));
-        Ok(token)
-    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub(crate) fn request_body(
     ));
     for operation in operations {
         let entity = operation.entity();
-        let json = serde_json::to_string(entity).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let json = serde_json::to_string(entity).map_err(StoreError::from)?;
         let path = || -> Result<String, StoreError> {
             Ok(entity_path(
                 table,

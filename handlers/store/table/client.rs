@@ -5,6 +5,7 @@ use super::super::StoreError;
 use super::auth::{self, Credential};
 use super::batch::{self, Boundaries, Operation, Outcome};
 use super::entity::{entity_path, Entity};
+use crate::azure::credential::TokenSource;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
@@ -49,12 +50,31 @@ impl Reply {
         if let Some(header) = self.header("x-ms-error-code") {
             code = header;
         }
-        StoreError::Backend(
-            format!("{what}: {} {code} {message}", self.status.as_u16())
-                .trim_end()
-                .to_string(),
-        )
+        StoreError::Status {
+            what: what.to_string(),
+            status: self.status.as_u16(),
+            detail: format!("{code} {message}"),
+        }
     }
+}
+
+/// A response read whole.
+async fn read_reply(
+    response: reqwest::Response,
+    method: &Method,
+    url: &Url,
+) -> Result<Reply, StoreError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| StoreError::http(format!("{method} {}", url.path()), e))?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn http_client() -> Result<reqwest::Client, StoreError> {
@@ -62,7 +82,7 @@ fn http_client() -> Result<reqwest::Client, StoreError> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| StoreError::Backend(format!("HTTP client: {e}")))
+        .map_err(|e| StoreError::http("HTTP client", e))
 }
 
 /// One table service account.
@@ -79,26 +99,26 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for the endpoint and credential in `spec` (see [`auth::parse_spec`]).
-    pub fn new(spec: &str) -> Result<Self, StoreError> {
-        let http = http_client()?;
-        let (endpoint, credential) = auth::parse_spec(spec, &http)?;
+    /// A client for the endpoint and account key of a connection string (see
+    /// [`auth::parse_connection_string`]).
+    pub fn with_connection_string(connection_string: &str) -> Result<Self, StoreError> {
+        let (endpoint, credential) = auth::parse_connection_string(connection_string)?;
         Ok(Client {
-            http,
+            http: http_client()?,
             endpoint,
             credential,
         })
     }
 
-    /// A client for `endpoint` with bearer tokens from `provider`.
+    /// A client for `endpoint` with bearer tokens from `tokens`.
     pub fn with_tokens(
-        endpoint: &str,
-        provider: std::sync::Arc<dyn auth::TokenProvider>,
+        endpoint: Url,
+        tokens: std::sync::Arc<dyn TokenSource>,
     ) -> Result<Self, StoreError> {
         Ok(Client {
             http: http_client()?,
-            endpoint: auth::parse_url(endpoint)?,
-            credential: Credential::Bearer(provider),
+            endpoint,
+            credential: Credential::Bearer(tokens),
         })
     }
 
@@ -133,54 +153,15 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let date = auth::wall_clock()
-                .format("%a, %d %b %Y %H:%M:%S GMT")
-                .to_string();
-            let content_type = body.as_ref().map(|(ct, _)| *ct).unwrap_or("");
-            let authorization = match &self.credential {
-                Credential::SharedKey { account, key } => auth::shared_key_authorization(
-                    account,
-                    key,
-                    method.as_str(),
-                    content_type,
-                    &date,
-                    &url,
-                )?,
-                Credential::Bearer(provider) => format!("Bearer {}", provider.token().await?),
-            };
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .header("x-ms-date", &date)
-                .header("x-ms-version", API_VERSION)
-                .header("Accept", ACCEPT)
-                .header("DataServiceVersion", "3.0;NetFx")
-                .header("MaxDataServiceVersion", "3.0;NetFx")
-                .header("Authorization", authorization);
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            if let Some((content_type, body)) = &body {
-                request = request
-                    .header("Content-Type", *content_type)
-                    .body(body.clone());
-            }
+            let request = self.request(&method, &url, headers, body.as_ref()).await?;
             let retry_after = match request.send().await {
                 Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let busy = matches!(status.as_u16(), 429 | 503);
+                    let busy = matches!(response.status().as_u16(), 429 | 503);
                     if !busy || attempt >= ATTEMPTS {
-                        let body = response.text().await.map_err(|e| {
-                            StoreError::Backend(format!("{method} {}: {e}", url.path()))
-                        })?;
-                        return Ok(Reply {
-                            status,
-                            headers,
-                            body,
-                        });
+                        return read_reply(response, &method, &url).await;
                     }
-                    headers
+                    response
+                        .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -189,11 +170,47 @@ impl Client {
                 // a read is safe to send again whatever happened to it (e.g. a pooled
                 // connection the server had closed); a write only if it never left
                 Err(e) if (e.is_connect() || method == Method::GET) && attempt < ATTEMPTS => None,
-                Err(e) => return Err(StoreError::Backend(format!("{method} {}: {e}", url.path()))),
+                Err(e) => return Err(StoreError::http(format!("{method} {}", url.path()), e)),
             };
             let backoff = Duration::from_millis(200 * 2u64.pow(attempt - 1));
             tokio::time::sleep(retry_after.unwrap_or(backoff)).await;
         }
+    }
+
+    /// One attempt's request: dated and authorized now, with the protocol's headers.
+    async fn request(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        body: Option<&(&str, String)>,
+    ) -> Result<reqwest::RequestBuilder, StoreError> {
+        let date = auth::wall_clock()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let content_type = body.map(|(ct, _)| *ct).unwrap_or("");
+        let authorization = self
+            .credential
+            .authorization(method.as_str(), content_type, &date, url)
+            .await?;
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .header("x-ms-date", &date)
+            .header("x-ms-version", API_VERSION)
+            .header("Accept", ACCEPT)
+            .header("DataServiceVersion", "3.0;NetFx")
+            .header("MaxDataServiceVersion", "3.0;NetFx")
+            .header("Authorization", authorization);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((content_type, body)) = body {
+            request = request
+                .header("Content-Type", *content_type)
+                .body(body.clone());
+        }
+        Ok(request)
     }
 
     /// Creates a table; one that already exists is fine.
@@ -234,9 +251,8 @@ impl Client {
                 let etag = reply.header("etag").ok_or_else(|| {
                     StoreError::Backend(format!("read from {table} carried no ETag"))
                 })?;
-                let entity = serde_json::from_str(&reply.body).map_err(|e| {
-                    StoreError::Backend(format!("entity from {table} unreadable: {e}"))
-                })?;
+                let entity = serde_json::from_str(&reply.body)
+                    .map_err(|e| StoreError::unreadable(format!("entity from {table}"), e))?;
                 Ok(Some((entity, etag)))
             }
             _ => Err(reply.error(&format!("read from {table}"))),
@@ -245,7 +261,7 @@ impl Client {
 
     /// Inserts an entity: `false` if one with its keys exists already.
     pub async fn insert(&self, table: &str, entity: &Entity) -> Result<bool, StoreError> {
-        let body = serde_json::to_string(entity).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let body = serde_json::to_string(entity).map_err(StoreError::from)?;
         let reply = self
             .send(
                 Method::POST,
@@ -269,7 +285,7 @@ impl Client {
         partition: &str,
         row: &str,
     ) -> Result<bool, StoreError> {
-        let body = serde_json::to_string(entity).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let body = serde_json::to_string(entity).map_err(StoreError::from)?;
         let reply = self
             .send(
                 Method::PATCH,
@@ -338,7 +354,7 @@ impl Client {
                 return Err(reply.error(&format!("query {table}")));
             }
             let page: Value = serde_json::from_str(&reply.body)
-                .map_err(|e| StoreError::Backend(format!("query of {table} unreadable: {e}")))?;
+                .map_err(|e| StoreError::unreadable(format!("query of {table}"), e))?;
             if let Some(Value::Array(values)) = page.get("value") {
                 for value in values {
                     if let Value::Object(entity) = value {

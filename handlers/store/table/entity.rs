@@ -83,7 +83,7 @@ pub(crate) fn put_doc<T: serde::Serialize>(
     entity: &mut Entity,
     value: &T,
 ) -> Result<(), StoreError> {
-    let text = serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let text = serde_json::to_string(value).map_err(StoreError::from)?;
     put_text(entity, "Doc", &text);
     Ok(())
 }
@@ -91,7 +91,7 @@ pub(crate) fn put_doc<T: serde::Serialize>(
 /// Reads a value stored with [`put_doc`].
 pub(crate) fn get_doc<T: serde::de::DeserializeOwned>(entity: &Entity) -> Result<T, StoreError> {
     serde_json::from_str(&get_text(entity, "Doc")?)
-        .map_err(|e| StoreError::Backend(format!("stored document unreadable: {e}")))
+        .map_err(|e| StoreError::unreadable("stored document", e))
 }
 
 /// A string property.

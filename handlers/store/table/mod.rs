@@ -19,11 +19,12 @@ mod entity;
 mod retention;
 mod write;
 
-pub use auth::{ManagedIdentity, TokenProvider, DEV_ACCOUNT, DEV_KEY, STORAGE_RESOURCE};
+pub use auth::{DEV_ACCOUNT, DEV_KEY, STORAGE_SCOPE};
 
 use super::{
     DeadLetter, DeadLetterRetention, PendingEffect, Store, StoreError, Version, Versioned,
 };
+use crate::azure::credential::TokenSource;
 use crate::store::Commit;
 use batch::{Operation, Outcome};
 use client::Client;
@@ -60,26 +61,30 @@ pub struct TableStore {
 }
 
 impl TableStore {
-    /// Connects with the default table names. `spec` is a connection string (or
-    /// `UseDevelopmentStorage=true`) or an endpoint URL (then managed identity tokens).
-    pub async fn connect(spec: &str) -> Result<Self, StoreError> {
-        TableStore::connect_with_prefix(spec, DEFAULT_PREFIX).await
+    /// Connects with the default table names through a connection string (an account key,
+    /// or `UseDevelopmentStorage=true`).
+    pub async fn connect(connection_string: &str) -> Result<Self, StoreError> {
+        TableStore::connect_with_prefix(connection_string, DEFAULT_PREFIX).await
     }
 
-    /// Connects with table names starting with `prefix` (a letter, then letters and digits,
-    /// at most 50), creating the tables if they are missing.
-    pub async fn connect_with_prefix(spec: &str, prefix: &str) -> Result<Self, StoreError> {
-        TableStore::open(Client::new(spec)?, prefix).await
+    /// Connects through a connection string with table names starting with `prefix` (a
+    /// letter, then letters and digits, at most 50), creating the tables if they are missing.
+    pub async fn connect_with_prefix(
+        connection_string: &str,
+        prefix: &str,
+    ) -> Result<Self, StoreError> {
+        TableStore::open(Client::with_connection_string(connection_string)?, prefix).await
     }
 
     /// Connects to `endpoint` (`https://ACCOUNT.table.core.windows.net`) with bearer tokens
-    /// from `provider`, table names starting with `prefix`.
+    /// for [`STORAGE_SCOPE`] from `tokens` (the shared Azure credential), table names starting
+    /// with `prefix`.
     pub async fn connect_with_tokens(
-        endpoint: &str,
-        provider: Arc<dyn TokenProvider>,
+        endpoint: reqwest::Url,
+        tokens: Arc<dyn TokenSource>,
         prefix: &str,
     ) -> Result<Self, StoreError> {
-        TableStore::open(Client::with_tokens(endpoint, provider)?, prefix).await
+        TableStore::open(Client::with_tokens(endpoint, tokens)?, prefix).await
     }
 
     async fn open(client: Client, prefix: &str) -> Result<Self, StoreError> {
@@ -227,8 +232,7 @@ impl Store for TableStore {
             }
             let mut results: Vec<Option<(Entity, String)>> = vec![None; chunk.len()];
             while let Some(joined) = reads.join_next().await {
-                let (index, read) =
-                    joined.map_err(|e| StoreError::Backend(format!("device read: {e}")))?;
+                let (index, read) = joined.map_err(StoreError::from)?;
                 results[index] = read?;
             }
             for (device, result) in chunk.iter().zip(results) {
@@ -430,10 +434,11 @@ impl Store for TableStore {
                 status,
                 code,
                 message,
-            } => Err(StoreError::Backend(format!(
-                "dead letter {}: {status} {code} {message}",
-                letter.id
-            ))),
+            } => Err(StoreError::Status {
+                what: format!("dead letter {}", letter.id),
+                status,
+                detail: format!("{code} {message}"),
+            }),
         }
     }
 

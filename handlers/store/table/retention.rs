@@ -190,9 +190,11 @@ async fn delete_batch(
             status,
             code,
             message,
-        } => Err(StoreError::Backend(format!(
-            "deleting dead letters: {status} {code} {message}"
-        ))),
+        } => Err(StoreError::Status {
+            what: "deleting dead letters".into(),
+            status,
+            detail: format!("{code} {message}"),
+        }),
     }
 }
 
@@ -233,109 +235,160 @@ async fn surplus(
     table: &str,
     tally: &mut Tally,
     left: usize,
-    mut scan: usize,
+    scan: usize,
 ) -> Result<usize, StoreError> {
-    let keep = tally.keep;
+    let mut pass = Pass {
+        client,
+        table,
+        keep: tally.keep,
+        scan,
+    };
     // each turn either ends the call or moves the state on; the bound is a backstop
     for _ in 0..8 {
-        match std::mem::take(&mut tally.state) {
-            State::Unknown => {
-                tally.state = State::Counting {
-                    front: None,
-                    last: LISTING.into(),
-                    counted: 0,
-                }
-            }
+        let turn = match std::mem::take(&mut tally.state) {
+            State::Unknown => Turn::Next(State::Counting {
+                front: None,
+                last: LISTING.into(),
+                counted: 0,
+            }),
             State::Counting {
                 front,
                 last,
                 counted,
-            } if counted >= keep => {
-                tally.state = State::Beyond {
-                    front: front.unwrap_or_else(|| LISTING_END.into()),
-                    boundary: last,
-                }
-            }
+            } if counted >= pass.keep => Turn::Next(State::Beyond {
+                front: front.unwrap_or_else(|| LISTING_END.into()),
+                boundary: last,
+            }),
             State::Counting {
                 front,
                 last,
                 counted,
-            } => {
-                let wanted = scan.min(keep - counted);
-                let keys = listing_keys(client, table, &last, false, LISTING_END, wanted).await?;
-                scan -= keys.len();
-                let front = front.or_else(|| keys.first().cloned());
-                if keys.len() < wanted {
-                    // the end: all counted
-                    tally.state = State::Below {
-                        front: front.unwrap_or_else(|| LISTING_END.into()),
-                        total: counted + keys.len(),
-                        calls: 0,
-                    };
-                    return Ok(0);
-                }
-                tally.state = State::Counting {
-                    front,
-                    last: keys.last().cloned().unwrap_or(last),
-                    counted: counted + keys.len(),
-                };
-                if counted + keys.len() < keep {
-                    // out of keys to read for this call
-                    return Ok(0);
-                }
-            }
-            State::Beyond { front, boundary } => {
-                let keys = listing_keys(client, table, &boundary, false, LISTING_END, left).await?;
-                let deleted = delete_letters(client, table, &keys).await?;
-                tally.state = if keys.len() < left {
-                    // none left past the boundary: at most `keep` letters, until new ones
-                    State::Below {
-                        front,
-                        total: keep,
-                        calls: 0,
-                    }
-                } else {
-                    State::Beyond { front, boundary }
-                };
-                return Ok(deleted);
-            }
-            State::Below { calls, .. } if calls >= RECOUNT_EVERY => tally.state = State::Unknown,
+            } => pass.count(front, last, counted).await?,
+            State::Beyond { front, boundary } => pass.delete_beyond(front, boundary, left).await?,
+            State::Below { calls, .. } if calls >= RECOUNT_EVERY => Turn::Next(State::Unknown),
             State::Below {
                 front,
                 total,
                 calls,
-            } => {
-                // the letters newer than the newest counted: reading one more than there is
-                // room for tells whether they could take the count past `keep`
-                let room = keep.saturating_sub(total);
-                let wanted = scan.min(room.saturating_add(1));
-                if wanted == 0 {
-                    tally.state = State::Below {
-                        front,
-                        total,
-                        calls,
-                    };
-                    return Ok(0);
-                }
-                let newer = listing_keys(client, table, LISTING, true, &front, wanted).await?;
-                scan -= newer.len();
-                if newer.len() < wanted {
-                    tally.state = State::Below {
-                        front: newer.first().cloned().unwrap_or(front),
-                        total: total + newer.len(),
-                        calls: calls + 1,
-                    };
-                    return Ok(0);
-                }
-                // too many for the room, or to read now: count them all
-                tally.state = State::Unknown;
-                if scan == 0 {
-                    return Ok(0);
-                }
+            } => pass.check_newer(front, total, calls).await?,
+        };
+        match turn {
+            Turn::Next(state) => tally.state = state,
+            Turn::Done(state, deleted) => {
+                tally.state = state;
+                return Ok(deleted);
             }
         }
     }
     Ok(0)
+}
+
+/// What one turn of [`surplus`] came to: the next state, and whether the call ends there
+/// (with the letters it deleted).
+enum Turn {
+    Next(State),
+    Done(State, usize),
+}
+
+/// One pruning call's reads: where, how many to keep, and how many keys it may still read.
+struct Pass<'a> {
+    client: &'a Client,
+    table: &'a str,
+    keep: usize,
+    scan: usize,
+}
+
+impl Pass<'_> {
+    /// Counts on from `last`, up to `keep` in all.
+    async fn count(
+        &mut self,
+        front: Option<String>,
+        last: String,
+        counted: usize,
+    ) -> Result<Turn, StoreError> {
+        let wanted = self.scan.min(self.keep - counted);
+        let keys = listing_keys(self.client, self.table, &last, false, LISTING_END, wanted).await?;
+        self.scan -= keys.len();
+        let front = front.or_else(|| keys.first().cloned());
+        if keys.len() < wanted {
+            // the end: all counted
+            let below = State::Below {
+                front: front.unwrap_or_else(|| LISTING_END.into()),
+                total: counted + keys.len(),
+                calls: 0,
+            };
+            return Ok(Turn::Done(below, 0));
+        }
+        let counting = State::Counting {
+            front,
+            last: keys.last().cloned().unwrap_or(last),
+            counted: counted + keys.len(),
+        };
+        if counted + keys.len() < self.keep {
+            // out of keys to read for this call
+            return Ok(Turn::Done(counting, 0));
+        }
+        Ok(Turn::Next(counting))
+    }
+
+    /// Deletes up to `left` letters after `boundary`.
+    async fn delete_beyond(
+        &mut self,
+        front: String,
+        boundary: String,
+        left: usize,
+    ) -> Result<Turn, StoreError> {
+        let keys =
+            listing_keys(self.client, self.table, &boundary, false, LISTING_END, left).await?;
+        let deleted = delete_letters(self.client, self.table, &keys).await?;
+        let state = if keys.len() < left {
+            // none left past the boundary: at most `keep` letters, until new ones
+            State::Below {
+                front,
+                total: self.keep,
+                calls: 0,
+            }
+        } else {
+            State::Beyond { front, boundary }
+        };
+        Ok(Turn::Done(state, deleted))
+    }
+
+    /// Whether the letters newer than `front` could take the count past `keep`.
+    async fn check_newer(
+        &mut self,
+        front: String,
+        total: usize,
+        calls: u32,
+    ) -> Result<Turn, StoreError> {
+        // the letters newer than the newest counted: reading one more than there is
+        // room for tells whether they could take the count past `keep`
+        let room = self.keep.saturating_sub(total);
+        let wanted = self.scan.min(room.saturating_add(1));
+        if wanted == 0 {
+            let below = State::Below {
+                front,
+                total,
+                calls,
+            };
+            return Ok(Turn::Done(below, 0));
+        }
+        let newer = listing_keys(self.client, self.table, LISTING, true, &front, wanted).await?;
+        self.scan -= newer.len();
+        if newer.len() < wanted {
+            let below = State::Below {
+                front: newer.first().cloned().unwrap_or(front),
+                total: total + newer.len(),
+                calls: calls + 1,
+            };
+            return Ok(Turn::Done(below, 0));
+        }
+        // too many for the room, or to read now: count them all
+        if self.scan == 0 {
+            return Ok(Turn::Done(State::Unknown, 0));
+        }
+        Ok(Turn::Next(State::Unknown))
+    }
 }
 
 #[cfg(test)]

@@ -69,45 +69,71 @@ pub(super) async fn commit(
             "commit too large for one entity group transaction: {size} operations"
         )));
     }
-    let id = &commit.rollout.id;
-    let partition = key(id);
-    // the head's commit number orders the outbox
-    let seq: u64 = match &commit.expected {
-        None => 1,
-        Some(expected) => {
-            let Some((head, etag)) = client.get(table, &partition, HEAD).await? else {
-                return Err(StoreError::Conflict(format!("rollout {id} does not exist")));
-            };
-            if &etag != expected {
-                return Err(StoreError::Conflict(format!(
-                    "rollout {id} changed since it was read"
-                )));
-            }
-            let seq: u64 = string(&head, "Seq")?
-                .parse()
-                .map_err(|_| StoreError::Backend(format!("rollout {id}: bad Seq")))?;
-            seq + 1
-        }
-    };
+    let partition = key(&commit.rollout.id);
+    let seq = next_seq(client, table, &partition, commit).await?;
+    let mut operations = vec![head_operation(&partition, seq, commit)?];
+    operations.extend(device_operations(&partition, commit)?);
+    let mut appends = appends(&partition, seq, commit)?;
+    if commit.expected.is_some() && !appends.is_empty() {
+        let keys: Vec<String> = appends.iter().map(|(row_key, _)| row_key.clone()).collect();
+        let existing = existing_rows(client, table, &partition, &keys).await?;
+        appends.retain(|(row_key, _)| !existing.contains(row_key));
+    }
+    operations.extend(appends.into_iter().map(|(_, row)| Operation::Insert(row)));
+    let outcome = client.batch(table, &operations).await?;
+    committed(client, table, &partition, &commit.rollout.id, outcome).await
+}
 
-    let mut head = entity(&partition, HEAD);
-    head.insert("Id".into(), id.clone().into());
+/// The head's commit number, which orders the outbox: 1 for a new rollout, else one past the
+/// stored head's (whose ETag must still be the one read).
+async fn next_seq(
+    client: &Client,
+    table: &str,
+    partition: &str,
+    commit: &Commit,
+) -> Result<u64, StoreError> {
+    let id = &commit.rollout.id;
+    let Some(expected) = &commit.expected else {
+        return Ok(1);
+    };
+    let Some((head, etag)) = client.get(table, partition, HEAD).await? else {
+        return Err(StoreError::Conflict(format!("rollout {id} does not exist")));
+    };
+    if &etag != expected {
+        return Err(StoreError::Conflict(format!(
+            "rollout {id} changed since it was read"
+        )));
+    }
+    let seq: u64 = string(&head, "Seq")?
+        .parse()
+        .map_err(|_| StoreError::Backend(format!("rollout {id}: bad Seq")))?;
+    Ok(seq + 1)
+}
+
+/// The head row: inserted for a new rollout, else replaced on the ETag read.
+fn head_operation(partition: &str, seq: u64, commit: &Commit) -> Result<Operation, StoreError> {
+    let mut head = entity(partition, HEAD);
+    head.insert("Id".into(), commit.rollout.id.clone().into());
     head.insert("Seq".into(), format!("{seq:012}").into());
     head.insert(
         "CreatedAt".into(),
         commit.rollout.created_at.to_rfc3339().into(),
     );
     put_doc(&mut head, &commit.rollout)?;
-    let mut operations = vec![match &commit.expected {
+    Ok(match &commit.expected {
         None => Operation::Insert(head),
         Some(etag) => Operation::Replace {
             entity: head,
             if_match: etag.clone(),
         },
-    }];
+    })
+}
 
+/// One row per changed device: inserted if new, else replaced on the ETag read.
+fn device_operations(partition: &str, commit: &Commit) -> Result<Vec<Operation>, StoreError> {
+    let mut operations = Vec::with_capacity(commit.devices.len());
     for write in &commit.devices {
-        let mut row = entity(&partition, &device_row(&write.device));
+        let mut row = entity(partition, &device_row(&write.device));
         row.insert("Device".into(), write.device.clone().into());
         put_doc(&mut row, &write.record)?;
         operations.push(match &write.expected {
@@ -118,14 +144,23 @@ pub(super) async fn commit(
             },
         });
     }
+    Ok(operations)
+}
 
-    // new outbox effects and audit entries, the first of any repeated id winning
+/// New outbox effects and audit entries with their row keys, the first of any repeated id
+/// winning.
+fn appends(
+    partition: &str,
+    seq: u64,
+    commit: &Commit,
+) -> Result<Vec<(String, Entity)>, StoreError> {
+    let id = &commit.rollout.id;
     let mut appends: Vec<(String, Entity)> = Vec::new();
     let mut seen = HashSet::new();
     for (index, effect) in commit.effects.iter().enumerate() {
         let row_key = effect_row(&effect.id);
         if seen.insert(row_key.clone()) {
-            let mut row = entity(&partition, &row_key);
+            let mut row = entity(partition, &row_key);
             row.insert("Rollout".into(), id.clone().into());
             row.insert("EffectId".into(), effect.id.clone().into());
             row.insert("Order".into(), format!("{seq:012}-{index:05}").into());
@@ -137,24 +172,28 @@ pub(super) async fn commit(
     for (number, decision) in &commit.decisions {
         let row_key = audit_row(*number);
         if seen.insert(row_key.clone()) {
-            let mut row = entity(&partition, &row_key);
+            let mut row = entity(partition, &row_key);
             put_doc(&mut row, decision)?;
             appends.push((row_key, row));
         }
     }
-    if commit.expected.is_some() && !appends.is_empty() {
-        let keys: Vec<String> = appends.iter().map(|(row_key, _)| row_key.clone()).collect();
-        let existing = existing_rows(client, table, &partition, &keys).await?;
-        appends.retain(|(row_key, _)| !existing.contains(row_key));
-    }
-    operations.extend(appends.into_iter().map(|(_, row)| Operation::Insert(row)));
+    Ok(appends)
+}
 
-    match client.batch(table, &operations).await? {
+/// What a commit's transaction came to: the head's new ETag, a conflict, or an error.
+async fn committed(
+    client: &Client,
+    table: &str,
+    partition: &str,
+    id: &str,
+    outcome: Outcome,
+) -> Result<Version, StoreError> {
+    match outcome {
         Outcome::Applied(etags) => match etags.into_iter().next().flatten() {
             Some(etag) => Ok(etag),
             // the service always sends one; should it not, read the head back
             None => client
-                .get(table, &partition, HEAD)
+                .get(table, partition, HEAD)
                 .await?
                 .map(|(_, etag)| etag)
                 .ok_or_else(|| {
@@ -173,9 +212,11 @@ pub(super) async fn commit(
             status,
             code,
             message,
-        } => Err(StoreError::Backend(format!(
-            "commit of rollout {id}: {status} {code} {message}"
-        ))),
+        } => Err(StoreError::Status {
+            what: format!("commit of rollout {id}"),
+            status,
+            detail: format!("{code} {message}"),
+        }),
     }
 }
 
