@@ -130,7 +130,8 @@ pub fn decode_events(binding: &Value) -> Vec<Result<PatchEvent, ItemError>> {
     }
 }
 
-fn item_error(index: usize, raw: &Value, reason: String) -> ItemError {
+/// A batch item that could not be used, with its raw text clipped.
+pub(super) fn item_error(index: usize, raw: &Value, reason: String) -> ItemError {
     let raw = match raw {
         Value::String(text) => text.clone(),
         other => other.to_string(),
@@ -168,17 +169,18 @@ pub fn decode_event(value: &Value) -> Result<PatchEvent, String> {
 }
 
 /// The schema-independent envelope fields.
-struct Envelope {
-    schema: EventSchema,
-    event_type: String,
-    id: Option<String>,
-    subject: Option<String>,
-    source: Option<String>,
-    time: Option<Value>,
+pub(super) struct Envelope {
+    pub schema: EventSchema,
+    pub event_type: String,
+    pub id: Option<String>,
+    pub subject: Option<String>,
+    pub source: Option<String>,
+    pub time: Option<Value>,
 }
 
 impl Envelope {
-    fn read(event: &Map<String, Value>) -> Result<Envelope, String> {
+    /// Reads the envelope of an event in either schema.
+    pub(super) fn read(event: &Map<String, Value>) -> Result<Envelope, String> {
         let text = |keys: &[&str]| get_any(event, keys).and_then(as_text);
         let cloud = get_loose(event, "specversion").is_some()
             || (get_loose(event, "eventType").is_none() && get_loose(event, "type").is_some());
@@ -240,14 +242,15 @@ fn decode_maintenance(
     })
 }
 
-fn event_data(event: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+/// The event's `data` object (JSON-encoded text is unwrapped).
+pub(super) fn event_data(event: &Map<String, Value>) -> Result<Map<String, Value>, String> {
     match get_any(event, &["data"]).map(unwrap_encoded) {
         Some(Value::Object(data)) => Ok(data),
         Some(other) => Err(format!(
             "event data must be an object, found {}",
             kind_of(&other)
         )),
-        None => Err("maintenance event has no data".to_string()),
+        None => Err("event has no data".to_string()),
     }
 }
 

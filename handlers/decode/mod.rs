@@ -4,6 +4,8 @@
 //! panics, and decodes each item of a batch on its own so one bad item never drops the rest.
 
 pub mod agent_report;
+pub mod alert;
+pub mod device_events;
 pub mod event_grid;
 pub mod http_request;
 pub mod timer;
