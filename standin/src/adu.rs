@@ -10,6 +10,7 @@ use super::http::{error, json};
 use super::model::*;
 use super::rng::SplitMix64;
 use super::subgroups;
+use super::world::State as WorldState;
 use super::World;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -17,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use chrono::{DateTime, Utc};
 use rollout_core::UpdateId;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -104,7 +106,7 @@ fn read_deployment(body: &[u8], group: &str, id: &str) -> Result<DeploymentReque
         None => return Err("groupId is required".into()),
     }
     let start = text("startDateTime").ok_or("startDateTime is required")?;
-    chrono::DateTime::parse_from_rfc3339(start)
+    DateTime::parse_from_rfc3339(start)
         .map_err(|e| format!("startDateTime '{start}' is not a date-time: {e}"))?;
     let update = read_update_id(body.get("update"), "update")?;
     let rollback_policy = match body.get("rollbackPolicy") {
@@ -133,6 +135,7 @@ fn read_deployment(body: &[u8], group: &str, id: &str) -> Result<DeploymentReque
     })
 }
 
+/// `PUT` of a deployment: creates it and starts its devices, or answers again for the same one.
 async fn put_deployment(
     State(world): State<Arc<World>>,
     Path((_instance, group, id)): Path<(String, String, String)>,
@@ -151,55 +154,82 @@ async fn put_deployment(
             return not_found("Group", &group);
         };
         if let Some(existing) = state.deployment_mut(&group, &id) {
-            if existing.update != request.update
-                || existing.rollback_policy != request.rollback_policy
-            {
-                return error(
-                    StatusCode::CONFLICT,
-                    "DeploymentConflict",
-                    format!("Deployment '{id}' already exists with a different update or rollback policy."),
-                );
-            }
-            existing.puts += 1;
-            return json(StatusCode::OK, deployment_body(existing, &classes));
+            return put_again(existing, &request, &classes);
         }
-        // Device Update accepts a deployment past the hub's configuration limit, then reports
-        // its subgroups failed (the official GetDeploymentStatus example)
-        let live = state.deployments.iter().filter(|d| !d.deleted).count();
-        let over_limit = live >= world.config.max_deployments;
-        for older in state.deployments.iter_mut().filter(|d| d.group == group) {
-            older.superseded = true;
-        }
-        let devices = state.groups[&group].devices.clone();
-        let created = state.deployments.len();
-        let deployment = Deployment {
-            group: group.clone(),
-            id: id.clone(),
-            update: request.update,
-            start: request.start,
-            rollback_policy: request.rollback_policy,
-            workflow_id: SplitMix64::derived(world.config.seed, &format!("{group}/{id}/{created}"))
-                .guid(),
-            created_at: now,
-            puts: 1,
-            canceled_classes: Default::default(),
-            retried: false,
-            retries: 0,
-            deleted: false,
-            superseded: false,
-            devices: devices
-                .iter()
-                .map(|d| (d.clone(), DevicePhase::Pending))
-                .collect(),
-            over_limit,
-        };
+        let deployment = create_deployment(&world, &mut state, &group, &id, request, now);
         let response = json(StatusCode::OK, deployment_body(&deployment, &classes));
+        let devices = if deployment.over_limit {
+            Vec::new()
+        } else {
+            state.groups[&group].devices.clone()
+        };
         state.deployments.push(deployment);
-        (response, if over_limit { Vec::new() } else { devices })
+        (response, devices)
     };
     tracing::info!(%group, deployment = %id, devices = devices.len(), "stand-in: deployment created");
     fleet::run_devices(&world, &group, &id, devices, 0);
     response
+}
+
+/// A repeated `PUT` of a deployment: counted if it asks for the same update and policy, else `409`.
+fn put_again(
+    existing: &mut Deployment,
+    request: &DeploymentRequest,
+    classes: &[String],
+) -> Response {
+    if existing.update != request.update || existing.rollback_policy != request.rollback_policy {
+        return error(
+            StatusCode::CONFLICT,
+            "DeploymentConflict",
+            format!(
+                "Deployment '{}' already exists with a different update or rollback policy.",
+                existing.id
+            ),
+        );
+    }
+    existing.puts += 1;
+    json(StatusCode::OK, deployment_body(existing, classes))
+}
+
+/// A new deployment `id` of `group`, superseding the group's older ones (and maybe over the limit).
+fn create_deployment(
+    world: &World,
+    state: &mut WorldState,
+    group: &str,
+    id: &str,
+    request: DeploymentRequest,
+    now: DateTime<Utc>,
+) -> Deployment {
+    // Device Update accepts a deployment past the hub's configuration limit, then reports
+    // its subgroups failed (the official GetDeploymentStatus example)
+    let live = state.deployments.iter().filter(|d| !d.deleted).count();
+    let over_limit = live >= world.config.max_deployments;
+    for older in state.deployments.iter_mut().filter(|d| d.group == group) {
+        older.superseded = true;
+    }
+    let devices = &state.groups[group].devices;
+    let created = state.deployments.len();
+    Deployment {
+        group: group.to_string(),
+        id: id.to_string(),
+        update: request.update,
+        start: request.start,
+        rollback_policy: request.rollback_policy,
+        workflow_id: SplitMix64::derived(world.config.seed, &format!("{group}/{id}/{created}"))
+            .guid(),
+        created_at: now,
+        puts: 1,
+        canceled_classes: Default::default(),
+        retried: false,
+        retries: 0,
+        deleted: false,
+        superseded: false,
+        devices: devices
+            .iter()
+            .map(|d| (d.clone(), DevicePhase::Pending))
+            .collect(),
+        over_limit,
+    }
 }
 
 async fn get_deployment(

@@ -40,59 +40,21 @@ pub async fn dispatch(
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     match l.as_slice() {
         ["subscriptions", _, "resourcegroups", _, "providers", provider, kind, _, action]
-            if matches!(
-                (*provider, *kind),
-                ("microsoft.compute", "virtualmachines") | ("microsoft.hybridcompute", "machines")
-            ) && matches!(*action, "installpatches" | "assesspatches") =>
+            if is_machine_type(provider, kind)
+                && matches!(*action, "installpatches" | "assesspatches") =>
         {
             if method != Method::POST {
                 return method_not_allowed();
             }
-            let machine_kind = if *provider == "microsoft.compute" {
-                MachineKind::VirtualMachine
-            } else {
-                MachineKind::ArcMachine
-            };
-            let op_kind = if *action == "installpatches" {
-                OperationKind::Install
-            } else {
-                OperationKind::Assess
-            };
-            let machine_id = format!(
-                "/subscriptions/{}/resourceGroups/{}/providers/{}/{}",
-                segments[1],
-                segments[3],
-                match machine_kind {
-                    MachineKind::VirtualMachine => "Microsoft.Compute/virtualMachines",
-                    MachineKind::ArcMachine => "Microsoft.HybridCompute/machines",
-                },
-                segments[7]
-            );
-            start_operation(
-                &world,
-                &query,
-                &body,
-                machine_kind,
-                op_kind,
-                machine_id,
-                segments[1],
-            )
+            patch_route(&world, &query, &body, &segments, provider, action)
         }
         ["subscriptions", _, "resourcegroups", _, "providers", provider, kind, _]
-            if matches!(
-                (*provider, *kind),
-                ("microsoft.compute", "virtualmachines") | ("microsoft.hybridcompute", "machines")
-            ) =>
+            if is_machine_type(provider, kind) =>
         {
             if method != Method::GET {
                 return method_not_allowed();
             }
-            let machine_kind = if *provider == "microsoft.compute" {
-                MachineKind::VirtualMachine
-            } else {
-                MachineKind::ArcMachine
-            };
-            get_machine(&world, &query, &uri, machine_kind)
+            get_machine(&world, &query, &uri, machine_kind_of(provider))
         }
         ["subscriptions", _, "providers", provider, "locations", _, "operations", id]
             if matches!(*provider, "microsoft.compute" | "microsoft.hybridcompute") =>
@@ -102,24 +64,87 @@ pub async fn dispatch(
             }
             poll_operation(&world, &query, &uri, segments[3], id)
         }
-        ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.maintenance", "maintenanceconfigurations", _, "providers", "microsoft.maintenance", "applyupdates", _] =>
-        {
-            if let Err(response) = require_api_version(&query, MAINTENANCE_API_VERSION) {
-                return *response;
-            }
-            let configuration = format!("/{}", segments[..8].join("/"));
-            let run_id = format!("/{}", segments.join("/"));
-            match method {
-                Method::PUT => maintenance::cancel_route(&world, &configuration, &run_id, &body),
-                Method::GET => maintenance::get_route(&world, &configuration, &run_id),
-                _ => method_not_allowed(),
-            }
+        ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.maintenance", "maintenanceconfigurations", _, "providers", "microsoft.maintenance", "applyupdates", _] => {
+            maintenance_route(&world, &method, &query, &segments, &body)
         }
         _ => error(
             StatusCode::NOT_FOUND,
             "ResourceNotFound",
             format!("The stand-in serves no resource at '{}'.", uri.path()),
         ),
+    }
+}
+
+/// Whether lower-cased `provider` and `kind` name a VM or an Arc machine.
+fn is_machine_type(provider: &str, kind: &str) -> bool {
+    matches!(
+        (provider, kind),
+        ("microsoft.compute", "virtualmachines") | ("microsoft.hybridcompute", "machines")
+    )
+}
+
+/// The kind of machine of a lower-cased machine provider.
+fn machine_kind_of(provider: &str) -> MachineKind {
+    if provider == "microsoft.compute" {
+        MachineKind::VirtualMachine
+    } else {
+        MachineKind::ArcMachine
+    }
+}
+
+/// `POST {machine}/installPatches` or `/assessPatches` (lower-cased `provider` and `action`).
+fn patch_route(
+    world: &Arc<World>,
+    query: &HashMap<String, String>,
+    body: &[u8],
+    segments: &[&str],
+    provider: &str,
+    action: &str,
+) -> Response {
+    let machine_kind = machine_kind_of(provider);
+    let op_kind = if action == "installpatches" {
+        OperationKind::Install
+    } else {
+        OperationKind::Assess
+    };
+    let machine_id = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/{}/{}",
+        segments[1],
+        segments[3],
+        match machine_kind {
+            MachineKind::VirtualMachine => "Microsoft.Compute/virtualMachines",
+            MachineKind::ArcMachine => "Microsoft.HybridCompute/machines",
+        },
+        segments[7]
+    );
+    start_operation(
+        world,
+        query,
+        body,
+        machine_kind,
+        op_kind,
+        machine_id,
+        segments[1],
+    )
+}
+
+/// `PUT` (cancel) or `GET` of a maintenance run under `…/applyUpdates/{run}`.
+fn maintenance_route(
+    world: &World,
+    method: &Method,
+    query: &HashMap<String, String>,
+    segments: &[&str],
+    body: &[u8],
+) -> Response {
+    if let Err(response) = require_api_version(query, MAINTENANCE_API_VERSION) {
+        return *response;
+    }
+    let configuration = format!("/{}", segments[..8].join("/"));
+    let run_id = format!("/{}", segments.join("/"));
+    match *method {
+        Method::PUT => maintenance::cancel_route(world, &configuration, &run_id, body),
+        Method::GET => maintenance::get_route(world, &configuration, &run_id),
+        _ => method_not_allowed(),
     }
 }
 
@@ -238,6 +263,7 @@ fn check_os_parameters(request: &Value, os: MachineOs) -> Result<(), Box<Respons
     Ok(())
 }
 
+/// Starts an installPatches / assessPatches operation on `machine_id`: `202` with its status URLs.
 fn start_operation(
     world: &Arc<World>,
     query: &HashMap<String, String>,
@@ -251,45 +277,15 @@ fn start_operation(
     if let Err(response) = require_api_version(query, api_version) {
         return *response;
     }
-    let request: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        match serde_json::from_slice(body) {
-            Ok(value) => value,
-            Err(e) => return invalid("body", format!("The request body is not JSON: {e}")),
-        }
+    let request = match read_operation_request(world, body, machine_kind, kind, &machine_id) {
+        Ok(request) => request,
+        Err(response) => return *response,
     };
-    if kind == OperationKind::Install {
-        let reboot = request.get("rebootSetting").and_then(Value::as_str);
-        if !reboot.is_some_and(|r| REBOOT_SETTINGS.contains(&r)) {
-            return invalid(
-                "rebootSetting",
-                format!("rebootSetting is required and must be one of {REBOOT_SETTINGS:?}."),
-            );
-        }
-        let duration = request.get("maximumDuration").and_then(Value::as_str);
-        if machine_kind == MachineKind::ArcMachine && duration.is_none() {
-            return invalid("maximumDuration", "maximumDuration is required.".into());
-        }
-        if let Err(response) = check_os_parameters(&request, world.machine_config(&machine_id).1) {
-            return *response;
-        }
-    }
     let fails = kind == OperationKind::Install && world.machine_config(&machine_id).0;
     let now = world.now();
-    let (id, activity) = {
-        let mut state = world.lock();
-        let busy = state.operations.values().any(|op| {
-            op.kind == kind && op.machine_id.eq_ignore_ascii_case(&machine_id) && now < op.ends
-        });
-        if busy {
-            return error(
-                StatusCode::CONFLICT,
-                "OperationNotAllowed",
-                format!("A patch operation is already in progress on '{machine_id}'."),
-            );
-        }
-        (state.rng.guid(), state.rng.guid())
+    let (id, activity) = match new_operation_ids(world, kind, &machine_id, now) {
+        Ok(ids) => ids,
+        Err(response) => return *response,
     };
     let ends = now
         + ChronoDuration::from_std(world.config.patch_duration).unwrap_or(ChronoDuration::zero());
@@ -310,16 +306,93 @@ fn start_operation(
     };
     world.lock().operations.insert(id.clone(), operation);
     tracing::info!(machine = %machine_id, operation = %id, ?kind, "stand-in: patch operation started");
+    operation_accepted(world, subscription, machine_kind, &id, api_version)
+}
+
+/// The operation's request body (`null` when empty), checked when it installs patches.
+fn read_operation_request(
+    world: &World,
+    body: &[u8],
+    machine_kind: MachineKind,
+    kind: OperationKind,
+    machine_id: &str,
+) -> Result<Value, Box<Response>> {
+    let request: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            Box::new(invalid(
+                "body",
+                format!("The request body is not JSON: {e}"),
+            ))
+        })?
+    };
+    if kind == OperationKind::Install {
+        check_install_request(world, &request, machine_kind, machine_id)?;
+    }
+    Ok(request)
+}
+
+/// Checks an installPatches body: `rebootSetting`, Arc's `maximumDuration`, the OS's parameters.
+fn check_install_request(
+    world: &World,
+    request: &Value,
+    machine_kind: MachineKind,
+    machine_id: &str,
+) -> Result<(), Box<Response>> {
+    let reboot = request.get("rebootSetting").and_then(Value::as_str);
+    if !reboot.is_some_and(|r| REBOOT_SETTINGS.contains(&r)) {
+        return Err(Box::new(invalid(
+            "rebootSetting",
+            format!("rebootSetting is required and must be one of {REBOOT_SETTINGS:?}."),
+        )));
+    }
+    let duration = request.get("maximumDuration").and_then(Value::as_str);
+    if machine_kind == MachineKind::ArcMachine && duration.is_none() {
+        return Err(Box::new(invalid(
+            "maximumDuration",
+            "maximumDuration is required.".into(),
+        )));
+    }
+    check_os_parameters(request, world.machine_config(machine_id).1)
+}
+
+/// Draws a new operation's id and activity id; `409` while one of its kind runs on the machine.
+fn new_operation_ids(
+    world: &World,
+    kind: OperationKind,
+    machine_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, String), Box<Response>> {
+    let mut state = world.lock();
+    let busy = state.operations.values().any(|op| {
+        op.kind == kind && op.machine_id.eq_ignore_ascii_case(machine_id) && now < op.ends
+    });
+    if busy {
+        return Err(Box::new(error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            format!("A patch operation is already in progress on '{machine_id}'."),
+        )));
+    }
+    Ok((state.rng.guid(), state.rng.guid()))
+}
+
+/// The `202` of a started operation, with `Location`, `Azure-AsyncOperation` and `Retry-After`.
+fn operation_accepted(
+    world: &World,
+    subscription: &str,
+    machine_kind: MachineKind,
+    id: &str,
+    api_version: &str,
+) -> Response {
     let base = format!(
         "{}/subscriptions/{subscription}/providers/{}/locations/{}/operations/{id}",
         world.base_url,
         provider_of(machine_kind),
         world.config.location
     );
-    let mut response = json(StatusCode::ACCEPTED, Value::Null);
-    *response.body_mut() = axum::body::Body::empty();
-    let headers = response.headers_mut();
-    for (name, value) in [
+    accepted(vec![
         (
             "location",
             format!("{base}?monitor=true&api-version={api_version}"),
@@ -332,15 +405,24 @@ fn start_operation(
             "retry-after",
             retry_after(world).to_str().unwrap_or("1").to_string(),
         ),
-    ] {
+    ])
+}
+
+/// A `202 Accepted` without body or content type, with those `headers` that are valid values.
+fn accepted(headers: Vec<(&'static str, String)>) -> Response {
+    let mut response = json(StatusCode::ACCEPTED, Value::Null);
+    *response.body_mut() = axum::body::Body::empty();
+    let map = response.headers_mut();
+    for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+            map.insert(name, value);
         }
     }
-    headers.remove("content-type");
+    map.remove("content-type");
     response
 }
 
+/// `GET` of an operation: its status, or with `monitor=true` its result once it has ended.
 fn poll_operation(
     world: &World,
     query: &HashMap<String, String>,
@@ -348,45 +430,54 @@ fn poll_operation(
     provider_segment: &str,
     id: &str,
 ) -> Response {
-    let Some(operation) = world.lock().operations.get(id).cloned() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
-            format!("Operation '{id}' was not found."),
-        );
+    let operation = match find_operation(world, provider_segment, id) {
+        Ok(operation) => operation,
+        Err(response) => return *response,
     };
-    let api_version = api_version_for(operation.machine_kind);
-    if !provider_segment.eq_ignore_ascii_case(provider_of(operation.machine_kind)) {
-        return error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
-            format!("Operation '{id}' does not belong to {provider_segment}."),
-        );
-    }
-    if let Err(response) = require_api_version(query, api_version) {
+    if let Err(response) = require_api_version(query, api_version_for(operation.machine_kind)) {
         return *response;
     }
-    let now = world.now();
-    let status = operation.status_at(now);
+    let status = operation.status_at(world.now());
     let monitor = query
         .get("monitor")
         .is_some_and(|m| m.eq_ignore_ascii_case("true"));
     let running = !TERMINAL.contains(&status);
-    let retry_after = retry_after(world);
     if monitor {
         if running {
-            let mut response = json(StatusCode::ACCEPTED, Value::Null);
-            *response.body_mut() = axum::body::Body::empty();
             let location = format!("{}{}", world.base_url, uri);
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert("location", value);
-            }
-            response.headers_mut().insert("retry-after", retry_after);
-            response.headers_mut().remove("content-type");
-            return response;
+            let retry = retry_after(world).to_str().unwrap_or("1").to_string();
+            return accepted(vec![("location", location), ("retry-after", retry)]);
         }
         return json(StatusCode::OK, operation.result);
     }
+    operation_status(world, &operation, status, running)
+}
+
+/// Operation `id`, if it exists under `provider_segment`; else `404`.
+fn find_operation(
+    world: &World,
+    provider_segment: &str,
+    id: &str,
+) -> Result<Operation, Box<Response>> {
+    let Some(operation) = world.lock().operations.get(id).cloned() else {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("Operation '{id}' was not found."),
+        )));
+    };
+    if !provider_segment.eq_ignore_ascii_case(provider_of(operation.machine_kind)) {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("Operation '{id}' does not belong to {provider_segment}."),
+        )));
+    }
+    Ok(operation)
+}
+
+/// The `Azure-AsyncOperation` status body of `operation`, with `Retry-After` while it runs.
+fn operation_status(world: &World, operation: &Operation, status: &str, running: bool) -> Response {
     let mut body =
         json!({"startTime": azure_time(operation.started), "status": status, "name": operation.id});
     if !running {
@@ -398,7 +489,9 @@ fn poll_operation(
     }
     let mut response = json(StatusCode::OK, body);
     if running {
-        response.headers_mut().insert("retry-after", retry_after);
+        response
+            .headers_mut()
+            .insert("retry-after", retry_after(world));
     }
     response
 }

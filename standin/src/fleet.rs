@@ -6,8 +6,10 @@ use super::host;
 use super::http::azure_time;
 use super::model::*;
 use super::rng::SplitMix64;
-use super::world::update_id_string;
+use super::world::{update_id_string, State};
 use super::World;
+use chrono::{DateTime, Utc};
+use rollout_core::UpdateId;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -92,62 +94,15 @@ impl World {
         let partition = {
             let mut guard = self.lock();
             let state = &mut *guard;
-            let Some(class) = state.devices.get(device).map(|d| d.device_class.clone()) else {
-                return;
-            };
-            // Deleting a deployment stops nothing on the devices, so deleted ones still count.
-            let Some(dep) = state
-                .deployments
-                .iter_mut()
-                .rev()
-                .find(|d| d.group == group && d.id == deployment)
+            let Some((next, update, workflow)) =
+                advance_phase(state, group, deployment, device, step)
             else {
                 return;
             };
-            if dep.superseded || dep.canceled_classes.contains(&class) {
-                return;
-            }
-            let phase = dep
-                .devices
-                .get(device)
-                .copied()
-                .unwrap_or(DevicePhase::Pending);
-            let next = match (step, phase) {
-                (Step::Start, DevicePhase::Pending | DevicePhase::Failed) => {
-                    DevicePhase::InProgress
-                }
-                (Step::Finish { ok: true }, DevicePhase::InProgress) => DevicePhase::Succeeded,
-                (Step::Finish { ok: false }, DevicePhase::InProgress) => DevicePhase::Failed,
-                _ => return,
-            };
-            dep.devices.insert(device.to_string(), next);
-            let (update, workflow) = (dep.update.clone(), dep.workflow_id.clone());
             let Some(dev) = state.devices.get_mut(device) else {
                 return;
             };
-            let patch = agent_patch(step, &workflow, &update);
-            dev.twin_version += 1;
-            dev.reported_version += 1;
-            if next == DevicePhase::Succeeded {
-                dev.installed = update.clone();
-            }
-            dev.last_attempted = Some(update);
-            dev.last_deployment = Some(deployment.to_string());
-            dev.status = Some(next);
-            if let (Value::Object(agent), Value::Object(patch)) = (&mut dev.agent, &patch) {
-                for (key, value) in patch {
-                    agent.insert(key.clone(), value.clone());
-                }
-            }
-            let body = json!({
-                "version": dev.twin_version,
-                "properties": {"reported": {
-                    "deviceUpdate": {"__t": "c", "agent": patch},
-                    "$metadata": {"$lastUpdated": azure_time(now)},
-                    "$version": dev.reported_version,
-                }}
-            })
-            .to_string();
+            let body = write_report(dev, deployment, step, next, update, &workflow, now);
             state.reports.push(ReportRecord {
                 device_id: device.to_string(),
                 deployment_id: deployment.to_string(),
@@ -160,30 +115,115 @@ impl World {
                 dropped,
                 duplicated,
             });
-            if dropped {
-                state.stats.reports_dropped += 1;
+            let Some(partition) = self.queue_report(state, device, &body, dropped, duplicated, now)
+            else {
                 return;
-            }
-            let copies = if duplicated {
-                state.stats.reports_duplicated += 1;
-                2
-            } else {
-                1
             };
-            let mut partition = 0;
-            for _ in 0..copies {
-                partition = host::enqueue_twin_change(state, &self.config, device, &body, now);
-            }
             partition
         };
         if let Some(wake) = self.twin_wake.get(partition) {
             wake.notify_one();
         }
     }
+
+    /// Queues a report's notification (twice if duplicated): its partition, `None` if dropped.
+    fn queue_report(
+        &self,
+        state: &mut State,
+        device: &str,
+        body: &str,
+        dropped: bool,
+        duplicated: bool,
+        now: DateTime<Utc>,
+    ) -> Option<usize> {
+        if dropped {
+            state.stats.reports_dropped += 1;
+            return None;
+        }
+        let copies = if duplicated {
+            state.stats.reports_duplicated += 1;
+            2
+        } else {
+            1
+        };
+        let mut partition = 0;
+        for _ in 0..copies {
+            partition = host::enqueue_twin_change(state, &self.config, device, body, now);
+        }
+        Some(partition)
+    }
+}
+
+/// Moves the device to its phase after `step` (with the update and workflow); `None` if it can't.
+fn advance_phase(
+    state: &mut State,
+    group: &str,
+    deployment: &str,
+    device: &str,
+    step: Step,
+) -> Option<(DevicePhase, UpdateId, String)> {
+    let class = state.devices.get(device).map(|d| d.device_class.clone())?;
+    // Deleting a deployment stops nothing on the devices, so deleted ones still count.
+    let dep = state
+        .deployments
+        .iter_mut()
+        .rev()
+        .find(|d| d.group == group && d.id == deployment)?;
+    if dep.superseded || dep.canceled_classes.contains(&class) {
+        return None;
+    }
+    let phase = dep
+        .devices
+        .get(device)
+        .copied()
+        .unwrap_or(DevicePhase::Pending);
+    let next = match (step, phase) {
+        (Step::Start, DevicePhase::Pending | DevicePhase::Failed) => DevicePhase::InProgress,
+        (Step::Finish { ok: true }, DevicePhase::InProgress) => DevicePhase::Succeeded,
+        (Step::Finish { ok: false }, DevicePhase::InProgress) => DevicePhase::Failed,
+        _ => return None,
+    };
+    dep.devices.insert(device.to_string(), next);
+    Some((next, dep.update.clone(), dep.workflow_id.clone()))
+}
+
+/// Writes `step`'s report into the device and returns its twin change notification's body.
+fn write_report(
+    dev: &mut Device,
+    deployment: &str,
+    step: Step,
+    next: DevicePhase,
+    update: UpdateId,
+    workflow: &str,
+    now: DateTime<Utc>,
+) -> String {
+    let patch = agent_patch(step, workflow, &update);
+    dev.twin_version += 1;
+    dev.reported_version += 1;
+    if next == DevicePhase::Succeeded {
+        dev.installed = update.clone();
+    }
+    dev.last_attempted = Some(update);
+    dev.last_deployment = Some(deployment.to_string());
+    dev.status = Some(next);
+    if let (Value::Object(agent), Value::Object(patch)) = (&mut dev.agent, &patch) {
+        for (key, value) in patch {
+            agent.insert(key.clone(), value.clone());
+        }
+    }
+    json!({
+        "version": dev.twin_version,
+        "properties": {"reported": {
+            "deviceUpdate": {"__t": "c", "agent": patch},
+            "$metadata": {"$lastUpdated": azure_time(now)},
+            "$version": dev.reported_version,
+        }}
+    })
+    .to_string()
 }
 
 /// The `deviceUpdate.agent` properties a step writes (agent 1.1, `deviceUpdate;2`).
-pub(super) fn agent_patch(step: Step, workflow: &str, update: &rollout_core::UpdateId) -> Value {
+pub(super) fn agent_patch(step: Step, workflow: &str, update: &UpdateId) -> Value {
     let workflow = json!({"action": 3, "id": workflow});
     match step {
         Step::Start => json!({

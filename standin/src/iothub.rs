@@ -178,27 +178,11 @@ fn tokens(text: &str) -> Result<Vec<Token>, String> {
 
 const SUPPORTED: &str = "the stand-in only answers 'SELECT {* | deviceId} FROM {devices | devices.modules} [WHERE tags.ADUGroup = '…' [AND deviceId IN ['…', …]]]'";
 
+/// Parses a twin query of the supported form ([`SUPPORTED`]).
 fn parse_query(text: &str) -> Result<TwinQuery, String> {
     let tokens = tokens(text)?;
     let mut at = tokens.iter().peekable();
-    let word = |token: Option<&Token>, expected: &str| -> Result<(), String> {
-        match token {
-            Some(Token::Word(w)) if w.eq_ignore_ascii_case(expected) => Ok(()),
-            _ => Err(format!("expected {expected}: {SUPPORTED}")),
-        }
-    };
-    word(at.next(), "SELECT")?;
-    let projection = match at.next() {
-        Some(Token::Symbol('*')) => Projection::All,
-        Some(Token::Word(w)) if w.eq_ignore_ascii_case("deviceId") => Projection::DeviceId,
-        _ => return Err(SUPPORTED.into()),
-    };
-    word(at.next(), "FROM")?;
-    let collection = match at.next() {
-        Some(Token::Word(w)) if w.eq_ignore_ascii_case("devices") => Collection::Devices,
-        Some(Token::Word(w)) if w.eq_ignore_ascii_case("devices.modules") => Collection::Modules,
-        _ => return Err(SUPPORTED.into()),
-    };
+    let (projection, collection) = parse_select(&mut at)?;
     let mut query = TwinQuery {
         projection,
         collection,
@@ -208,44 +192,21 @@ fn parse_query(text: &str) -> Result<TwinQuery, String> {
     if at.peek().is_none() {
         return Ok(query);
     }
-    word(at.next(), "WHERE")?;
+    expect_word(at.next(), "WHERE")?;
     loop {
         match at.next() {
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("tags.ADUGroup") => {
                 if query.group.is_some() {
                     return Err("tags.ADUGroup is compared twice".into());
                 }
-                if at.next() != Some(&Token::Symbol('=')) {
-                    return Err("expected = after tags.ADUGroup".into());
-                }
-                match at.next() {
-                    Some(Token::Text(group)) => query.group = Some(group.clone()),
-                    _ => return Err("expected a quoted group".into()),
-                }
+                query.group = Some(parse_group(&mut at)?);
             }
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("deviceId") => {
                 if query.device_ids.is_some() {
                     return Err("deviceId is compared twice".into());
                 }
-                word(at.next(), "IN")?;
-                if at.next() != Some(&Token::Symbol('[')) {
-                    return Err("expected [ after IN".into());
-                }
-                let mut ids = BTreeSet::new();
-                loop {
-                    match at.next() {
-                        Some(Token::Text(id)) => {
-                            ids.insert(id.clone());
-                        }
-                        _ => return Err("expected a quoted device id in the IN list".into()),
-                    }
-                    match at.next() {
-                        Some(Token::Symbol(',')) => continue,
-                        Some(Token::Symbol(']')) => break,
-                        _ => return Err("expected , or ] in the IN list".into()),
-                    }
-                }
-                query.device_ids = Some(ids);
+                expect_word(at.next(), "IN")?;
+                query.device_ids = Some(parse_id_list(&mut at)?);
             }
             _ => {
                 return Err(format!(
@@ -257,6 +218,65 @@ fn parse_query(text: &str) -> Result<TwinQuery, String> {
             None => return Ok(query),
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("AND") => continue,
             Some(other) => return Err(format!("unexpected {other:?}: {SUPPORTED}")),
+        }
+    }
+}
+
+/// `Ok` when `token` is the keyword `expected` (in any case).
+fn expect_word(token: Option<&Token>, expected: &str) -> Result<(), String> {
+    match token {
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case(expected) => Ok(()),
+        _ => Err(format!("expected {expected}: {SUPPORTED}")),
+    }
+}
+
+/// `SELECT {* | deviceId} FROM {devices | devices.modules}`.
+fn parse_select<'a>(
+    at: &mut impl Iterator<Item = &'a Token>,
+) -> Result<(Projection, Collection), String> {
+    expect_word(at.next(), "SELECT")?;
+    let projection = match at.next() {
+        Some(Token::Symbol('*')) => Projection::All,
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("deviceId") => Projection::DeviceId,
+        _ => return Err(SUPPORTED.into()),
+    };
+    expect_word(at.next(), "FROM")?;
+    let collection = match at.next() {
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("devices") => Collection::Devices,
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("devices.modules") => Collection::Modules,
+        _ => return Err(SUPPORTED.into()),
+    };
+    Ok((projection, collection))
+}
+
+/// `= '…'` after `tags.ADUGroup`: the group.
+fn parse_group<'a>(at: &mut impl Iterator<Item = &'a Token>) -> Result<String, String> {
+    if at.next() != Some(&Token::Symbol('=')) {
+        return Err("expected = after tags.ADUGroup".into());
+    }
+    match at.next() {
+        Some(Token::Text(group)) => Ok(group.clone()),
+        _ => Err("expected a quoted group".into()),
+    }
+}
+
+/// `['…', …]` after `deviceId IN`: the device ids.
+fn parse_id_list<'a>(at: &mut impl Iterator<Item = &'a Token>) -> Result<BTreeSet<String>, String> {
+    if at.next() != Some(&Token::Symbol('[')) {
+        return Err("expected [ after IN".into());
+    }
+    let mut ids = BTreeSet::new();
+    loop {
+        match at.next() {
+            Some(Token::Text(id)) => {
+                ids.insert(id.clone());
+            }
+            _ => return Err("expected a quoted device id in the IN list".into()),
+        }
+        match at.next() {
+            Some(Token::Symbol(',')) => continue,
+            Some(Token::Symbol(']')) => return Ok(ids),
+            _ => return Err("expected , or ] in the IN list".into()),
         }
     }
 }
@@ -366,57 +386,91 @@ pub async fn query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let bad = |code: &str, message: &str| hub_error(&world, StatusCode::BAD_REQUEST, code, message);
-    match params.get("api-version") {
-        Some(version) if version == API_VERSION => {}
-        Some(version) => {
-            return bad(
-                "InvalidProtocolVersion",
-                &format!("The api-version '{version}' is not supported; the supported version is '{API_VERSION}'."),
-            )
-        }
-        None => {
-            return bad(
-                "InvalidProtocolVersion",
-                &format!("The api-version query parameter is required; the supported version is '{API_VERSION}'."),
-            )
-        }
+    let bad =
+        |(code, message): Rejection| hub_error(&world, StatusCode::BAD_REQUEST, code, &message);
+    if let Err(rejection) = check_api_version(&params) {
+        return bad(rejection);
     }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return bad("IotHubFormatError", "The request body is not valid JSON.");
+    let (text, query) = match read_query(&body) {
+        Ok(read) => read,
+        Err(rejection) => return bad(rejection),
+    };
+    let (page, skip) = match read_paging(&headers, &text, world.config.page_size) {
+        Ok(paging) => paging,
+        Err(rejection) => return bad(rejection),
+    };
+    query_page(&world, &query, &text, page, skip)
+}
+
+/// Why a query is refused with `400`: the IoT Hub error code and the message.
+type Rejection = (&'static str, String);
+
+/// `Ok` when the `api-version` is [`API_VERSION`].
+fn check_api_version(params: &HashMap<String, String>) -> Result<(), Rejection> {
+    match params.get("api-version") {
+        Some(version) if version == API_VERSION => Ok(()),
+        Some(version) => Err((
+            "InvalidProtocolVersion",
+            format!("The api-version '{version}' is not supported; the supported version is '{API_VERSION}'."),
+        )),
+        None => Err((
+            "InvalidProtocolVersion",
+            format!("The api-version query parameter is required; the supported version is '{API_VERSION}'."),
+        )),
+    }
+}
+
+/// The body's `{"query": "…"}`: its text and the query parsed.
+fn read_query(body: &[u8]) -> Result<(String, TwinQuery), Rejection> {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return Err((
+            "IotHubFormatError",
+            "The request body is not valid JSON.".into(),
+        ));
     };
     let Some(text) = body.get("query").and_then(Value::as_str).map(String::from) else {
-        return bad("ArgumentInvalid", "The body must be {\"query\": \"…\"}.");
+        return Err((
+            "ArgumentInvalid",
+            "The body must be {\"query\": \"…\"}.".into(),
+        ));
     };
-    let query = match parse_query(&text) {
-        Ok(query) => query,
-        Err(message) => return bad("ArgumentInvalid", &message),
-    };
+    match parse_query(&text) {
+        Ok(query) => Ok((text, query)),
+        Err(message) => Err(("ArgumentInvalid", message)),
+    }
+}
+
+/// The page size (`x-ms-max-item-count`) and rows to skip (`x-ms-continuation` of query `text`).
+fn read_paging(
+    headers: &HeaderMap,
+    text: &str,
+    page_size: usize,
+) -> Result<(usize, usize), Rejection> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let page = match header("x-ms-max-item-count").map(str::parse::<usize>) {
-        None => world.config.page_size.max(1),
+        None => page_size.max(1),
         Some(Ok(n)) if n > 0 => n,
         Some(_) => {
-            return bad(
+            return Err((
                 "ArgumentInvalid",
-                "x-ms-max-item-count must be a positive integer.",
-            )
+                "x-ms-max-item-count must be a positive integer.".into(),
+            ))
         }
     };
     let skip = match header("x-ms-continuation").filter(|t| !t.is_empty()) {
         None => 0,
-        Some(token) => match decode_token(token, &text) {
-            Some(skip) => skip,
-            None => {
-                return bad(
-                    "ArgumentInvalid",
-                    "The continuation token is not valid for this query.",
-                )
-            }
-        },
+        Some(token) => decode_token(token, text).ok_or((
+            "ArgumentInvalid",
+            "The continuation token is not valid for this query.".to_string(),
+        ))?,
     };
+    Ok((page, skip))
+}
+
+/// The `200` with a page of `query`'s rows, `x-ms-item-type` and any `x-ms-continuation`.
+fn query_page(world: &World, query: &TwinQuery, text: &str, page: usize, skip: usize) -> Response {
     let now = azure_time(world.now());
-    let matching = rows(&world.lock(), &query, &now);
+    let matching = rows(&world.lock(), query, &now);
     let total = matching.len();
     let twins: Vec<Value> = matching.into_iter().skip(skip).take(page).collect();
     let mut response = (StatusCode::OK, Json(Value::Array(twins))).into_response();
@@ -428,7 +482,7 @@ pub async fn query(
         .headers_mut()
         .insert("x-ms-item-type", HeaderValue::from_static(item_type));
     if skip + page < total {
-        if let Ok(value) = HeaderValue::from_str(&encode_token(skip + page, &text)) {
+        if let Ok(value) = HeaderValue::from_str(&encode_token(skip + page, text)) {
             response.headers_mut().insert("x-ms-continuation", value);
         }
     }

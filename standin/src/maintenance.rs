@@ -218,6 +218,18 @@ pub(super) fn cancel_route(
         );
     }
     let name = configuration_name(configuration);
+    if let Err(response) = cancel_run(world, configuration, run_id) {
+        return *response;
+    }
+    tracing::info!(run = %run_id, "stand-in: maintenance run cancelled");
+    json(
+        StatusCode::OK,
+        apply_update_body(run_id, configuration, &name, "Cancelled"),
+    )
+}
+
+/// Cancels run `run_id` (`409` once it has started), recording one the stand-in never scheduled.
+fn cancel_run(world: &World, configuration: &str, run_id: &str) -> Result<(), Box<Response>> {
     let mut state = world.lock();
     let key = run_id.to_ascii_lowercase();
     match state.runs.get_mut(&key) {
@@ -226,42 +238,40 @@ pub(super) fn cancel_route(
             run.state = RunState::Cancelled;
         }
         Some(run) => {
-            return error(
+            return Err(Box::new(error(
                 StatusCode::CONFLICT,
                 "MaintenanceRunNotCancellable",
                 format!(
                     "Maintenance run '{}' has already started ({:?}).",
                     run.id, run.state
                 ),
-            )
+            )))
         }
         None => {
-            // A run the stand-in never scheduled: record the cancellation anyway.
-            let stamp = run_id.rsplit('/').next().unwrap_or_default();
-            let start = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S")
-                .map(|t| t.and_utc())
-                .unwrap_or_else(|_| world.now());
-            state.runs.insert(
-                key,
-                MaintenanceRun {
-                    id: run_id.to_string(),
-                    configuration_id: configuration.to_string(),
-                    start,
-                    end: start,
-                    machines: Vec::new(),
-                    subscription_ids: Vec::new(),
-                    state: RunState::Cancelled,
-                    cancelled: true,
-                    post_status: None,
-                },
-            );
+            let run = unscheduled_cancelled_run(world, configuration, run_id);
+            state.runs.insert(key, run);
         }
     }
-    tracing::info!(run = %run_id, "stand-in: maintenance run cancelled");
-    json(
-        StatusCode::OK,
-        apply_update_body(run_id, configuration, &name, "Cancelled"),
-    )
+    Ok(())
+}
+
+/// A cancelled run the stand-in never scheduled, starting at the time its id names (else now).
+fn unscheduled_cancelled_run(world: &World, configuration: &str, run_id: &str) -> MaintenanceRun {
+    let stamp = run_id.rsplit('/').next().unwrap_or_default();
+    let start = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S")
+        .map(|t| t.and_utc())
+        .unwrap_or_else(|_| world.now());
+    MaintenanceRun {
+        id: run_id.to_string(),
+        configuration_id: configuration.to_string(),
+        start,
+        end: start,
+        machines: Vec::new(),
+        subscription_ids: Vec::new(),
+        state: RunState::Cancelled,
+        cancelled: true,
+        post_status: None,
+    }
 }
 
 /// `GET {run id}`: the run's status.

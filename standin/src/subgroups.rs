@@ -71,6 +71,7 @@ pub(super) async fn list_subgroups(
     json(StatusCode::OK, json!({"value": value}))
 }
 
+/// `POST …/deployments/{id}:cancel` or `:retry` on a device class subgroup.
 pub(super) async fn subgroup_action(
     State(world): State<Arc<World>>,
     Path((_instance, group, class, action)): Path<(String, String, String, String)>,
@@ -86,67 +87,102 @@ pub(super) async fn subgroup_action(
     };
     let (response, retry) = {
         let mut guard = world.lock();
-        let state = &mut *guard;
-        let classes = classes_of(state, &group);
-        if !classes.contains(&class) {
-            return not_found("DeviceClassSubgroup", &class);
+        match apply_subgroup_action(&mut guard, &group, &class, id, verb) {
+            Ok(done) => done,
+            Err(response) => return *response,
         }
-        let in_class: Vec<String> = state
-            .devices
-            .values()
-            .filter(|d| d.group == group && d.device_class == class)
-            .map(|d| d.id.clone())
-            .collect();
-        let Some(dep) = state.deployment_mut(&group, id) else {
-            return not_found("Deployment", id);
-        };
-        let mut retry = None;
-        match verb {
-            "cancel" => {
-                dep.canceled_classes.insert(class.clone());
-                let mut canceled = Vec::new();
-                for device in &in_class {
-                    if let Some(phase) = dep.devices.get_mut(device).filter(|p| !p.is_final()) {
-                        *phase = DevicePhase::Canceled;
-                        canceled.push(device.clone());
-                    }
-                }
-                for device in canceled {
-                    if let Some(d) = state.devices.get_mut(&device) {
-                        d.status = Some(DevicePhase::Canceled);
-                        d.last_deployment = Some(id.to_string());
-                    }
-                }
-            }
-            "retry" => {
-                dep.retried = true;
-                dep.retries += 1;
-                let failed: Vec<String> = in_class
-                    .iter()
-                    .filter(|d| dep.devices.get(*d) == Some(&DevicePhase::Failed))
-                    .cloned()
-                    .collect();
-                retry = Some((failed, dep.retries));
-            }
-            other => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("Unknown action ':{other}'; use :cancel or :retry."),
-                )
-            }
-        }
-        let Some(dep) = state.deployment_mut(&group, id) else {
-            return not_found("Deployment", id);
-        };
-        let mut body = deployment_body(dep, &classes);
-        body["isCanceled"] = json!(dep.canceled_classes.contains(&class));
-        (json(StatusCode::OK, body), retry)
     };
     if let Some((devices, attempt)) = retry {
         fleet::run_devices(&world, &group, id, devices, attempt);
     }
     response
+}
+
+/// Devices to run again and the attempt number, after a `:retry`.
+type Retry = (Vec<String>, u32);
+
+/// Applies `cancel` or `retry` to a subgroup of deployment `id`: the answer, any devices to rerun.
+fn apply_subgroup_action(
+    state: &mut WorldState,
+    group: &str,
+    class: &str,
+    id: &str,
+    verb: &str,
+) -> Result<(Response, Option<Retry>), Box<Response>> {
+    let classes = classes_of(state, group);
+    if !classes.iter().any(|c| c == class) {
+        return Err(Box::new(not_found("DeviceClassSubgroup", class)));
+    }
+    let in_class = class_devices(state, group, class);
+    let Some(dep) = state.deployment_mut(group, id) else {
+        return Err(Box::new(not_found("Deployment", id)));
+    };
+    let mut retry = None;
+    match verb {
+        "cancel" => {
+            let canceled = cancel_in_deployment(dep, class, &in_class);
+            mark_canceled(state, canceled, id);
+        }
+        "retry" => retry = Some(retry_in_deployment(dep, &in_class)),
+        other => {
+            return Err(Box::new(error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("Unknown action ':{other}'; use :cancel or :retry."),
+            )))
+        }
+    }
+    let Some(dep) = state.deployment_mut(group, id) else {
+        return Err(Box::new(not_found("Deployment", id)));
+    };
+    let mut body = deployment_body(dep, &classes);
+    body["isCanceled"] = json!(dep.canceled_classes.contains(class));
+    Ok((json(StatusCode::OK, body), retry))
+}
+
+/// The ids of `group`'s devices of `class`, in id order.
+fn class_devices(state: &WorldState, group: &str, class: &str) -> Vec<String> {
+    state
+        .devices
+        .values()
+        .filter(|d| d.group == group && d.device_class == class)
+        .map(|d| d.id.clone())
+        .collect()
+}
+
+/// Cancels `class` and its unfinished devices (of `in_class`) in `dep`; returns those devices.
+fn cancel_in_deployment(dep: &mut Deployment, class: &str, in_class: &[String]) -> Vec<String> {
+    dep.canceled_classes.insert(class.to_string());
+    let mut canceled = Vec::new();
+    for device in in_class {
+        if let Some(phase) = dep.devices.get_mut(device).filter(|p| !p.is_final()) {
+            *phase = DevicePhase::Canceled;
+            canceled.push(device.clone());
+        }
+    }
+    canceled
+}
+
+/// Records on each of `devices` that deployment `id` was cancelled for it.
+fn mark_canceled(state: &mut WorldState, devices: Vec<String>, id: &str) {
+    for device in devices {
+        if let Some(d) = state.devices.get_mut(&device) {
+            d.status = Some(DevicePhase::Canceled);
+            d.last_deployment = Some(id.to_string());
+        }
+    }
+}
+
+/// Counts a retry of `dep`: its devices (of `in_class`) that failed, and the attempt number.
+fn retry_in_deployment(dep: &mut Deployment, in_class: &[String]) -> Retry {
+    dep.retried = true;
+    dep.retries += 1;
+    let failed: Vec<String> = in_class
+        .iter()
+        .filter(|d| dep.devices.get(*d) == Some(&DevicePhase::Failed))
+        .cloned()
+        .collect();
+    (failed, dep.retries)
 }
 
 /// A `filter` clause: a lower-cased field and the value it must equal (`None` for `eq null`).

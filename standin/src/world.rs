@@ -117,71 +117,102 @@ pub(super) fn update_id_string(update: &UpdateId) -> String {
     json!({"provider": update.provider, "name": update.name, "version": update.version}).to_string()
 }
 
+/// The groups and devices of `config`, each device's twin version drawn from `rng` in order.
+fn simulated_fleet(
+    config: &StandinConfig,
+    rng: &mut SplitMix64,
+    now: DateTime<Utc>,
+) -> (BTreeMap<String, Group>, BTreeMap<String, Device>) {
+    let mut groups = BTreeMap::new();
+    let mut devices = BTreeMap::new();
+    for group in &config.groups {
+        let classes: Vec<String> = (0..group.device_classes.max(1))
+            .map(|i| device_class_id(&group.id, i))
+            .collect();
+        for (index, id) in group.devices.iter().enumerate() {
+            let twin_version = 2 + rng.below(20);
+            let class = classes[index % classes.len()].clone();
+            let device = idle_device(id, &group.id, class, &config.installed_update, twin_version);
+            devices.insert(id.clone(), device);
+        }
+        groups.insert(
+            group.id.clone(),
+            Group {
+                devices: group.devices.clone(),
+                classes,
+                failure_rate: group.failure_rate,
+                failure_rate_by_version: group.failure_rate_by_version.clone(),
+                created: now,
+                module_id: group.module_id.clone(),
+                device_twin_tagged: group.device_twin_tagged.iter().cloned().collect(),
+            },
+        );
+    }
+    (groups, devices)
+}
+
+/// A device of `group` and `class` that runs `installed` and has never been deployed to.
+fn idle_device(
+    id: &str,
+    group: &str,
+    class: String,
+    installed: &UpdateId,
+    twin_version: u64,
+) -> Device {
+    Device {
+        id: id.to_string(),
+        group: group.to_string(),
+        device_class: class,
+        installed: installed.clone(),
+        last_attempted: None,
+        last_deployment: None,
+        status: None,
+        twin_version,
+        reported_version: twin_version.saturating_sub(1),
+        agent: idle_agent(installed),
+    }
+}
+
+/// The state at start: the fleet, `partitions` empty twin queues, nothing deployed or run.
+fn initial_state(
+    config: &StandinConfig,
+    rng: SplitMix64,
+    groups: BTreeMap<String, Group>,
+    devices: BTreeMap<String, Device>,
+    partitions: usize,
+) -> State {
+    let machines = config
+        .machines
+        .iter()
+        .map(|m| (m.id.to_ascii_lowercase(), (m.fails, m.os)))
+        .collect();
+    State {
+        rng,
+        faults: config.faults.clone(),
+        handler_url: config.handler_url.clone(),
+        groups,
+        devices,
+        deployments: Vec::new(),
+        machines,
+        operations: BTreeMap::new(),
+        runs: BTreeMap::new(),
+        twin_queues: (0..partitions).map(|_| VecDeque::new()).collect(),
+        events: VecDeque::new(),
+        events_produced: Vec::new(),
+        reports: Vec::new(),
+        stats: Stats::default(),
+        next_sequence: 1,
+    }
+}
+
 impl World {
     /// Builds the world of `config`, served at `base_url`.
     pub fn new(config: StandinConfig, base_url: String) -> anyhow::Result<Arc<World>> {
         let now = wall_clock();
         let mut rng = SplitMix64::derived(config.seed, "world");
-        let mut groups = BTreeMap::new();
-        let mut devices = BTreeMap::new();
-        for group in &config.groups {
-            let classes: Vec<String> = (0..group.device_classes.max(1))
-                .map(|i| device_class_id(&group.id, i))
-                .collect();
-            for (index, id) in group.devices.iter().enumerate() {
-                let twin_version = 2 + rng.below(20);
-                devices.insert(
-                    id.clone(),
-                    Device {
-                        id: id.clone(),
-                        group: group.id.clone(),
-                        device_class: classes[index % classes.len()].clone(),
-                        installed: config.installed_update.clone(),
-                        last_attempted: None,
-                        last_deployment: None,
-                        status: None,
-                        twin_version,
-                        reported_version: twin_version.saturating_sub(1),
-                        agent: idle_agent(&config.installed_update),
-                    },
-                );
-            }
-            groups.insert(
-                group.id.clone(),
-                Group {
-                    devices: group.devices.clone(),
-                    classes,
-                    failure_rate: group.failure_rate,
-                    failure_rate_by_version: group.failure_rate_by_version.clone(),
-                    created: now,
-                    module_id: group.module_id.clone(),
-                    device_twin_tagged: group.device_twin_tagged.iter().cloned().collect(),
-                },
-            );
-        }
-        let machines = config
-            .machines
-            .iter()
-            .map(|m| (m.id.to_ascii_lowercase(), (m.fails, m.os)))
-            .collect();
+        let (groups, devices) = simulated_fleet(&config, &mut rng, now);
         let partitions = config.partitions.max(1);
-        let state = State {
-            rng,
-            faults: config.faults.clone(),
-            handler_url: config.handler_url.clone(),
-            groups,
-            devices,
-            deployments: Vec::new(),
-            machines,
-            operations: BTreeMap::new(),
-            runs: BTreeMap::new(),
-            twin_queues: (0..partitions).map(|_| VecDeque::new()).collect(),
-            events: VecDeque::new(),
-            events_produced: Vec::new(),
-            reports: Vec::new(),
-            stats: Stats::default(),
-            next_sequence: 1,
-        };
+        let state = initial_state(&config, rng, groups, devices, partitions);
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
