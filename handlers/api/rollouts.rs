@@ -91,7 +91,7 @@ pub async fn create(
             let view = RolloutView::of(&rollout, None);
             (
                 StatusCode::CREATED,
-                [(header::LOCATION, location(&rollout.id))],
+                [(header::LOCATION, location(rollout.id().as_str()))],
                 Json(view),
             )
                 .into_response()
@@ -224,7 +224,7 @@ async fn command(
     .await;
     match result {
         Ok(rollout) => {
-            let moving = !rollout.state.is_terminal();
+            let moving = !rollout.state().is_terminal();
             let status = if moving {
                 StatusCode::ACCEPTED
             } else {
@@ -232,7 +232,7 @@ async fn command(
             };
             let mut response = (
                 status,
-                [(header::LOCATION, location(&rollout.id))],
+                [(header::LOCATION, location(rollout.id().as_str()))],
                 Json(RolloutView::of(&rollout, None)),
             )
                 .into_response();

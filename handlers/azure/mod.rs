@@ -67,7 +67,7 @@ impl AzureExecutor {
         };
         match &effect.kind {
             EffectKind::FetchGroupMembers { group, .. } => match &self.iot_hub {
-                Some(hub) => members_page(hub, group, checkpoint).await,
+                Some(hub) => members_page(hub, group.as_str(), checkpoint).await,
                 None => missing("PATCHWAVE_IOTHUB_HOST"),
             },
             EffectKind::CreateDeployment {
@@ -81,7 +81,13 @@ impl AzureExecutor {
                 update,
             } => match &self.device_update {
                 Some(du) => du
-                    .create_deployment(group, deployment_id, update, rollout.now, None)
+                    .create_deployment(
+                        group.as_str(),
+                        deployment_id.as_str(),
+                        update,
+                        rollout.now(),
+                        None,
+                    )
                     .await
                     .map(|_| EffectOutcome::Done),
                 None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
@@ -91,7 +97,7 @@ impl AzureExecutor {
                 group,
             } => match &self.device_update {
                 Some(du) => du
-                    .cancel_deployment(group, deployment_id)
+                    .cancel_deployment(group.as_str(), deployment_id.as_str())
                     .await
                     .map(|_| EffectOutcome::Done),
                 None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
@@ -101,7 +107,7 @@ impl AzureExecutor {
                 group,
             } => match &self.device_update {
                 Some(du) => du
-                    .delete_deployment(group, deployment_id)
+                    .delete_deployment(group.as_str(), deployment_id.as_str())
                     .await
                     .map(|_| EffectOutcome::Done),
                 None => missing("PATCHWAVE_ADU_ENDPOINT and PATCHWAVE_ADU_INSTANCE"),
@@ -121,7 +127,13 @@ impl AzureExecutor {
                 event_type,
                 summary,
             } => {
-                let event = cloud_event(&effect.id, &rollout.id, event_type, summary, rollout.now);
+                let event = cloud_event(
+                    effect.id.as_str(),
+                    rollout.id().as_str(),
+                    event_type,
+                    summary,
+                    rollout.now(),
+                );
                 Ok(match self.events.publish(&event).await {
                     Ok(()) => EffectOutcome::Done,
                     Err(error) => EffectOutcome::Failed {
@@ -216,7 +228,7 @@ impl EffectExecutor for AzureExecutor {
                         _ => return None,
                     };
                     Some(PolledDevice {
-                        device: item.device_id,
+                        device: item.device_id.into(),
                         succeeded,
                     })
                 })

@@ -3,7 +3,7 @@
 
 use super::{RolloutService, ServiceError};
 use crate::ports::EffectOutcome;
-use rollout_core::{Effect, EffectKind, Input, Rollout};
+use rollout_core::{DeviceId, Effect, EffectId, EffectKind, Input, Rollout};
 
 /// Rounds of "run pending, which may add more" per call.
 const MAX_ROUNDS: usize = 16;
@@ -28,7 +28,7 @@ impl RolloutService {
                 if let EffectOutcome::InProgress { checkpoint, note } = &outcome {
                     tracing::info!(rollout = rollout_id, effect = %effect.id, "{note}");
                     self.store
-                        .checkpoint_effect(rollout_id, &effect.id, checkpoint)
+                        .checkpoint_effect(rollout_id, effect.id.as_str(), checkpoint)
                         .await?;
                     // later effects may depend on this one: keep the order
                     return Ok(executed);
@@ -72,7 +72,9 @@ impl RolloutService {
                         Err(other) => return Err(other),
                     }
                 }
-                self.store.complete_effect(rollout_id, &effect.id).await?;
+                self.store
+                    .complete_effect(rollout_id, effect.id.as_str())
+                    .await?;
                 self.metrics.effects_executed.add(1);
                 executed += 1;
                 progressed = true;
@@ -119,16 +121,16 @@ impl RolloutService {
             previous = Some(page);
             let input = Input::GroupMembers {
                 wave: *wave,
-                devices,
+                devices: devices.into_iter().map(DeviceId::from).collect(),
                 page,
                 last: false,
             };
-            match self.apply(&rollout.id, &[input]).await {
+            match self.apply(rollout.id().as_str(), &[input]).await {
                 Ok(_) | Err(ServiceError::Rejected(_)) => {}
                 Err(other) => return Err(other),
             }
             self.store
-                .checkpoint_effect(&rollout.id, &effect.id, &resume)
+                .checkpoint_effect(rollout.id().as_str(), effect.id.as_str(), &resume)
                 .await?;
             checkpoint = Some(resume);
         }
@@ -153,9 +155,13 @@ impl RolloutService {
 }
 
 /// The engine inputs that report an effect's outcome back.
-fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome) -> Vec<Input> {
+fn results_as_inputs(
+    effect_id: &EffectId,
+    kind: &EffectKind,
+    outcome: EffectOutcome,
+) -> Vec<Input> {
     let succeeded = Input::EffectSucceeded {
-        effect_id: effect_id.to_string(),
+        effect_id: effect_id.clone(),
     };
     match (kind, outcome) {
         (EffectKind::PublishEvent { .. }, _) => Vec::new(),
@@ -166,7 +172,7 @@ fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome)
             vec![
                 Input::GroupMembers {
                     wave: *wave,
-                    devices,
+                    devices: devices.into_iter().map(DeviceId::from).collect(),
                     page,
                     last: true,
                 },
@@ -184,7 +190,7 @@ fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome)
             ]
         }
         (_, EffectOutcome::Failed { error, .. }) => vec![Input::EffectFailed {
-            effect_id: effect_id.to_string(),
+            effect_id: effect_id.clone(),
             error,
         }],
         (_, _) => vec![succeeded],

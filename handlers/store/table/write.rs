@@ -69,7 +69,7 @@ pub(super) async fn commit(
             "commit too large for one entity group transaction: {size} operations"
         )));
     }
-    let id = &commit.rollout.id;
+    let id = commit.rollout.id().as_str();
     let partition = key(id);
     // the head's commit number orders the outbox
     let seq: u64 = match &commit.expected {
@@ -91,11 +91,11 @@ pub(super) async fn commit(
     };
 
     let mut head = entity(&partition, HEAD);
-    head.insert("Id".into(), id.clone().into());
+    head.insert("Id".into(), id.into());
     head.insert("Seq".into(), format!("{seq:012}").into());
     head.insert(
         "CreatedAt".into(),
-        commit.rollout.created_at.to_rfc3339().into(),
+        commit.rollout.created_at().to_rfc3339().into(),
     );
     put_doc(&mut head, &commit.rollout)?;
     let mut operations = vec![match &commit.expected {
@@ -123,11 +123,11 @@ pub(super) async fn commit(
     let mut appends: Vec<(String, Entity)> = Vec::new();
     let mut seen = HashSet::new();
     for (index, effect) in commit.effects.iter().enumerate() {
-        let row_key = effect_row(&effect.id);
+        let row_key = effect_row(effect.id.as_str());
         if seen.insert(row_key.clone()) {
             let mut row = entity(&partition, &row_key);
-            row.insert("Rollout".into(), id.clone().into());
-            row.insert("EffectId".into(), effect.id.clone().into());
+            row.insert("Rollout".into(), id.into());
+            row.insert("EffectId".into(), effect.id.as_str().into());
             row.insert("Order".into(), format!("{seq:012}-{index:05}").into());
             row.insert("Done".into(), false.into());
             put_doc(&mut row, effect)?;

@@ -1,9 +1,12 @@
 //! Operator commands: checked against the state first, so a refused command changes nothing.
 
 use super::{command_key, Rejected};
+use crate::decision_kind::DecisionKind;
 use crate::effect::{Effect, EffectKind};
+use crate::ids::{DeploymentId, EffectId, GroupId};
 use crate::input::{Command, CommandAction};
-use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState, WaveStatus};
+use crate::rollout::Rollout;
+use crate::state::{PauseCause, PauseRecord, RolloutState, WaveStatus};
 
 impl Rollout {
     /// Why `command` cannot be applied now, if it cannot.
@@ -65,7 +68,7 @@ impl Rollout {
                 self.state = RolloutState::Paused;
                 self.decide(
                     effects,
-                    "rollout.paused",
+                    DecisionKind::RolloutPaused,
                     None,
                     actor,
                     format!("paused by {}: {reason}", command.actor),
@@ -78,9 +81,16 @@ impl Rollout {
                 self.state = RolloutState::Pending;
                 let text = format!(
                     "wave {}: approved by {}: {reason}",
-                    self.plan.waves[index].name, command.actor
+                    self.wave_name(index),
+                    command.actor
                 );
-                self.decide(effects, "wave.approved", Some(index), actor, text);
+                self.decide(
+                    effects,
+                    DecisionKind::WaveApproved,
+                    Some(index),
+                    actor,
+                    text,
+                );
             }
             CommandAction::Cancel => self.cancel(command, effects),
             CommandAction::Rollback => {
@@ -108,7 +118,7 @@ impl Rollout {
                 } else {
                     RolloutState::Completed
                 };
-                let name = &self.plan.waves[index].name;
+                let name = self.wave_name(index);
                 (
                     next,
                     format!(
@@ -141,7 +151,7 @@ impl Rollout {
         self.state = next;
         self.decide(
             effects,
-            "rollout.resumed",
+            DecisionKind::RolloutResumed,
             Some(index).filter(|i| *i < self.waves.len()),
             Some(&command.actor),
             text,
@@ -151,54 +161,21 @@ impl Rollout {
                 "rollout {}: every wave passed or was accepted",
                 self.plan.name
             );
-            self.decide(effects, "rollout.completed", None, None, reason);
+            self.decide(effects, DecisionKind::RolloutCompleted, None, None, reason);
         }
     }
 
     fn cancel(&mut self, command: &Command, effects: &mut Vec<Effect>) {
-        let mut cancelled = Vec::new();
-        for index in 0..self.waves.len() {
-            let wave = &self.waves[index];
-            let running = matches!(wave.status, WaveStatus::Deploying | WaveStatus::Soaking);
-            if let (true, Some(_), Some(id)) =
-                (running, wave.deployed_at, wave.deployment_id.clone())
-            {
-                let group = self.plan.waves[index].device_group.clone();
-                self.emit(
-                    effects,
-                    format!("{id}:cancel"),
-                    EffectKind::CancelDeployment {
-                        deployment_id: id.clone(),
-                        group,
-                    },
-                );
-                cancelled.push(id);
-            }
-            if running {
-                self.waves[index].status = WaveStatus::Cancelled;
-            }
-        }
+        let mut cancelled = self.cancel_running_waves(false, effects);
         if let Some(rollback) = &self.rollback {
             let pending: Vec<_> = rollback
                 .groups
                 .iter()
                 .filter(|g| g.passed.is_none())
-                .map(|g| {
-                    (
-                        g.deployment_id.clone(),
-                        self.plan.waves[g.wave].device_group.clone(),
-                    )
-                })
+                .map(|g| (g.deployment_id.clone(), self.wave_group(g.wave)))
                 .collect();
             for (id, group) in pending {
-                self.emit(
-                    effects,
-                    format!("{id}:cancel"),
-                    EffectKind::CancelDeployment {
-                        deployment_id: id.clone(),
-                        group,
-                    },
-                );
+                self.emit_cancel(id.clone(), group, effects);
                 cancelled.push(id);
             }
         }
@@ -207,7 +184,8 @@ impl Rollout {
         let what = if cancelled.is_empty() {
             "no active deployment".to_string()
         } else {
-            format!("cancelling {}", cancelled.join(", "))
+            let ids: Vec<&str> = cancelled.iter().map(|id| id.as_str()).collect();
+            format!("cancelling {}", ids.join(", "))
         };
         let text = format!(
             "cancelled by {}: {} ({what})",
@@ -215,10 +193,50 @@ impl Rollout {
         );
         self.decide(
             effects,
-            "rollout.cancelled",
+            DecisionKind::RolloutCancelled,
             None,
             Some(&command.actor),
             text,
         );
+    }
+
+    /// Cancels the deployments of the waves deploying or soaking (and of a failed wave's,
+    /// with `failed_too`), marks those waves cancelled and returns the deployments.
+    pub(super) fn cancel_running_waves(
+        &mut self,
+        failed_too: bool,
+        effects: &mut Vec<Effect>,
+    ) -> Vec<DeploymentId> {
+        let mut cancelled = Vec::new();
+        for index in 0..self.waves.len() {
+            let wave = &self.waves[index];
+            let running = matches!(wave.status, WaveStatus::Deploying | WaveStatus::Soaking);
+            let active = running || (failed_too && wave.status == WaveStatus::Failed);
+            if let (true, Some(_), Some(id)) =
+                (active, wave.deployed_at, wave.deployment_id.clone())
+            {
+                self.emit_cancel(id.clone(), self.wave_group(index), effects);
+                cancelled.push(id);
+            }
+            if running {
+                self.waves[index].status = WaveStatus::Cancelled;
+            }
+        }
+        cancelled
+    }
+
+    /// Asks for a deployment to be cancelled.
+    pub(super) fn emit_cancel(
+        &mut self,
+        deployment_id: DeploymentId,
+        group: GroupId,
+        effects: &mut Vec<Effect>,
+    ) {
+        let id = EffectId::cancel(&deployment_id);
+        let kind = EffectKind::CancelDeployment {
+            deployment_id,
+            group,
+        };
+        self.emit(effects, id, kind);
     }
 }

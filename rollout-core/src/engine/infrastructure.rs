@@ -1,10 +1,13 @@
 //! The infrastructure gate: host patches before devices, and holding runs while devices are
 //! at risk.
 
+use crate::decision_kind::DecisionKind;
 use crate::effect::{Effect, EffectKind};
+use crate::ids::EffectId;
 use crate::input::{MaintenanceRun, PatchOutcome};
 use crate::plan::InfrastructureFailure;
-use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState};
+use crate::rollout::Rollout;
+use crate::state::{PauseCause, PauseRecord, RolloutState};
 use chrono::{DateTime, Duration, Utc};
 
 /// Update Manager accepts a cancellation until 10 minutes before the run starts.
@@ -56,7 +59,13 @@ impl Rollout {
             let reason = format!(
                 "infrastructure: all {total} host patch runs succeeded ({warned} with warnings)"
             );
-            self.decide(effects, "infrastructure.passed", None, None, reason);
+            self.decide(
+                effects,
+                DecisionKind::InfrastructurePassed,
+                None,
+                None,
+                reason,
+            );
             return true;
         }
         let summary = format!(
@@ -68,7 +77,13 @@ impl Rollout {
             InfrastructureFailure::Warn => {
                 self.infrastructure.gate_open = true;
                 let reason = format!("{summary}; continuing to the devices (onFailure: warn)");
-                self.decide(effects, "infrastructure.warned", None, None, reason);
+                self.decide(
+                    effects,
+                    DecisionKind::InfrastructureWarned,
+                    None,
+                    None,
+                    reason,
+                );
             }
             InfrastructureFailure::Block => {
                 self.pause = Some(PauseRecord {
@@ -79,7 +94,13 @@ impl Rollout {
                 let reason = format!(
                     "{summary}; holding the devices until an operator resumes (onFailure: block)"
                 );
-                self.decide(effects, "infrastructure.failed", None, None, reason);
+                self.decide(
+                    effects,
+                    DecisionKind::InfrastructureFailed,
+                    None,
+                    None,
+                    reason,
+                );
             }
         }
         true
@@ -98,7 +119,7 @@ impl Rollout {
         }
         for machine in &plan.machines {
             self.infrastructure.machines.insert(machine.clone(), None);
-            let id = format!("{}:patch:{}", self.id, machine.to_ascii_lowercase());
+            let id = EffectId::install_patches(&self.id, machine);
             self.emit(
                 effects,
                 id,
@@ -113,7 +134,13 @@ impl Rollout {
             plan.machines.len(),
             plan.maintenance_configuration_ids.len()
         );
-        self.decide(effects, "infrastructure.started", None, None, reason);
+        self.decide(
+            effects,
+            DecisionKind::InfrastructureStarted,
+            None,
+            None,
+            reason,
+        );
     }
 
     fn plans_configuration(&self, configuration_id: &str) -> bool {
@@ -141,7 +168,13 @@ impl Rollout {
                 "infrastructure: maintenance run {} is starting",
                 short_name(&run.run_id)
             );
-            self.decide(effects, "infrastructure.run_starting", None, None, reason);
+            self.decide(
+                effects,
+                DecisionKind::InfrastructureRunStarting,
+                None,
+                None,
+                reason,
+            );
             return;
         }
         let cutoff = cancellation_cutoff(run);
@@ -151,10 +184,16 @@ impl Rollout {
                 short_name(&run.run_id),
                 cutoff.to_rfc3339()
             );
-            self.decide(effects, "infrastructure.hold_too_late", None, None, reason);
+            self.decide(
+                effects,
+                DecisionKind::InfrastructureHoldTooLate,
+                None,
+                None,
+                reason,
+            );
             return;
         }
-        let id = format!("cancel-run:{}", run.run_id.to_ascii_lowercase());
+        let id = EffectId::cancel_run(&run.run_id);
         self.emit(
             effects,
             id,
@@ -169,7 +208,13 @@ impl Rollout {
             "infrastructure: holding maintenance run {} because devices are deploying; cancelling it{within}",
             short_name(&run.run_id)
         );
-        self.decide(effects, "infrastructure.hold", None, None, reason);
+        self.decide(
+            effects,
+            DecisionKind::InfrastructureHold,
+            None,
+            None,
+            reason,
+        );
     }
 
     /// PostMaintenanceEvent: record the run's outcome for the gate.
@@ -194,7 +239,13 @@ impl Rollout {
             "infrastructure: maintenance run {} finished: {outcome:?}",
             short_name(&run.run_id)
         );
-        self.decide(effects, "infrastructure.run_finished", None, None, reason);
+        self.decide(
+            effects,
+            DecisionKind::InfrastructureRunFinished,
+            None,
+            None,
+            reason,
+        );
     }
 
     /// installPatches finished on a machine.
@@ -234,7 +285,7 @@ impl Rollout {
         );
         self.decide(
             effects,
-            "infrastructure.machine_patched",
+            DecisionKind::InfrastructureMachinePatched,
             None,
             None,
             reason,
