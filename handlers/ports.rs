@@ -87,12 +87,15 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The system clock: the one place patchwave reads the time.
+/// The system clock: where the service's "now" comes from, the time every rollout is
+/// stepped at. Protocol code that needs the wall clock for its own sake (token expiry, an
+/// absolute `Retry-After`, request signing, the demo's host stand-in) reads it itself, each
+/// read marked with an `allow` of clippy's ban.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // the shell's single clock read
+    #[allow(clippy::disallowed_methods)] // the clock rules are judged by
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }

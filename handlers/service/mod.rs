@@ -1,5 +1,6 @@
-//! The imperative shell around `rollout-core`: load → step → store the new state and its
-//! effects in one conditional write (the outbox) → execute effects → mark them done. On a
+//! The imperative shell around `rollout-core`: load the rollout and the device records the
+//! inputs name → step → store the new state, the changed records, its effects (the outbox)
+//! and decisions in one conditional write → execute effects → mark them done. On a
 //! conflict it reloads and steps again; pending effects survive a crash and are picked up by
 //! the next invocation or the timer.
 

@@ -54,30 +54,7 @@ impl RolloutService {
         self.metrics
             .ordinary_traffic
             .add((changes.len() - reports.len()) as u64);
-        let devices: Vec<String> = reports.iter().map(|(r, _)| r.device.to_string()).collect();
-        let mut routes: HashMap<String, _> = self
-            .store
-            .route_devices(devices)
-            .await?
-            .into_iter()
-            .map(|routed| (routed.device, (routed.rollout, routed.record)))
-            .collect();
-        let mut by_rollout: BTreeMap<String, RolloutReports<'_>> = BTreeMap::new();
-        for (report, change) in reports {
-            let Some((rollout, record)) = routes.get_mut(report.device.as_str()) else {
-                self.metrics.ordinary_traffic.add(1);
-                continue;
-            };
-            let share = by_rollout.entry(rollout.clone()).or_default();
-            if let Some(record) = record.take() {
-                let device = report.device.clone();
-                share
-                    .records
-                    .insert_loaded(device, record.value, record.version);
-            }
-            share.changes.push(change);
-            share.inputs.push(Input::DeviceReport(report));
-        }
+        let by_rollout = self.route(reports).await?;
         let per_commit = self.store.max_device_writes().max(1);
         for (rollout, share) in by_rollout {
             if share.inputs.len() <= per_commit {
@@ -137,6 +114,42 @@ impl RolloutService {
             }
             Err(other) => Err(other),
         }
+    }
+}
+
+impl RolloutService {
+    /// Shares reports out by the rollout their device belongs to, with the devices' records
+    /// read in the same store call; reports of devices in no rollout are counted as ordinary
+    /// traffic.
+    async fn route<'a>(
+        &self,
+        reports: Vec<(DeviceReport, &'a TwinChange)>,
+    ) -> Result<BTreeMap<String, RolloutReports<'a>>, ServiceError> {
+        let devices: Vec<String> = reports.iter().map(|(r, _)| r.device.to_string()).collect();
+        let mut routes: HashMap<String, _> = self
+            .store
+            .route_devices(devices)
+            .await?
+            .into_iter()
+            .map(|routed| (routed.device, (routed.rollout, routed.record)))
+            .collect();
+        let mut by_rollout: BTreeMap<String, RolloutReports<'a>> = BTreeMap::new();
+        for (report, change) in reports {
+            let Some((rollout, record)) = routes.get_mut(report.device.as_str()) else {
+                self.metrics.ordinary_traffic.add(1);
+                continue;
+            };
+            let share = by_rollout.entry(rollout.clone()).or_default();
+            if let Some(record) = record.take() {
+                let device = report.device.clone();
+                share
+                    .records
+                    .insert_loaded(device, record.value, record.version);
+            }
+            share.changes.push(change);
+            share.inputs.push(Input::DeviceReport(report));
+        }
+        Ok(by_rollout)
     }
 }
 

@@ -105,49 +105,7 @@ impl Rollout {
             return;
         };
         let index = self.current_wave;
-        let (next, text) = match pause.cause {
-            PauseCause::Operator => (
-                pause.from,
-                format!("resumed by {}: {}", command.actor, command.reason),
-            ),
-            PauseCause::WaveFailed => {
-                self.waves[index].status = WaveStatus::Accepted;
-                self.current_wave += 1;
-                let next = if self.current_wave < self.waves.len() {
-                    RolloutState::Pending
-                } else {
-                    RolloutState::Completed
-                };
-                let name = self.wave_name(index);
-                (
-                    next,
-                    format!(
-                        "wave {name} accepted despite its failure by {}: {}",
-                        command.actor, command.reason
-                    ),
-                )
-            }
-            PauseCause::InfrastructureFailed => {
-                self.infrastructure.gate_open = true;
-                (
-                    RolloutState::Pending,
-                    format!(
-                        "failed infrastructure overridden by {}: {}",
-                        command.actor, command.reason
-                    ),
-                )
-            }
-            PauseCause::EffectFailed => {
-                self.waves[index].status = WaveStatus::Waiting;
-                (
-                    RolloutState::Pending,
-                    format!(
-                        "resumed by {}: retrying the wave: {}",
-                        command.actor, command.reason
-                    ),
-                )
-            }
-        };
+        let (next, text) = self.lift_pause(&pause, command);
         self.state = next;
         self.decide(
             effects,
@@ -162,6 +120,37 @@ impl Rollout {
                 self.plan.name
             );
             self.decide(effects, DecisionKind::RolloutCompleted, None, None, reason);
+        }
+    }
+
+    /// Undoes what the pause's cause holds back; returns the state to go on in and why.
+    fn lift_pause(&mut self, pause: &PauseRecord, command: &Command) -> (RolloutState, String) {
+        let (actor, reason) = (&command.actor, &command.reason);
+        let index = self.current_wave;
+        match pause.cause {
+            PauseCause::Operator => (pause.from, format!("resumed by {actor}: {reason}")),
+            PauseCause::WaveFailed => {
+                self.waves[index].status = WaveStatus::Accepted;
+                self.current_wave += 1;
+                let next = if self.current_wave < self.waves.len() {
+                    RolloutState::Pending
+                } else {
+                    RolloutState::Completed
+                };
+                let name = self.wave_name(index);
+                let text = format!("wave {name} accepted despite its failure by {actor}: {reason}");
+                (next, text)
+            }
+            PauseCause::InfrastructureFailed => {
+                self.infrastructure.gate_open = true;
+                let text = format!("failed infrastructure overridden by {actor}: {reason}");
+                (RolloutState::Pending, text)
+            }
+            PauseCause::EffectFailed => {
+                self.waves[index].status = WaveStatus::Waiting;
+                let text = format!("resumed by {actor}: retrying the wave: {reason}");
+                (RolloutState::Pending, text)
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use crate::ids::EffectId;
 use crate::input::{MaintenanceRun, PatchOutcome};
 use crate::plan::InfrastructureFailure;
 use crate::rollout::Rollout;
-use crate::state::{PauseCause, PauseRecord, RolloutState};
+use crate::state::{InfrastructureProgress, PauseCause, PauseRecord, RolloutState};
 use chrono::{DateTime, Duration, Utc};
 
 /// Update Manager accepts a cancellation until 10 minutes before the run starts.
@@ -34,28 +34,13 @@ impl Rollout {
             self.start_infrastructure(&plan, effects);
             return true;
         }
-        let results: Vec<_> = self
-            .infrastructure
-            .configurations
-            .iter()
-            .chain(&self.infrastructure.machines)
-            .map(|(name, outcome)| (name.clone(), *outcome))
-            .collect();
-        if results.iter().any(|(_, outcome)| outcome.is_none()) {
+        let Some(tally) = self.infrastructure.tally() else {
             return false;
-        }
-        let failed: Vec<String> = results
-            .iter()
-            .filter(|(_, o)| matches!(o, Some(PatchOutcome::Failed | PatchOutcome::Cancelled)))
-            .map(|(name, _)| short_name(name))
-            .collect();
-        let warned = results
-            .iter()
-            .filter(|(_, o)| *o == Some(PatchOutcome::SucceededWithWarnings))
-            .count();
-        let total = results.len();
-        if failed.is_empty() {
+        };
+        let total = tally.total;
+        if tally.failed.is_empty() {
             self.infrastructure.gate_open = true;
+            let warned = tally.warned;
             let reason = format!(
                 "infrastructure: all {total} host patch runs succeeded ({warned} with warnings)"
             );
@@ -70,10 +55,21 @@ impl Rollout {
         }
         let summary = format!(
             "infrastructure: {} of {total} host patch runs failed ({})",
-            failed.len(),
-            failed.join(", ")
+            tally.failed.len(),
+            tally.failed.join(", ")
         );
-        match plan.on_failure {
+        self.infrastructure_failed(plan.on_failure, summary, effects);
+        true
+    }
+
+    /// Host patch runs failed: go on with a warning or hold the devices, as the plan says.
+    fn infrastructure_failed(
+        &mut self,
+        on_failure: InfrastructureFailure,
+        summary: String,
+        effects: &mut Vec<Effect>,
+    ) {
+        match on_failure {
             InfrastructureFailure::Warn => {
                 self.infrastructure.gate_open = true;
                 let reason = format!("{summary}; continuing to the devices (onFailure: warn)");
@@ -103,7 +99,6 @@ impl Rollout {
                 );
             }
         }
-        true
     }
 
     fn start_infrastructure(
@@ -177,6 +172,12 @@ impl Rollout {
             );
             return;
         }
+        self.hold_run(run, effects);
+    }
+
+    /// Devices are mid-deployment: cancel the run while its cut-off allows, else say it is
+    /// too late.
+    fn hold_run(&mut self, run: &MaintenanceRun, effects: &mut Vec<Effect>) {
         let cutoff = cancellation_cutoff(run);
         if let Some((cutoff, bound)) = cutoff.filter(|(cutoff, _)| self.now > *cutoff) {
             let reason = format!(
@@ -184,23 +185,14 @@ impl Rollout {
                 short_name(&run.run_id),
                 cutoff.to_rfc3339()
             );
-            self.decide(
-                effects,
-                DecisionKind::InfrastructureHoldTooLate,
-                None,
-                None,
-                reason,
-            );
+            let too_late = DecisionKind::InfrastructureHoldTooLate;
+            self.decide(effects, too_late, None, None, reason);
             return;
         }
-        let id = EffectId::cancel_run(&run.run_id);
-        self.emit(
-            effects,
-            id,
-            EffectKind::CancelMaintenanceRun {
-                run_id: run.run_id.clone(),
-            },
-        );
+        let kind = EffectKind::CancelMaintenanceRun {
+            run_id: run.run_id.clone(),
+        };
+        self.emit(effects, EffectId::cancel_run(&run.run_id), kind);
         let within = cutoff.map_or(String::new(), |(cutoff, bound)| {
             format!(" (cancellable until {}, {bound})", cutoff.to_rfc3339())
         });
@@ -325,5 +317,39 @@ fn cancellation_cutoff(run: &MaintenanceRun) -> Option<(DateTime<Utc>, &'static 
         (Some(event), _) => Some((event, "the event's CancellationCutOffDateTime")),
         (None, Some(lead)) => Some((lead, "10 minutes before the run's start")),
         (None, None) => None,
+    }
+}
+
+/// What the host patch runs came to, once every run reported.
+struct Tally {
+    /// Short names of the runs and machines that failed or were cancelled.
+    failed: Vec<String>,
+    /// Runs that succeeded with warnings.
+    warned: usize,
+    /// Runs and machines.
+    total: usize,
+}
+
+impl InfrastructureProgress {
+    /// The tally of every run and machine, `None` while one has not reported.
+    fn tally(&self) -> Option<Tally> {
+        let results: Vec<_> = self.configurations.iter().chain(&self.machines).collect();
+        if results.iter().any(|(_, outcome)| outcome.is_none()) {
+            return None;
+        }
+        let failed = results
+            .iter()
+            .filter(|(_, o)| matches!(o, Some(PatchOutcome::Failed | PatchOutcome::Cancelled)))
+            .map(|(name, _)| short_name(name))
+            .collect();
+        let warned = results
+            .iter()
+            .filter(|(_, o)| **o == Some(PatchOutcome::SucceededWithWarnings))
+            .count();
+        Some(Tally {
+            failed,
+            warned,
+            total: results.len(),
+        })
     }
 }

@@ -84,44 +84,11 @@ impl Rollout {
             .filter(|g| rollback.groups[*g].passed.is_none())
             .collect();
         for position in open {
-            if self.apply_rollback_timeouts(position, effects) {
+            if self.apply_rollback_timeouts(position, effects)
+                || self.conclude_group(position, effects)
+            {
                 return true;
             }
-            let Some(group) = self.rollback.as_ref().map(|r| r.groups[position].clone()) else {
-                return false;
-            };
-            let Some(passed) = self.judge_rollback_group(&group) else {
-                continue;
-            };
-            self.set_group_result(position, passed);
-            let summary = self.rollback_summary(std::slice::from_ref(&group));
-            let name = self.wave_name(group.wave).to_string();
-            if !passed {
-                self.state = RolloutState::Failed;
-                let threshold = self.plan.rollback_policy().success_threshold_percent;
-                let reason = format!(
-                    "rollback failed: wave {name}: {summary}, {:.1}% < {threshold}%",
-                    percent(group.counts.succeeded, group.counts.total)
-                );
-                self.decide(
-                    effects,
-                    DecisionKind::RollbackFailed,
-                    Some(group.wave),
-                    None,
-                    reason,
-                );
-                self.delete_superseded(effects);
-                return true;
-            }
-            let reason = format!("wave {name} (rollback): {summary}");
-            self.decide(
-                effects,
-                DecisionKind::RollbackGroupDone,
-                Some(group.wave),
-                None,
-                reason,
-            );
-            return true;
         }
         let all_passed = self
             .rollback
@@ -140,6 +107,36 @@ impl Rollout {
             return true;
         }
         false
+    }
+
+    /// Judges one open group once its devices finished: back (a decision), or failed (the
+    /// rollback fails). False while its devices still move.
+    fn conclude_group(&mut self, position: usize, effects: &mut Vec<Effect>) -> bool {
+        let Some(group) = self.rollback.as_ref().map(|r| r.groups[position].clone()) else {
+            return false;
+        };
+        let Some(passed) = self.judge_rollback_group(&group) else {
+            return false;
+        };
+        self.set_group_result(position, passed);
+        let summary = self.rollback_summary(std::slice::from_ref(&group));
+        let name = self.wave_name(group.wave).to_string();
+        if passed {
+            let reason = format!("wave {name} (rollback): {summary}");
+            let done = DecisionKind::RollbackGroupDone;
+            self.decide(effects, done, Some(group.wave), None, reason);
+            return true;
+        }
+        self.state = RolloutState::Failed;
+        let threshold = self.plan.rollback_policy().success_threshold_percent;
+        let reason = format!(
+            "rollback failed: wave {name}: {summary}, {:.1}% < {threshold}%",
+            percent(group.counts.succeeded, group.counts.total)
+        );
+        let failed = DecisionKind::RollbackFailed;
+        self.decide(effects, failed, Some(group.wave), None, reason);
+        self.delete_superseded(effects);
+        true
     }
 
     /// A group is judged once every device finished (timeouts count) or all are back:
