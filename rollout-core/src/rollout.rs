@@ -251,6 +251,10 @@ impl Rollout {
 
     /// Takes the decisions recorded by the step under way, numbered over the rollout's life.
     pub(crate) fn take_decisions(&mut self) -> Vec<(u64, Decision)> {
+        if self.decisions.is_empty() {
+            // most steps (a device report) decide nothing
+            return Vec::new();
+        }
         let decisions = std::mem::take(&mut self.decisions);
         let first = self.decision_count - decisions.len() as u64;
         (first..).zip(decisions).collect()

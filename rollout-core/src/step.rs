@@ -161,3 +161,67 @@ impl Step {
         self.effects.is_empty() && self.decisions.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(version: u64) -> DeviceRecord {
+        DeviceRecord {
+            version,
+            ..DeviceRecord::new(0)
+        }
+    }
+
+    fn changes(set: WorkingSet<&'static str>) -> Vec<DeviceChange<&'static str>> {
+        let mut changes: Vec<_> = set.into_changes().collect();
+        changes.sort_by_key(|change| match change {
+            DeviceChange::Added(id, _) | DeviceChange::Changed(id, _, _) => id.clone(),
+        });
+        changes
+    }
+
+    #[test]
+    fn only_added_and_changed_records_come_back_with_their_versions() {
+        let mut set = WorkingSet::with_capacity(3);
+        set.insert_loaded("a".into(), record(1), "v-a");
+        set.insert_loaded("b".into(), record(1), "v-b");
+        set.add("c".into(), record(0));
+        if let Some(b) = set.get_mut("b") {
+            b.version = 2;
+        }
+        assert_eq!(set.loaded("b"), Some((&record(1), &"v-b")));
+        assert_eq!(set["b"], record(2));
+        assert_eq!(
+            changes(set),
+            [
+                DeviceChange::Changed("b".into(), record(2), "v-b"),
+                DeviceChange::Added("c".into(), record(0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_later_record_replaces_an_earlier_one_also_across_sets() {
+        let mut first = WorkingSet::default();
+        first.insert_loaded("a".into(), record(1), "v1");
+        first.insert_loaded("b".into(), record(1), "v1");
+        let mut second = WorkingSet::default();
+        second.insert_loaded("a".into(), record(3), "v3");
+        second.add("c".into(), record(0));
+        if let Some(a) = second.get_mut("a") {
+            a.version = 4;
+        }
+        first.append(&mut second);
+        assert!(second.is_empty());
+        assert_eq!(first.len(), 3);
+        assert_eq!(first.loaded("a"), Some((&record(3), &"v3")));
+        assert_eq!(
+            changes(first),
+            [
+                DeviceChange::Changed("a".into(), record(4), "v3"),
+                DeviceChange::Added("c".into(), record(0)),
+            ]
+        );
+    }
+}
