@@ -9,7 +9,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use rollout_core::{
-    DeviceRecord, DeviceReport, Input, Rollout, RolloutPlan, UpdateId, WaveFailure, WavePlan,
+    DeviceChange, DeviceId, DeviceReport, Input, Rollout, RolloutId, RolloutPlan, UpdateId,
+    WaveFailure, WavePlan, WorkingSet,
 };
 use std::collections::HashMap;
 use std::time::Instant;
@@ -42,27 +43,32 @@ fn plan() -> RolloutPlan {
     }
 }
 
-/// A rollout whose one wave has learned a fleet of `fleet` devices; its devices; the time.
-fn fleet_rollout(fleet: u64) -> (Rollout, Vec<String>, DateTime<Utc>) {
+/// A rollout whose one wave has learned a fleet of `fleet` devices; their records; the
+/// devices; the time.
+fn fleet_rollout(fleet: u64) -> (Rollout, WorkingSet, Vec<DeviceId>, DateTime<Utc>) {
     let now = Utc
         .with_ymd_and_hms(2026, 11, 23, 1, 0, 0)
         .single()
         .expect("time");
-    let (mut rollout, _) = Rollout::create("bench", plan(), "bench", now).expect("valid plan");
-    let devices: Vec<String> = (0..fleet).map(|i| format!("device-{i:07}")).collect();
+    let id = RolloutId::new("bench");
+    let (mut rollout, _) = Rollout::create(id, plan(), "bench", now).expect("valid plan");
+    let devices: Vec<DeviceId> = (0..fleet)
+        .map(|i| DeviceId::new(format!("device-{i:07}")))
+        .collect();
     let members = Input::GroupMembers {
         wave: 0,
         devices: devices.clone(),
         page: 0,
         last: true,
     };
-    rollout.step(&members, now).expect("members");
-    (rollout, devices, now)
+    let mut records = WorkingSet::default();
+    let _ = rollout.step(&mut records, &members, now).expect("members");
+    (rollout, records, devices, now)
 }
 
 /// Reports per second when `REPORTS` reports go to a fleet of `fleet` devices.
 fn fold(fleet: u64) -> f64 {
-    let (mut rollout, devices, now) = fleet_rollout(fleet);
+    let (mut rollout, mut records, devices, now) = fleet_rollout(fleet);
     let reports: Vec<Input> = (0..REPORTS)
         .map(|n| {
             Input::DeviceReport(DeviceReport {
@@ -78,27 +84,28 @@ fn fold(fleet: u64) -> f64 {
         .collect();
     let started = Instant::now();
     for report in &reports {
-        rollout.step(report, now).expect("report accepted");
+        let _ = rollout
+            .step(&mut records, report, now)
+            .expect("report accepted");
     }
     let elapsed = started.elapsed().as_secs_f64();
     assert_eq!(
-        rollout.waves[0].counts.in_progress, fleet,
+        rollout.wave_progress()[0].counts.in_progress,
+        fleet,
         "every device counted once"
     );
     REPORTS as f64 / elapsed
 }
 
-/// Reports per second folded the way the service folds them: a step's rollout holds only
-/// the records of the batch it applies, loaded from the store before and written back
-/// after (here the "store" is a vector in memory, read in an order with no locality; the
-/// real store's cost is in the e2e benchmark). The fleet then only sets the counts.
+/// Reports per second folded the way the service folds them: a step's working set holds
+/// only the records of the batch it applies, loaded from the store before and its changes
+/// written back after (here the "store" is a vector in memory, read in an order with no
+/// locality; the real store's cost is in the e2e benchmark). The fleet then only sets the
+/// counts.
 fn fold_batches(fleet: u64) -> f64 {
-    let (mut rollout, devices, now) = fleet_rollout(fleet);
-    let mut stored: Vec<DeviceRecord> = devices
-        .iter()
-        .map(|d| rollout.devices[d.as_str()])
-        .collect();
-    rollout.devices = Default::default();
+    let (mut rollout, records, devices, now) = fleet_rollout(fleet);
+    let mut stored: Vec<_> = devices.iter().map(|d| records[d.as_str()]).collect();
+    drop(records);
     // a permutation of the fleet per round (7919 is prime, so coprime to 10^3 and 10^6)
     let reports: Vec<(usize, Input)> = (0..REPORTS)
         .map(|n| {
@@ -117,24 +124,29 @@ fn fold_batches(fleet: u64) -> f64 {
         .collect();
     let started = Instant::now();
     let device = |input: &Input| match input {
-        Input::DeviceReport(report) => report.device.as_str().into(),
+        Input::DeviceReport(report) => report.device.clone(),
         _ => unreachable!("reports only"),
     };
     for batch in reports.chunks(BATCH) {
+        let mut records = WorkingSet::with_capacity(batch.len());
         for (index, report) in batch {
-            rollout.devices.insert(device(report), stored[*index]);
+            records.insert_loaded(device(report), stored[*index], *index);
         }
         for (_, report) in batch {
-            rollout.step(report, now).expect("report accepted");
+            let _ = rollout
+                .step(&mut records, report, now)
+                .expect("report accepted");
         }
-        for (index, report) in batch {
-            stored[*index] = rollout.devices[&device(report)];
+        for change in records.into_changes() {
+            if let DeviceChange::Changed(_, record, index) = change {
+                stored[index] = record;
+            }
         }
-        rollout.devices.clear();
     }
     let elapsed = started.elapsed().as_secs_f64();
     assert_eq!(
-        rollout.waves[0].counts.in_progress, fleet,
+        rollout.wave_progress()[0].counts.in_progress,
+        fleet,
         "every device counted once"
     );
     REPORTS as f64 / elapsed

@@ -80,7 +80,7 @@ pub async fn create(dir: &Path) {
     .expect("plan");
     let started = Instant::now();
     let rollout = service.create(plan, "bench", None).await.expect("rollout");
-    assert_eq!(rollout.waves[0].counts.total, FLEET as u64);
+    assert_eq!(rollout.wave_progress()[0].counts.total, FLEET as u64);
     println!(
         "  1,000,000-device rollout on SQLite: created (members learned, records written) in {:.1} s, peak RSS {:.0} MiB",
         started.elapsed().as_secs_f64(),

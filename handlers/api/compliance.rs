@@ -58,11 +58,11 @@ async fn current_rollouts(service: &RolloutService) -> Result<Vec<Rollout>, Serv
     // newest first: a group's latest rollout speaks for it
     for rollout in service.list(None).await? {
         let groups: Vec<String> = rollout
-            .plan
+            .plan()
             .device_groups()
             .map(|g| g.to_ascii_lowercase())
             .collect();
-        if groups.iter().all(|g| seen_groups.contains(g)) && rollout.state.is_terminal() {
+        if groups.iter().all(|g| seen_groups.contains(g)) && rollout.state().is_terminal() {
             continue;
         }
         seen_groups.extend(groups);
@@ -173,7 +173,7 @@ async fn page(
         loop {
             let records = service
                 .store()
-                .list_devices(&rollout.id, from.as_deref(), SCAN_PAGE)
+                .list_devices(rollout.id().as_str(), from.as_deref(), SCAN_PAGE)
                 .await
                 .map_err(ServiceError::from)?;
             let full = records.len() == SCAN_PAGE;
@@ -181,7 +181,7 @@ async fn page(
             for (device, record) in records {
                 let row = DeviceCompliance::of(rollout, &device, &record);
                 if matches(filter, &row) {
-                    found.push((rollout.id.clone(), row));
+                    found.push((rollout.id().to_string(), row));
                     if found.len() > limit {
                         found.pop();
                         let cursor = cursor_after(&found);
@@ -208,7 +208,7 @@ fn start_of(rollouts: &[Rollout], after: Option<&Cursor>) -> Result<usize, Probl
     };
     rollouts
         .iter()
-        .position(|r| r.id == cursor.rollout)
+        .position(|r| r.id() == &cursor.rollout)
         .ok_or_else(|| {
             Problem::new(StatusCode::BAD_REQUEST, "Invalid query").detail(format!(
                 "after names rollout {}, which this listing does not hold",

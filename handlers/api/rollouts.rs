@@ -81,7 +81,7 @@ pub async fn create(headers: HeaderMap, request: AuthorizedBody<Operate>) -> Res
             let view = RolloutView::of(&rollout, None);
             (
                 StatusCode::CREATED,
-                [(header::LOCATION, location(&rollout.id))],
+                [(header::LOCATION, location(rollout.id().as_str()))],
                 Json(view),
             )
                 .into_response()
@@ -216,7 +216,7 @@ fn command_body(body: &[u8]) -> Result<CommandBody, Problem> {
 /// The answer to a command: `202` + `Location` + `Retry-After` while the rollout moves
 /// (Logic Apps' asynchronous pattern), `200` once it is in a final state.
 fn accepted(rollout: &rollout_core::Rollout) -> Response {
-    let moving = !rollout.state.is_terminal();
+    let moving = !rollout.state().is_terminal();
     let status = if moving {
         StatusCode::ACCEPTED
     } else {
@@ -224,7 +224,7 @@ fn accepted(rollout: &rollout_core::Rollout) -> Response {
     };
     let mut response = (
         status,
-        [(header::LOCATION, location(&rollout.id))],
+        [(header::LOCATION, location(rollout.id().as_str()))],
         Json(RolloutView::of(rollout, None)),
     )
         .into_response();

@@ -278,7 +278,7 @@ impl HostCompliance {
         hosts(rollout)
             .into_iter()
             .map(|host| HostCompliance {
-                rollout_id: rollout.id.clone(),
+                rollout_id: rollout.id().to_string(),
                 id: host.id,
                 kind: host.kind,
                 result: host.result,
@@ -292,30 +292,29 @@ impl DeviceCompliance {
     pub fn of(rollout: &Rollout, device: &str, record: &DeviceRecord) -> Self {
         let wave = record.wave as usize;
         let group = rollout
-            .plan
+            .plan()
             .waves
             .get(wave)
             .map(|w| w.device_group.clone())
             .unwrap_or_default();
         let rollback = rollout
-            .rollback
-            .as_ref()
+            .rollback()
             .and_then(|rb| rb.groups.iter().find(|g| g.wave == wave));
-        let (outcome, target) = match (rollback, rollout.waves.get(wave)) {
+        let (outcome, target) = match (rollback, rollout.wave_progress().get(wave)) {
             (Some(group), _) => (
                 effective_outcome(record.rollback, group.timeouts_applied),
-                &rollout.plan.rollback_update,
+                &rollout.plan().rollback_update,
             ),
             (None, Some(progress)) => (
                 effective_outcome(record.forward, progress.timeouts_applied),
-                &rollout.plan.update,
+                &rollout.plan().update,
             ),
-            (None, None) => (record.forward, &rollout.plan.update),
+            (None, None) => (record.forward, &rollout.plan().update),
         };
         let status = DeviceStatus::of(outcome);
         let installed_update = match record.installed {
-            Installed::Update => Some(rollout.plan.update.clone()),
-            Installed::RollbackUpdate => Some(rollout.plan.rollback_update.clone()),
+            Installed::Update => Some(rollout.plan().update.clone()),
+            Installed::RollbackUpdate => Some(rollout.plan().rollback_update.clone()),
             // Device Update's status said it succeeded; it did not say so itself yet
             _ if status == DeviceStatus::OnTarget => Some(target.clone()),
             _ => None,
@@ -326,7 +325,7 @@ impl DeviceCompliance {
             status,
             installed_update,
             last_report_at: record.last_report_at.map(|at| at.to_rfc3339()),
-            rollout_id: rollout.id.clone(),
+            rollout_id: rollout.id().to_string(),
         }
     }
 }
@@ -343,8 +342,8 @@ fn result_name(outcome: Option<PatchOutcome>) -> String {
 }
 
 fn hosts(rollout: &Rollout) -> Vec<HostView> {
-    let infra = &rollout.infrastructure;
-    let planned = rollout.plan.infrastructure.as_ref();
+    let infra = rollout.infrastructure();
+    let planned = rollout.plan().infrastructure.as_ref();
     let configurations = planned
         .map(|p| p.maintenance_configuration_ids.clone())
         .unwrap_or_default();
@@ -375,57 +374,57 @@ impl RolloutView {
     /// The view of a stored rollout (with `decisions` when given).
     pub fn of(rollout: &Rollout, decisions: Option<Vec<Decision>>) -> Self {
         let waves = rollout
-            .plan
+            .plan()
             .waves
             .iter()
-            .zip(&rollout.waves)
+            .zip(rollout.wave_progress())
             .map(|(plan, progress)| WaveView {
                 name: plan.name.clone(),
                 device_group: plan.device_group.clone(),
                 status: progress.status,
                 attempt: progress.attempt,
-                deployment_id: progress.deployment_id.clone(),
+                deployment_id: progress.deployment_id.as_ref().map(ToString::to_string),
                 counts: progress.counts,
                 approved_by: progress.approved_by.clone(),
             })
             .collect();
-        let rollback = rollout.rollback.as_ref().map(|rb| RollbackView {
+        let rollback = rollout.rollback().map(|rb| RollbackView {
             started_at: rb.started_at.to_rfc3339(),
             reason: rb.reason.clone(),
             groups: rb
                 .groups
                 .iter()
                 .map(|g| RollbackGroupView {
-                    device_group: rollout.plan.waves[g.wave].device_group.clone(),
-                    deployment_id: g.deployment_id.clone(),
+                    device_group: rollout.plan().waves[g.wave].device_group.clone(),
+                    deployment_id: g.deployment_id.to_string(),
                     counts: g.counts,
                     passed: g.passed,
                 })
                 .collect(),
         });
         RolloutView {
-            id: rollout.id.clone(),
-            name: rollout.plan.name.clone(),
-            state: rollout.state,
-            created_by: rollout.created_by.clone(),
-            created_at: rollout.created_at.to_rfc3339(),
+            id: rollout.id().to_string(),
+            name: rollout.plan().name.clone(),
+            state: rollout.state(),
+            created_by: rollout.created_by().to_string(),
+            created_at: rollout.created_at().to_rfc3339(),
             current_wave: rollout
-                .plan
+                .plan()
                 .waves
-                .get(rollout.current_wave)
+                .get(rollout.current_wave())
                 .map(|w| w.name.clone()),
             waves,
             infrastructure: rollout
-                .plan
+                .plan()
                 .infrastructure
                 .as_ref()
                 .map(|_| InfrastructureView {
                     hosts: hosts(rollout),
-                    gate_open: rollout.infrastructure.gate_open,
+                    gate_open: rollout.infrastructure().gate_open,
                 }),
             rollback,
-            pending_effects: rollout.outstanding.len(),
-            plan: rollout.plan.clone(),
+            pending_effects: rollout.outstanding().len(),
+            plan: rollout.plan().clone(),
             decisions,
         }
     }
@@ -435,14 +434,14 @@ impl RolloutSummary {
     /// A list line.
     pub fn of(rollout: &Rollout) -> Self {
         RolloutSummary {
-            id: rollout.id.clone(),
-            name: rollout.plan.name.clone(),
-            state: rollout.state,
-            created_at: rollout.created_at.to_rfc3339(),
+            id: rollout.id().to_string(),
+            name: rollout.plan().name.clone(),
+            state: rollout.state(),
+            created_at: rollout.created_at().to_rfc3339(),
             current_wave: rollout
-                .plan
+                .plan()
                 .waves
-                .get(rollout.current_wave)
+                .get(rollout.current_wave())
                 .map(|w| w.name.clone()),
         }
     }
@@ -451,23 +450,22 @@ impl RolloutSummary {
 impl RolloutCompliance {
     /// Hosts and devices of one rollout against what they should run.
     pub fn of(rollout: &Rollout) -> Self {
-        let rolled_back = rollout.rollback.is_some();
+        let rolled_back = rollout.rollback().is_some();
         let target = if rolled_back {
-            rollout.plan.rollback_update.clone()
+            rollout.plan().rollback_update.clone()
         } else {
-            rollout.plan.update.clone()
+            rollout.plan().update.clone()
         };
         let devices = rollout
-            .plan
+            .plan()
             .waves
             .iter()
             .enumerate()
             .map(|(index, plan)| {
                 let counts = rollout
-                    .rollback
-                    .as_ref()
+                    .rollback()
                     .and_then(|rb| rb.groups.iter().find(|g| g.wave == index).map(|g| g.counts))
-                    .unwrap_or(rollout.waves[index].counts);
+                    .unwrap_or(rollout.wave_progress()[index].counts);
                 GroupCompliance {
                     device_group: plan.device_group.clone(),
                     total: counts.total,
@@ -479,8 +477,8 @@ impl RolloutCompliance {
             })
             .collect();
         RolloutCompliance {
-            rollout_id: rollout.id.clone(),
-            state: rollout.state,
+            rollout_id: rollout.id().to_string(),
+            state: rollout.state(),
             target,
             hosts: hosts(rollout),
             devices,

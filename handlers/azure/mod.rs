@@ -45,7 +45,7 @@ async fn deployment_effect(
             group,
             update,
         } => du
-            .create_deployment(group, deployment_id, update, rollout.now, None)
+            .create_deployment(group, deployment_id, update, rollout.now(), None)
             .await
             .map(|_| EffectOutcome::Done),
         EffectKind::CancelDeployment {
@@ -112,7 +112,7 @@ impl AzureExecutor {
     ) -> Result<EffectOutcome, AzureError> {
         match &effect.kind {
             EffectKind::FetchGroupMembers { group, .. } => match &self.iot_hub {
-                Some(hub) => members_page(hub, group, checkpoint).await,
+                Some(hub) => members_page(hub, group.as_str(), checkpoint).await,
                 None => missing("PATCHWAVE_IOTHUB_HOST"),
             },
             EffectKind::CreateDeployment { .. }
@@ -137,7 +137,13 @@ impl AzureExecutor {
                 event_type,
                 summary,
             } => {
-                let event = cloud_event(&effect.id, &rollout.id, event_type, summary, rollout.now);
+                let event = cloud_event(
+                    effect.id.as_str(),
+                    rollout.id().as_str(),
+                    event_type,
+                    summary,
+                    rollout.now(),
+                );
                 Ok(match self.events.publish(&event).await {
                     Ok(()) => EffectOutcome::Done,
                     Err(error) => EffectOutcome::Failed {
@@ -232,7 +238,7 @@ impl EffectExecutor for AzureExecutor {
                         _ => return None,
                     };
                     Some(PolledDevice {
-                        device: item.device_id,
+                        device: item.device_id.into(),
                         succeeded,
                     })
                 })

@@ -204,7 +204,7 @@ pub fn compliance_table(compliance: &Value) -> String {
 pub fn decision_log(events: &Value) -> String {
     let mut out = String::from("\ndecision log\n");
     for decision in events["value"].as_array().into_iter().flatten() {
-        if decision["kind"] == "wave.members" {
+        if decision["kind"] == rollout_core::DecisionKind::WaveMembers.as_str() {
             continue;
         }
         out.push_str(&format!(

@@ -3,10 +3,20 @@
 
 use super::{RolloutService, ServiceError};
 use crate::ports::EffectOutcome;
-use rollout_core::{Effect, EffectKind, Input, Rollout};
+use crate::store::PendingEffect;
+use rollout_core::{DeviceId, Effect, EffectId, EffectKind, Input, Rollout};
 
 /// Rounds of "run pending, which may add more" per call.
 const MAX_ROUNDS: usize = 16;
+
+/// What running one pending effect left the rollout's outbox with.
+enum Ran {
+    /// Carried out (or given up on) and marked done.
+    Done,
+    /// Left where it is: it is in progress or will be retried, and later effects may depend
+    /// on it, so the rest wait too.
+    Wait,
+}
 
 impl RolloutService {
     /// Runs the pending effects of one rollout until none is left or one must wait.
@@ -19,69 +29,71 @@ impl RolloutService {
                 break;
             }
             let rollout = self.get(rollout_id).await?;
-            let mut progressed = false;
             for item in pending {
-                let effect = item.effect;
-                let outcome = self
-                    .execute_paged(&rollout, &effect, item.checkpoint)
-                    .await?;
-                if let EffectOutcome::InProgress { checkpoint, note } = &outcome {
-                    tracing::info!(rollout = rollout_id, effect = %effect.id, "{note}");
-                    self.store
-                        .checkpoint_effect(rollout_id, &effect.id, checkpoint)
-                        .await?;
-                    // later effects may depend on this one: keep the order
-                    return Ok(executed);
+                match self.run_effect(&rollout, item).await? {
+                    Ran::Done => executed += 1,
+                    Ran::Wait => return Ok(executed),
                 }
-                if let (EffectKind::PublishEvent { .. }, EffectOutcome::Failed { error, .. }) =
-                    (&effect.kind, &outcome)
-                {
-                    // a lost lifecycle event must not hold the rollout
-                    tracing::warn!(rollout = rollout_id, effect = %effect.id, error = %error, "lifecycle event not published");
-                }
-                let inputs = match outcome {
-                    EffectOutcome::Failed { .. }
-                        if matches!(effect.kind, EffectKind::PublishEvent { .. }) =>
-                    {
-                        Vec::new()
-                    }
-                    EffectOutcome::Failed {
-                        error,
-                        retryable: true,
-                    } => {
-                        tracing::warn!(rollout = rollout_id, effect = %effect.id, error = %error, "effect deferred; will retry");
-                        self.metrics.effects_deferred.add(1);
-                        // later effects may depend on this one: keep the order
-                        return Ok(executed);
-                    }
-                    outcome => results_as_inputs(&effect.id, &effect.kind, outcome),
-                };
-                if let Some(Input::EffectFailed { error, .. }) = inputs.first() {
-                    let raw = serde_json::to_string(&effect).unwrap_or_default();
-                    self.dead_letter(
-                        "effects",
-                        rollout_id,
-                        &format!("effect failed after retries: {error}"),
-                        &raw,
-                    )
-                    .await?;
-                }
-                if !inputs.is_empty() {
-                    match self.apply(rollout_id, &inputs).await {
-                        Ok(_) | Err(ServiceError::Rejected(_)) => {}
-                        Err(other) => return Err(other),
-                    }
-                }
-                self.store.complete_effect(rollout_id, &effect.id).await?;
-                self.metrics.effects_executed.add(1);
-                executed += 1;
-                progressed = true;
-            }
-            if !progressed {
-                break;
             }
         }
         Ok(executed)
+    }
+
+    /// Runs one pending effect, feeds its outcome back to the engine and marks it done; an
+    /// effect that failed after its retries is also kept as a dead letter.
+    async fn run_effect(
+        &self,
+        rollout: &Rollout,
+        item: PendingEffect,
+    ) -> Result<Ran, ServiceError> {
+        let rollout_id = rollout.id().as_str();
+        let effect = item.effect;
+        let outcome = self
+            .execute_paged(rollout, &effect, item.checkpoint)
+            .await?;
+        let inputs = match outcome {
+            EffectOutcome::InProgress { checkpoint, note } => {
+                tracing::info!(rollout = rollout_id, effect = %effect.id, "{note}");
+                let id = effect.id.as_str();
+                self.store
+                    .checkpoint_effect(rollout_id, id, &checkpoint)
+                    .await?;
+                return Ok(Ran::Wait);
+            }
+            EffectOutcome::Failed { error, .. }
+                if matches!(effect.kind, EffectKind::PublishEvent { .. }) =>
+            {
+                // a lost lifecycle event must not hold the rollout
+                tracing::warn!(rollout = rollout_id, effect = %effect.id, error = %error, "lifecycle event not published");
+                Vec::new()
+            }
+            EffectOutcome::Failed {
+                error,
+                retryable: true,
+            } => {
+                tracing::warn!(rollout = rollout_id, effect = %effect.id, error = %error, "effect deferred; will retry");
+                self.metrics.effects_deferred.add(1);
+                return Ok(Ran::Wait);
+            }
+            outcome => results_as_inputs(&effect.id, &effect.kind, outcome),
+        };
+        if let Some(Input::EffectFailed { error, .. }) = inputs.first() {
+            let raw = serde_json::to_string(&effect).unwrap_or_default();
+            let reason = format!("effect failed after retries: {error}");
+            self.dead_letter("effects", rollout_id, &reason, &raw)
+                .await?;
+        }
+        if !inputs.is_empty() {
+            match self.apply(rollout_id, &inputs).await {
+                Ok(_) | Err(ServiceError::Rejected(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        self.store
+            .complete_effect(rollout_id, effect.id.as_str())
+            .await?;
+        self.metrics.effects_executed.add(1);
+        Ok(Ran::Done)
     }
 
     /// Executes an effect; while it answers with pages that have more behind them, applies
@@ -119,16 +131,16 @@ impl RolloutService {
             previous = Some(page);
             let input = Input::GroupMembers {
                 wave: *wave,
-                devices,
+                devices: devices.into_iter().map(DeviceId::from).collect(),
                 page,
                 last: false,
             };
-            match self.apply(&rollout.id, &[input]).await {
+            match self.apply(rollout.id().as_str(), &[input]).await {
                 Ok(_) | Err(ServiceError::Rejected(_)) => {}
                 Err(other) => return Err(other),
             }
             self.store
-                .checkpoint_effect(&rollout.id, &effect.id, &resume)
+                .checkpoint_effect(rollout.id().as_str(), effect.id.as_str(), &resume)
                 .await?;
             checkpoint = Some(resume);
         }
@@ -153,9 +165,13 @@ impl RolloutService {
 }
 
 /// The engine inputs that report an effect's outcome back.
-fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome) -> Vec<Input> {
+fn results_as_inputs(
+    effect_id: &EffectId,
+    kind: &EffectKind,
+    outcome: EffectOutcome,
+) -> Vec<Input> {
     let succeeded = Input::EffectSucceeded {
-        effect_id: effect_id.to_string(),
+        effect_id: effect_id.clone(),
     };
     match (kind, outcome) {
         (EffectKind::PublishEvent { .. }, _) => Vec::new(),
@@ -166,7 +182,7 @@ fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome)
             vec![
                 Input::GroupMembers {
                     wave: *wave,
-                    devices,
+                    devices: devices.into_iter().map(DeviceId::from).collect(),
                     page,
                     last: true,
                 },
@@ -184,7 +200,7 @@ fn results_as_inputs(effect_id: &str, kind: &EffectKind, outcome: EffectOutcome)
             ]
         }
         (_, EffectOutcome::Failed { error, .. }) => vec![Input::EffectFailed {
-            effect_id: effect_id.to_string(),
+            effect_id: effect_id.clone(),
             error,
         }],
         (_, _) => vec![succeeded],

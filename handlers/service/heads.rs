@@ -28,14 +28,14 @@ impl Heads {
     /// report moves it any more).
     pub(super) fn put(&self, rollout: &Rollout, version: Version) {
         let mut heads = self.map();
-        if rollout.state.is_terminal() {
-            heads.remove(&rollout.id);
+        if rollout.state().is_terminal() {
+            heads.remove(rollout.id().as_str());
         } else {
             let head = Versioned {
                 value: rollout.clone(),
                 version,
             };
-            heads.insert(rollout.id.clone(), head);
+            heads.insert(rollout.id().to_string(), head);
         }
     }
 

@@ -43,20 +43,20 @@ impl RolloutService {
         };
         let mut delivered = 0;
         for rollout in self.store.list_rollouts().await? {
-            let names = rollout.plan.infrastructure.as_ref().is_some_and(|infra| {
+            let names = rollout.plan().infrastructure.as_ref().is_some_and(|infra| {
                 infra
                     .maintenance_configuration_ids
                     .iter()
                     .any(|c| c.eq_ignore_ascii_case(&event.maintenance_configuration_id))
             });
-            if rollout.state.is_terminal() || !names {
+            if rollout.state().is_terminal() || !names {
                 continue;
             }
             let applied = self
-                .apply(&rollout.id, std::slice::from_ref(&input))
+                .apply(rollout.id().as_str(), std::slice::from_ref(&input))
                 .await?;
             if !applied.effects.is_empty() {
-                self.run_effects(&rollout.id).await?;
+                self.run_effects(rollout.id().as_str()).await?;
             }
             delivered += 1;
         }
@@ -102,10 +102,10 @@ impl RolloutService {
 
     async fn tick_rollouts(&self) -> Result<(), ServiceError> {
         for rollout in self.store.list_rollouts().await? {
-            if rollout.state.is_terminal() {
+            if rollout.state().is_terminal() {
                 continue;
             }
-            let applied = self.apply(&rollout.id, &[Input::Tick]).await?;
+            let applied = self.apply(rollout.id().as_str(), &[Input::Tick]).await?;
             self.reconcile(&applied.rollout).await?;
         }
         self.run_all_effects().await?;
@@ -118,7 +118,9 @@ impl RolloutService {
     /// the next tick.
     async fn reconcile(&self, rollout: &Rollout) -> Result<(), ServiceError> {
         for target in rollout.deployments_to_poll() {
-            let overdue = self.gaps.overdue(&target.deployment_id, self.clock.now());
+            let overdue = self
+                .gaps
+                .overdue(target.deployment_id.as_str(), self.clock.now());
             // the devices are listed only once Device Update has counted more finished
             // devices than reported for a while: a report on its way is not "missed"
             let listed_above = if overdue {
@@ -128,24 +130,31 @@ impl RolloutService {
             };
             let polled = self
                 .executor
-                .poll_deployment(&target.group, &target.deployment_id, listed_above)
+                .poll_deployment(
+                    target.group.as_str(),
+                    target.deployment_id.as_str(),
+                    listed_above,
+                )
                 .await;
             let polled = match polled {
                 Ok(polled) => polled,
                 Err(error) => {
-                    tracing::warn!(rollout = %rollout.id, deployment = %target.deployment_id, %error, "deployment status not read");
+                    tracing::warn!(rollout = %rollout.id(), deployment = %target.deployment_id, %error, "deployment status not read");
                     continue;
                 }
             };
             let gap = polled.finished_count > target.known_finished;
-            self.gaps
-                .note(&target.deployment_id, gap && !overdue, self.clock.now());
+            self.gaps.note(
+                target.deployment_id.as_str(),
+                gap && !overdue,
+                self.clock.now(),
+            );
             if let Some(error) = polled.failure {
                 let input = Input::DeploymentFailed {
                     deployment_id: target.deployment_id.clone(),
                     error,
                 };
-                self.apply(&rollout.id, &[input]).await?;
+                self.apply(rollout.id().as_str(), &[input]).await?;
             }
             let Some(devices) = polled.finished else {
                 continue;
@@ -159,7 +168,7 @@ impl RolloutService {
                     devices: chunk.to_vec(),
                     last: part + 1 == parts,
                 };
-                self.apply(&rollout.id, &[input]).await?;
+                self.apply(rollout.id().as_str(), &[input]).await?;
             }
         }
         Ok(())

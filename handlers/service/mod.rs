@@ -1,5 +1,6 @@
-//! The imperative shell around `rollout-core`: load → step → store the new state and its
-//! effects in one conditional write (the outbox) → execute effects → mark them done. On a
+//! The imperative shell around `rollout-core`: load the rollout and the device records the
+//! inputs name → step → store the new state, the changed records, its effects (the outbox)
+//! and decisions in one conditional write → execute effects → mark them done. On a
 //! conflict it reloads and steps again; pending effects survive a crash and are picked up by
 //! the next invocation or the timer.
 
@@ -14,10 +15,10 @@ mod writers;
 pub use metrics::Metrics;
 
 use crate::ports::{Clock, EffectExecutor};
-use crate::store::{Commit, DeadLetter, DeviceWrite, Store, StoreError, Version, Versioned};
-use rollout_core::{DeviceRecord, Effect, Input, Rollout, RolloutPlan};
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use crate::store::{Commit, DeadLetter, DeviceWrite, Store, StoreError, Version};
+use rollout_core::{
+    DeviceChange, DeviceId, Effect, Input, Rollout, RolloutId, RolloutPlan, Step, WorkingSet,
+};
 use std::sync::Arc;
 
 /// Attempts at a conditional write before giving up (each after a reload).
@@ -77,8 +78,9 @@ impl Default for Retention {
     }
 }
 
-/// Device records read before the writer's turn (with the batch's routing), by device.
-pub(crate) type Preloaded = HashMap<String, Versioned<DeviceRecord>>;
+/// Device records read for a step (before the writer's turn, with the batch's routing, or
+/// by the step's attempt), by device, with the versions their writes are conditional on.
+pub(crate) type Preloaded = WorkingSet<Version>;
 
 /// What one load-step-commit produced.
 pub(crate) struct Applied {
@@ -138,26 +140,25 @@ impl RolloutService {
         if let Some(key) = idempotency_key {
             if let Some(existing) = self
                 .store
-                .claim_key(&format!("create:{creator}:{key}"), &id)
+                .claim_key(&format!("create:{creator}:{key}"), id.as_str())
                 .await?
             {
                 return self.get(&existing).await;
             }
         }
         self.refuse_busy_groups(&plan).await?;
-        let (mut rollout, effects) = Rollout::create(&id, plan, creator, self.clock.now())
+        let (rollout, step) = Rollout::create(id.clone(), plan, creator, self.clock.now())
             .map_err(ServiceError::InvalidPlan)?;
-        let decisions = drain_decisions(&mut rollout);
         let commit = Commit {
-            rollout: rollout.clone(),
+            rollout,
             expected: None,
             devices: Vec::new(),
-            effects,
-            decisions,
+            effects: step.effects,
+            decisions: step.decisions,
         };
         self.commit_logged(commit).await?;
-        self.run_effects(&id).await?;
-        self.get(&id).await
+        self.run_effects(id.as_str()).await?;
+        self.get(id.as_str()).await
     }
 
     /// A device group belongs to at most one active rollout.
@@ -167,17 +168,18 @@ impl RolloutService {
             .list_rollouts()
             .await?
             .into_iter()
-            .filter(|r| !r.state.is_terminal())
+            .filter(|r| !r.state().is_terminal())
         {
             for group in plan.device_groups() {
                 if active
-                    .plan
+                    .plan()
                     .device_groups()
                     .any(|g| g.eq_ignore_ascii_case(group))
                 {
                     return Err(ServiceError::Conflict(format!(
                         "device group {group} is in active rollout {} ({:?})",
-                        active.id, active.state
+                        active.id(),
+                        active.state()
                     )));
                 }
             }
@@ -209,18 +211,16 @@ impl RolloutService {
         &self,
         id: &str,
         inputs: &[Input],
-        preloaded: Option<&Preloaded>,
+        mut preloaded: Option<Preloaded>,
     ) -> Result<Applied, ServiceError> {
-        let mut preloaded = preloaded;
         for _ in 0..MAX_ATTEMPTS {
-            let attempt = self.try_apply(id, inputs, preloaded).await;
+            let attempt = self.try_apply(id, inputs, preloaded.take()).await;
             if attempt.is_err() {
                 self.heads.forget(id);
             }
             match attempt {
                 Err(ServiceError::Store(StoreError::Conflict(_))) => {
                     self.metrics.conflicts_retried.add(1);
-                    preloaded = None;
                 }
                 other => return other,
             }
@@ -230,13 +230,16 @@ impl RolloutService {
         )))
     }
 
+    /// One load-step-commit: the engine steps every input over the records they name, and
+    /// the new document, the changed records, the effects and the decisions are committed
+    /// together.
     async fn try_apply(
         &self,
         id: &str,
         inputs: &[Input],
-        preloaded: Option<&Preloaded>,
+        preloaded: Option<Preloaded>,
     ) -> Result<Applied, ServiceError> {
-        let cached = preloaded.and_then(|_| self.heads.get(id));
+        let cached = preloaded.as_ref().and_then(|_| self.heads.get(id));
         let loaded = match cached {
             Some(head) => head,
             None => self
@@ -246,57 +249,49 @@ impl RolloutService {
                 .ok_or_else(|| ServiceError::NotFound(id.to_string()))?,
         };
         let mut rollout = loaded.value;
-        let loaded_here;
-        let read = match preloaded {
+        let mut devices = match preloaded {
             Some(records) => records,
-            None => {
-                loaded_here = self.load_devices_for(&rollout.id, inputs).await?;
-                &loaded_here
-            }
+            None => self.load_devices_for(rollout.id(), inputs).await?,
         };
-        for (device, record) in read {
-            rollout.devices.insert(device.as_str().into(), record.value);
-        }
         let now = self.clock.now();
-        let mut effects = Vec::new();
+        let mut step = Step::default();
         for input in inputs {
-            match rollout.step(input, now) {
-                Ok(produced) => effects.extend(produced),
+            match rollout.step(&mut devices, input, now) {
+                Ok(produced) => step.append(produced),
                 Err(rejected) if inputs.len() == 1 => {
                     return Err(ServiceError::Rejected(rejected.0))
                 }
                 Err(rejected) => tracing::info!(rollout = id, reason = %rejected, "input refused"),
             }
         }
-        let changed = self.store_device_changes(&rollout, read).await?;
-        // the records are written; the document never carries them (and a million of them
-        // must not be copied into the commit)
-        rollout.devices = Default::default();
-        let decisions = drain_decisions(&mut rollout);
+        let changed = self.store_device_changes(rollout.id(), devices).await?;
         let commit = Commit {
             rollout: rollout.clone(),
             expected: Some(loaded.version),
             devices: changed,
-            effects: effects.clone(),
-            decisions,
+            effects: step.effects.clone(),
+            decisions: step.decisions,
         };
         let version = self.commit_logged(commit).await?;
         self.heads.put(&rollout, version);
-        Ok(Applied { rollout, effects })
+        Ok(Applied {
+            rollout,
+            effects: step.effects,
+        })
     }
 
     /// Writes a commit, then logs each of its decisions (`event_type` = the lifecycle event's
     /// type), so log queries and alerts see them whatever the event sink.
     async fn commit_logged(&self, commit: Commit) -> Result<Version, StoreError> {
-        let rollout = commit.rollout.id.clone();
-        let logged: Vec<(String, String)> = commit
+        let rollout = commit.rollout.id().clone();
+        let logged: Vec<_> = commit
             .decisions
             .iter()
-            .map(|(_, d)| (d.kind.clone(), d.reason.clone()))
+            .map(|(_, d)| (d.kind, d.reason.clone()))
             .collect();
         let version = self.store.commit(commit).await?;
         for (kind, reason) in logged {
-            tracing::info!(rollout = %rollout, event_type = %format!("patchwave.{kind}"), "{reason}");
+            tracing::info!(rollout = %rollout, event_type = %kind.event_type(), "{reason}");
         }
         Ok(version)
     }
@@ -304,15 +299,15 @@ impl RolloutService {
     /// Reads the records of the devices the inputs touch.
     async fn load_devices_for(
         &self,
-        rollout: &str,
+        rollout: &RolloutId,
         inputs: &[Input],
     ) -> Result<Preloaded, StoreError> {
         let mut wanted: Vec<&str> = Vec::new();
         for input in inputs {
             match input {
-                Input::DeviceReport(report) => wanted.push(&report.device),
+                Input::DeviceReport(report) => wanted.push(report.device.as_str()),
                 Input::GroupMembers { devices, .. } => {
-                    wanted.extend(devices.iter().map(String::as_str))
+                    wanted.extend(devices.iter().map(DeviceId::as_str))
                 }
                 Input::DeploymentStates { devices, .. } => {
                     wanted.extend(devices.iter().map(|polled| polled.device.as_str()))
@@ -325,37 +320,39 @@ impl RolloutService {
         let mut read = Preloaded::with_capacity(wanted.len());
         for chunk in wanted.chunks(DEVICE_CHUNK) {
             let chunk: Vec<String> = chunk.iter().map(|device| device.to_string()).collect();
-            read.extend(self.store.load_devices(rollout, &chunk).await?);
+            let records = self.store.load_devices(rollout.as_str(), &chunk).await?;
+            for (device, record) in records {
+                read.insert_loaded(device.into(), record.value, record.version);
+            }
         }
         Ok(read)
     }
 
-    /// Writes the records that are new (in chunks, before the commit that counts them) and
-    /// returns the conditional writes of those that changed since `read`, for the commit.
+    /// Writes the records the steps added (in chunks, before the commit that counts them)
+    /// and returns the conditional writes of those they changed, for the commit.
     async fn store_device_changes(
         &self,
-        rollout: &Rollout,
-        read: &Preloaded,
+        rollout: &RolloutId,
+        devices: Preloaded,
     ) -> Result<Vec<DeviceWrite>, StoreError> {
         let mut changed = Vec::new();
         let mut added = Vec::new();
-        for (device, record) in &rollout.devices {
-            match read.get(device.as_str()) {
-                Some(before) if before.value != *record => changed.push(DeviceWrite {
-                    device: device.to_string(),
-                    record: *record,
-                    expected: Some(before.version.clone()),
+        for change in devices.into_changes() {
+            match change {
+                DeviceChange::Changed(device, record, version) => changed.push(DeviceWrite {
+                    device: device.into(),
+                    record,
+                    expected: Some(version),
                 }),
-                Some(_) => {}
-                None => added.push((device.to_string(), *record)),
+                DeviceChange::Added(device, record) => added.push((device.into(), record)),
             }
             if added.len() == DEVICE_CHUNK {
-                self.store.add_devices(&rollout.id, &added).await?;
+                self.store.add_devices(rollout.as_str(), &added).await?;
                 added.clear();
             }
         }
         if !added.is_empty() {
-            self.store.add_devices(&rollout.id, &added).await?;
+            self.store.add_devices(rollout.as_str(), &added).await?;
         }
         Ok(changed)
     }
@@ -381,23 +378,15 @@ impl RolloutService {
     }
 }
 
-/// Takes the decisions recorded since the last drain, numbered for the audit log.
-fn drain_decisions(rollout: &mut Rollout) -> Vec<(u64, rollout_core::Decision)> {
-    let decisions = std::mem::take(&mut rollout.decisions);
-    let first = rollout.decision_count - decisions.len() as u64;
-    decisions
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| (first + i as u64, d))
-        .collect()
+/// A new rollout id: `ro-` and 16 random hex digits (from a version 4 UUID; the engine
+/// makes no ids at random).
+fn new_rollout_id() -> RolloutId {
+    RolloutId::new(format!("ro-{:016x}", random_u64()))
 }
 
-/// A new rollout id: `ro-` and 16 random hex digits.
-fn new_rollout_id() -> String {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    format!("ro-{random:016x}")
+/// 64 random bits.
+fn random_u64() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 impl RolloutService {
@@ -423,12 +412,13 @@ impl RolloutService {
         let all = self.store.list_rollouts().await?;
         Ok(all
             .into_iter()
-            .filter(|r| state.is_none_or(|s| r.state == s))
+            .filter(|r| state.is_none_or(|s| r.state() == s))
             .collect())
     }
 
-    /// A new command id (for commands sent without an `Idempotency-Key`).
+    /// A new command id (for commands sent without an `Idempotency-Key`): `cmd-` and 16
+    /// random hex digits.
     pub fn new_command_id(&self) -> String {
-        new_rollout_id().replacen("ro-", "cmd-", 1)
+        format!("cmd-{:016x}", random_u64())
     }
 }

@@ -5,7 +5,7 @@ use super::{Preloaded, RolloutService, ServiceError};
 use crate::decode::agent_report::AgentState;
 use crate::decode::twin_change::TwinChange;
 use crate::host::InvocationContext;
-use rollout_core::{DeviceReport, Input};
+use rollout_core::{DeviceId, DeviceReport, Input};
 use std::collections::{BTreeMap, HashMap};
 
 /// The engine's view of a twin change; `None` when it carries no agent state or version.
@@ -18,7 +18,7 @@ pub fn device_report(change: &TwinChange) -> Option<DeviceReport> {
         AgentState::Other(code) => code,
     };
     Some(DeviceReport {
-        device: change.device_id.clone(),
+        device: DeviceId::new(change.device_id.as_str()),
         twin_version: change.twin_version.or(change.reported_version)?,
         agent_state,
         result_code: report
@@ -54,27 +54,7 @@ impl RolloutService {
         self.metrics
             .ordinary_traffic
             .add((changes.len() - reports.len()) as u64);
-        let devices: Vec<String> = reports.iter().map(|(r, _)| r.device.clone()).collect();
-        let mut routes: HashMap<String, _> = self
-            .store
-            .route_devices(devices)
-            .await?
-            .into_iter()
-            .map(|routed| (routed.device, (routed.rollout, routed.record)))
-            .collect();
-        let mut by_rollout: BTreeMap<String, RolloutReports<'_>> = BTreeMap::new();
-        for (report, change) in reports {
-            let Some((rollout, record)) = routes.get_mut(&report.device) else {
-                self.metrics.ordinary_traffic.add(1);
-                continue;
-            };
-            let share = by_rollout.entry(rollout.clone()).or_default();
-            if let Some(record) = record.take() {
-                share.records.insert(report.device.clone(), record);
-            }
-            share.changes.push(change);
-            share.inputs.push(Input::DeviceReport(report));
-        }
+        let by_rollout = self.route(reports).await?;
         let per_commit = self.store.max_device_writes().max(1);
         for (rollout, share) in by_rollout {
             if share.inputs.len() <= per_commit {
@@ -137,13 +117,49 @@ impl RolloutService {
     }
 }
 
+impl RolloutService {
+    /// Shares reports out by the rollout their device belongs to, with the devices' records
+    /// read in the same store call; reports of devices in no rollout are counted as ordinary
+    /// traffic.
+    async fn route<'a>(
+        &self,
+        reports: Vec<(DeviceReport, &'a TwinChange)>,
+    ) -> Result<BTreeMap<String, RolloutReports<'a>>, ServiceError> {
+        let devices: Vec<String> = reports.iter().map(|(r, _)| r.device.to_string()).collect();
+        let mut routes: HashMap<String, _> = self
+            .store
+            .route_devices(devices)
+            .await?
+            .into_iter()
+            .map(|routed| (routed.device, (routed.rollout, routed.record)))
+            .collect();
+        let mut by_rollout: BTreeMap<String, RolloutReports<'a>> = BTreeMap::new();
+        for (report, change) in reports {
+            let Some((rollout, record)) = routes.get_mut(report.device.as_str()) else {
+                self.metrics.ordinary_traffic.add(1);
+                continue;
+            };
+            let share = by_rollout.entry(rollout.clone()).or_default();
+            if let Some(record) = record.take() {
+                let device = report.device.clone();
+                share
+                    .records
+                    .insert_loaded(device, record.value, record.version);
+            }
+            share.changes.push(change);
+            share.inputs.push(Input::DeviceReport(report));
+        }
+        Ok(by_rollout)
+    }
+}
+
 /// The records of one commit's reports, out of those routing read for the whole batch.
 fn records_of(records: &Preloaded, inputs: &[Input]) -> Preloaded {
     let mut taken = Preloaded::with_capacity(inputs.len());
     for input in inputs {
         if let Input::DeviceReport(report) = input {
-            if let Some(record) = records.get(&report.device) {
-                taken.insert(report.device.clone(), record.clone());
+            if let Some((record, version)) = records.loaded(report.device.as_str()) {
+                taken.insert_loaded(report.device.clone(), *record, version.clone());
             }
         }
     }

@@ -88,7 +88,7 @@ fn merge(group: &mut [Queued]) -> (Vec<Input>, Preloaded) {
     let mut records = Preloaded::with_capacity(group.iter().map(|q| q.records.len()).sum());
     for queued in group {
         inputs.append(&mut queued.inputs);
-        records.extend(queued.records.drain());
+        records.append(&mut queued.records);
     }
     (inputs, records)
 }
@@ -122,7 +122,7 @@ impl RolloutService {
                 break;
             }
             let (all, records) = merge(&mut group);
-            let applied = self.apply_unlocked(id, &all, Some(&records)).await;
+            let applied = self.apply_unlocked(id, &all, Some(records)).await;
             self.metrics.report_commits.add(1);
             produced_effects |= applied.as_ref().is_ok_and(|a| !a.effects.is_empty());
             let result = applied.map(|_| ());

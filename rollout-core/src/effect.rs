@@ -1,5 +1,6 @@
 //! What the shell must do for a rollout: effects are data, with deterministic ids.
 
+use crate::ids::{DeploymentId, EffectId, GroupId};
 use crate::UpdateId;
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct Effect {
     /// Deterministic id, used to mark it done and to de-duplicate.
-    pub id: String,
+    pub id: EffectId,
     /// What to do.
     pub kind: EffectKind,
 }
@@ -23,39 +24,39 @@ pub enum EffectKind {
         /// Wave index.
         wave: usize,
         /// Group id.
-        group: String,
+        group: GroupId,
     },
     /// Create a Device Update deployment of the plan's update on a group.
     CreateDeployment {
         /// Deployment id.
-        deployment_id: String,
+        deployment_id: DeploymentId,
         /// Group id.
-        group: String,
+        group: GroupId,
         /// The update.
         update: UpdateId,
     },
     /// Create a deployment of the rollback update on a touched group.
     CreateRollbackDeployment {
         /// Deployment id.
-        deployment_id: String,
+        deployment_id: DeploymentId,
         /// Group id.
-        group: String,
+        group: GroupId,
         /// The rollback update.
         update: UpdateId,
     },
     /// Cancel a deployment (in every device-class subgroup).
     CancelDeployment {
         /// Deployment id.
-        deployment_id: String,
+        deployment_id: DeploymentId,
         /// Group id.
-        group: String,
+        group: GroupId,
     },
     /// Delete a superseded deployment (Device Update keeps at most 100).
     DeleteDeployment {
         /// Deployment id.
-        deployment_id: String,
+        deployment_id: DeploymentId,
         /// Group id.
-        group: String,
+        group: GroupId,
     },
     /// Run `installPatches` on a machine (answered by `Input::MachinePatched`).
     InstallPatches {
@@ -74,40 +75,4 @@ pub enum EffectKind {
         /// The decision's text.
         summary: String,
     },
-}
-
-/// Longest deployment id Device Update accepts.
-pub const MAX_DEPLOYMENT_ID_CHARS: usize = 73;
-
-/// The deployment id of a wave attempt (`purpose` is `w{wave}a{attempt}` or `rb{wave}`):
-/// lower-case, only the characters Device Update allows, at most 73 characters.
-pub fn deployment_id(rollout_id: &str, purpose: &str) -> String {
-    let clean: String = rollout_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let keep = MAX_DEPLOYMENT_ID_CHARS - purpose.len() - 4;
-    let clean: String = clean.chars().take(keep).collect();
-    format!("pw-{clean}-{purpose}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deployment_ids_are_deterministic_and_valid_for_device_update() {
-        let id = deployment_id("Roll/Out_1", "w0a1");
-        assert_eq!(id, "pw-roll-out-1-w0a1");
-        assert_eq!(id, deployment_id("Roll/Out_1", "w0a1"));
-        let long = deployment_id(&"x".repeat(200), "rb12");
-        assert_eq!(long.len(), MAX_DEPLOYMENT_ID_CHARS);
-        assert!(long.ends_with("-rb12"));
-    }
 }

@@ -1,5 +1,6 @@
 //! What can happen to a rollout: the engine's inputs.
 
+use crate::ids::{DeploymentId, DeviceId, EffectId};
 use crate::UpdateId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,7 @@ pub enum Input {
         /// Wave index.
         wave: usize,
         /// Device ids.
-        devices: Vec<String>,
+        devices: Vec<DeviceId>,
         /// Which page of the group this is, from 0; a page is counted once, so a page
         /// fetched again after a crash changes nothing.
         #[serde(default)]
@@ -49,7 +50,7 @@ pub enum Input {
     /// second source of truth); fills in only devices whose own final report never came.
     DeploymentStates {
         /// The wave's or rollback group's deployment.
-        deployment_id: String,
+        deployment_id: DeploymentId,
         /// Finished devices, by Device Update's account.
         devices: Vec<PolledDevice>,
         /// Whether this is the last part of one poll (a poll comes in parts of bounded size;
@@ -61,7 +62,7 @@ pub enum Input {
     /// `Failed`, e.g. `ADMConfigurationLimitExceeded`): it will reach no more devices.
     DeploymentFailed {
         /// The wave's or rollback group's deployment.
-        deployment_id: String,
+        deployment_id: DeploymentId,
         /// Device Update's error, code and message.
         error: String,
     },
@@ -70,12 +71,12 @@ pub enum Input {
     /// An effect was carried out.
     EffectSucceeded {
         /// The effect's id.
-        effect_id: String,
+        effect_id: EffectId,
     },
     /// An effect could not be carried out, after the shell's retries.
     EffectFailed {
         /// The effect's id.
-        effect_id: String,
+        effect_id: EffectId,
         /// Why.
         error: String,
     },
@@ -113,7 +114,7 @@ pub enum PatchOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct DeviceReport {
     /// Device id (module-qualified ids are the shell's concern).
-    pub device: String,
+    pub device: DeviceId,
     /// Twin version of the notification; older or equal versions than seen change nothing.
     pub twin_version: u64,
     /// Agent state: 0 idle, 6 in progress, 255 failed.
@@ -136,7 +137,7 @@ pub struct DeviceReport {
 #[serde(rename_all = "camelCase")]
 pub struct PolledDevice {
     /// Device id.
-    pub device: String,
+    pub device: DeviceId,
     /// Whether it installed the deployment's update.
     pub succeeded: bool,
 }

@@ -1,10 +1,10 @@
 //! The rollout's state: where it is, what each wave and device did, and why.
 
-use crate::effect::EffectKind;
-use crate::plan::RolloutPlan;
+use crate::decision_kind::DecisionKind;
+use crate::ids::DeploymentId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 /// The rollout states of design §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -221,10 +221,6 @@ impl DeviceRecord {
     }
 }
 
-/// Device records by device id. Ids up to 24 bytes are stored inline (no second cache miss
-/// per lookup) and the hasher is fixed, so replay is deterministic.
-pub type DeviceTable = HashMap<compact_str::CompactString, DeviceRecord, rustc_hash::FxBuildHasher>;
-
 /// One wave's progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -234,7 +230,7 @@ pub struct WaveProgress {
     /// Attempts started (deployment ids carry it).
     pub attempt: u32,
     /// Deployment of the current attempt.
-    pub deployment_id: Option<String>,
+    pub deployment_id: Option<DeploymentId>,
     /// When the current attempt started.
     pub started_at: Option<DateTime<Utc>>,
     /// When the deployment was requested (device deadlines count from here).
@@ -266,7 +262,7 @@ pub struct RollbackGroup {
     /// Wave index.
     pub wave: usize,
     /// Rollback deployment id.
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     /// Counts for the rollback update.
     pub counts: Counts,
     /// Whether devices past the deadline were marked timed out.
@@ -333,7 +329,8 @@ pub struct Decision {
     /// When.
     pub at: DateTime<Utc>,
     /// What kind, e.g. `wave.failed`.
-    pub kind: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: DecisionKind,
     /// The state after the decision.
     pub state: RolloutState,
     /// The wave concerned.
@@ -342,53 +339,6 @@ pub struct Decision {
     pub actor: Option<String>,
     /// The reason, with the numbers.
     pub reason: String,
-}
-
-/// A rollout: its plan, where it is, and everything decided so far.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rollout {
-    /// Rollout id.
-    pub id: String,
-    /// The plan.
-    pub plan: RolloutPlan,
-    /// Who created it.
-    pub created_by: String,
-    /// When.
-    pub created_at: DateTime<Utc>,
-    /// The latest time seen (inputs with older times are judged at this time).
-    pub now: DateTime<Utc>,
-    /// Current state.
-    pub state: RolloutState,
-    /// The wave in progress, or the next to start.
-    pub current_wave: usize,
-    /// Host patching.
-    pub infrastructure: InfrastructureProgress,
-    /// Each wave.
-    pub waves: Vec<WaveProgress>,
-    /// Set while paused.
-    pub pause: Option<PauseRecord>,
-    /// Set once a rollback opened.
-    pub rollback: Option<RollbackProgress>,
-    /// Known devices. The shell may load only those an input concerns: no rule visits every
-    /// device. Not serialized with the rollout: the shell stores each device on its own.
-    #[serde(skip, default)]
-    pub devices: DeviceTable,
-    /// Decisions recorded since the shell last drained them into the audit log (all of
-    /// them when nothing drains).
-    pub decisions: Vec<Decision>,
-    /// Decisions recorded over the rollout's life (numbers lifecycle events).
-    pub decision_count: u64,
-    /// Effects issued and not yet reported back.
-    pub outstanding: BTreeMap<String, EffectKind>,
-    /// Operator commands and maintenance events already applied (for redelivery).
-    pub applied: BTreeSet<String>,
-    /// Reports that changed nothing: stale versions or devices outside the rollout.
-    pub ignored_reports: u64,
-    /// Devices filled in from the parts of a poll so far, per deployment: (succeeded,
-    /// failed), summed up in one decision with the poll's last part.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub reconciling: BTreeMap<String, (u64, u64)>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -140,18 +140,38 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         })
 }
 
+/// A rollout with every device record it made (a shell that loads them all).
+#[derive(Clone)]
+struct Engine {
+    rollout: Rollout,
+    devices: WorkingSet,
+}
+
+impl Engine {
+    fn create(plan: &RolloutPlan) -> (Engine, rollout_core::Step) {
+        let id = RolloutId::new("p");
+        let (rollout, step) = Rollout::create(id, plan.clone(), "alice", t0()).expect("valid");
+        let devices = WorkingSet::default();
+        (Engine { rollout, devices }, step)
+    }
+
+    fn step(&mut self, input: &Input, at: DateTime<Utc>) -> Result<rollout_core::Step, Rejected> {
+        self.rollout.step(&mut self.devices, input, at)
+    }
+}
+
 /// Runs the generated steps, turning each into a concrete input; returns the inputs (with
 /// their times) that the rollout accepted.
 fn resolve(case: &Case) -> Vec<(Input, DateTime<Utc>)> {
-    let (mut rollout, _) = Rollout::create("p", case.plan.clone(), "alice", t0()).expect("valid");
+    let (mut engine, _) = Engine::create(&case.plan);
     let mut now = t0();
     let mut versions = Seen::default();
     let mut accepted = Vec::new();
     for (index, step) in case.steps.iter().enumerate() {
-        let Some(input) = concrete(step, index, &rollout, case, &mut now, &mut versions) else {
+        let Some(input) = concrete(step, index, &engine, case, &mut now, &mut versions) else {
             continue;
         };
-        if rollout.step(&input, now).is_ok() {
+        if engine.step(&input, now).is_ok() {
             accepted.push((input, now));
         }
     }
@@ -161,11 +181,12 @@ fn resolve(case: &Case) -> Vec<(Input, DateTime<Utc>)> {
 fn concrete(
     step: &Step,
     index: usize,
-    rollout: &Rollout,
+    engine: &Engine,
     case: &Case,
     now: &mut DateTime<Utc>,
     seen: &mut Seen,
 ) -> Option<Input> {
+    let rollout = &engine.rollout;
     let run = |stamp: u8, start: DateTime<Utc>| MaintenanceRun {
         run_id: format!("{CONFIG}/providers/microsoft.maintenance/applyupdates/{stamp}"),
         configuration_id: CONFIG.into(),
@@ -178,14 +199,17 @@ fn concrete(
             Input::Tick
         }
         Step::Members => {
-            let wave = rollout.current_wave;
-            let progress = rollout.waves.get(wave)?;
+            let wave = rollout.current_wave();
+            let progress = rollout.wave_progress().get(wave)?;
             if progress.members_known || progress.status != WaveStatus::Deploying {
                 return None;
             }
             Input::GroupMembers {
                 wave,
-                devices: devices(&format!("w{wave}"), case.fleet[wave]),
+                devices: devices(&format!("w{wave}"), case.fleet[wave])
+                    .into_iter()
+                    .map(DeviceId::from)
+                    .collect(),
                 page: 0,
                 last: true,
             }
@@ -196,7 +220,7 @@ fn concrete(
             kind,
             about,
         } => {
-            let mut known: Vec<&str> = rollout.devices.keys().map(|k| k.as_str()).collect();
+            let mut known: Vec<&str> = engine.devices.iter().map(|(k, _)| k.as_str()).collect();
             known.sort();
             let device = known
                 .get(usize::from(*pick) % known.len().max(1))?
@@ -205,20 +229,19 @@ fn concrete(
             *version += u64::from(*bump);
             let version = *version;
             let (agent_state, installed) = match kind {
-                0 => (0, Some(rollout.plan.update.clone())),
-                1 => (0, Some(rollout.plan.rollback_update.clone())),
+                0 => (0, Some(rollout.plan().update.clone())),
+                1 => (0, Some(rollout.plan().rollback_update.clone())),
                 2 => (255, None),
                 3 => (6, None),
                 _ => (0, Some(update("9.9.9"))),
             };
-            let fresh = rollout
+            let fresh = engine
                 .devices
                 .get(device.as_str())
                 .is_some_and(|r| r.version < version);
-            let (workflow, reported_at) =
-                report_origin(rollout, &device, *about, *now, fresh, seen);
+            let (workflow, reported_at) = report_origin(engine, &device, *about, *now, fresh, seen);
             Input::DeviceReport(DeviceReport {
-                device,
+                device: device.into(),
                 twin_version: version,
                 agent_state,
                 result_code: Some(700),
@@ -267,10 +290,10 @@ fn concrete(
             let targets = rollout.deployments_to_poll();
             let target = targets.get(usize::from(*pick) % targets.len().max(1))?;
             let prefix = format!("{}-", target.group);
-            let mut members: Vec<&str> = rollout
+            let mut members: Vec<&str> = engine
                 .devices
-                .keys()
-                .map(|k| k.as_str())
+                .iter()
+                .map(|(k, _)| k.as_str())
                 .filter(|d| d.starts_with(&prefix))
                 .collect();
             members.sort();
@@ -280,7 +303,7 @@ fn concrete(
                 .enumerate()
                 .filter(|(i, _)| mask >> ((2 * i) % 16) & 1 == 1)
                 .map(|(i, device)| PolledDevice {
-                    device: device.to_string(),
+                    device: DeviceId::new(*device),
                     succeeded: mask >> ((2 * i + 1) % 16) & 1 == 1,
                 })
                 .collect();
@@ -291,7 +314,7 @@ fn concrete(
             }
         }
         Step::EffectResult { pick, ok } => {
-            let ids: Vec<&String> = rollout.outstanding.keys().collect();
+            let ids: Vec<&EffectId> = rollout.outstanding().keys().collect();
             let effect_id = (*ids.get(usize::from(*pick) % ids.len().max(1))?).clone();
             if *ok {
                 Input::EffectSucceeded { effect_id }
@@ -321,18 +344,18 @@ struct Seen {
 /// (it reports state 6 as soon as it takes a deployment). `fresh`: the report is newer than
 /// the device's record, so the rollout will see it.
 fn report_origin(
-    rollout: &Rollout,
+    engine: &Engine,
     device: &str,
     about: u8,
     now: DateTime<Utc>,
     fresh: bool,
     seen: &mut Seen,
 ) -> (Option<String>, Option<DateTime<Utc>>) {
-    let wave = rollout.devices.get(device).map_or(0, |r| r.wave as usize);
-    let attempt = rollout.waves.get(wave).map_or(0, |w| w.attempt);
+    let rollout = &engine.rollout;
+    let wave = engine.devices.get(device).map_or(0, |r| r.wave as usize);
+    let attempt = rollout.wave_progress().get(wave).map_or(0, |w| w.attempt);
     let rollback_start = rollout
-        .rollback
-        .as_ref()
+        .rollback()
         .filter(|r| r.groups.iter().any(|g| g.wave == wave))
         .map(|r| r.started_at);
     // an agent that took the rollback's workflow never reports the forward one again
@@ -371,30 +394,32 @@ fn rollback_trouble(input: &Input) -> Vec<String> {
                 .is_some_and(|w| w.starts_with("rb-"))
                 && report.agent_state != 0 =>
         {
-            vec![report.device.clone()]
+            vec![report.device.to_string()]
         }
         Input::DeploymentStates {
             deployment_id,
             devices,
             ..
-        } if deployment_id.contains("rb") => devices
+        } if deployment_id.as_str().contains("rb") => devices
             .iter()
             .filter(|d| !d.succeeded)
-            .map(|d| d.device.clone())
+            .map(|d| d.device.to_string())
             .collect(),
         _ => Vec::new(),
     }
 }
 
 /// Every wave's and rollback group's counts are the sum of its devices' records.
-fn check_counts(rollout: &Rollout) -> Result<(), TestCaseError> {
+fn check_counts(engine: &Engine) -> Result<(), TestCaseError> {
+    let rollout = &engine.rollout;
     let mut sums: HashMap<(bool, usize), Counts> = HashMap::new();
-    for record in rollout.devices.values() {
+    for (_, record) in engine.devices.iter() {
         let wave = record.wave as usize;
-        let forward = effective_outcome(record.forward, rollout.waves[wave].timeouts_applied);
+        let deadline_passed = rollout.wave_progress()[wave].timeouts_applied;
+        let forward = effective_outcome(record.forward, deadline_passed);
         bump(sums.entry((false, wave)).or_default(), forward);
         if let Some(group) = rollout
-            .rollback
+            .rollback()
             .iter()
             .flat_map(|r| &r.groups)
             .find(|g| g.wave == wave)
@@ -404,14 +429,14 @@ fn check_counts(rollout: &Rollout) -> Result<(), TestCaseError> {
         }
     }
     let mut groups: Vec<((bool, usize), Counts)> = rollout
-        .waves
+        .wave_progress()
         .iter()
         .enumerate()
         .map(|(i, w)| ((false, i), w.counts))
         .collect();
     groups.extend(
         rollout
-            .rollback
+            .rollback()
             .iter()
             .flat_map(|r| &r.groups)
             .map(|g| ((true, g.wave), g.counts)),
@@ -452,35 +477,44 @@ fn bump(counts: &mut Counts, outcome: Outcome) {
 }
 
 /// Runs concrete inputs; returns the final rollout and every effect id emitted.
-fn run(plan: &RolloutPlan, inputs: &[(Input, DateTime<Utc>)]) -> (Rollout, BTreeSet<String>) {
-    let (mut rollout, effects) = Rollout::create("p", plan.clone(), "alice", t0()).expect("valid");
-    let mut ids: BTreeSet<String> = effects.into_iter().map(|e| e.id).collect();
+fn run(plan: &RolloutPlan, inputs: &[(Input, DateTime<Utc>)]) -> (Engine, BTreeSet<EffectId>) {
+    let (mut engine, step) = Engine::create(plan);
+    let mut ids: BTreeSet<EffectId> = step.effects.into_iter().map(|e| e.id).collect();
     for (input, at) in inputs {
-        if let Ok(effects) = rollout.step(input, *at) {
-            ids.extend(effects.into_iter().map(|e| e.id));
+        if let Ok(step) = engine.step(input, *at) {
+            ids.extend(step.effects.into_iter().map(|e| e.id));
         }
     }
-    (rollout, ids)
+    (engine, ids)
 }
 
-/// Compares rollouts ignoring the count of ignored (stale) reports, a metric.
-fn comparable(rollout: &Rollout) -> Rollout {
-    let mut copy = rollout.clone();
-    copy.ignored_reports = 0;
-    copy
+/// A rollout and its records as stored, ignoring the count of ignored (stale) reports, a
+/// metric.
+fn comparable(engine: &Engine) -> serde_json::Value {
+    let mut document = serde_json::to_value(&engine.rollout).expect("json");
+    document["ignoredReports"] = 0.into();
+    let records: std::collections::BTreeMap<&str, &DeviceRecord> = engine
+        .devices
+        .iter()
+        .map(|(id, record)| (id.as_str(), record))
+        .collect();
+    document["devices"] = serde_json::to_value(records).expect("json");
+    document
 }
 
 /// A rollout without what reports keep moving after its end (records and counts).
-fn decided(rollout: &Rollout) -> Rollout {
-    let mut copy = comparable(rollout);
-    copy.devices = Default::default();
-    for wave in &mut copy.waves {
-        wave.counts = Counts::default();
+fn decided(rollout: &Rollout) -> serde_json::Value {
+    let mut document = serde_json::to_value(rollout).expect("json");
+    document["ignoredReports"] = 0.into();
+    let zero = serde_json::to_value(Counts::default()).expect("json");
+    for wave in document["waves"].as_array_mut().into_iter().flatten() {
+        wave["counts"] = zero.clone();
     }
-    for group in copy.rollback.iter_mut().flat_map(|r| &mut r.groups) {
-        group.counts = Counts::default();
+    let groups = document["rollback"]["groups"].as_array_mut();
+    for group in groups.into_iter().flatten() {
+        group["counts"] = zero.clone();
     }
-    copy
+    document
 }
 
 fn is_active(status: WaveStatus) -> bool {
@@ -511,28 +545,32 @@ proptest! {
     #[test]
     fn gates_order_waves_and_failures_act_at_once(case in case_strategy()) {
         let inputs = resolve(&case);
-        let (mut rollout, _) = Rollout::create("p", case.plan.clone(), "alice", t0()).expect("valid");
-        let mut previous: Vec<(WaveStatus, u32)> = rollout.waves.iter().map(|w| (w.status, w.attempt)).collect();
-        check_started_waves(&rollout, &[(WaveStatus::Waiting, 0); 3][..rollout.waves.len()])?;
+        let (mut engine, _) = Engine::create(&case.plan);
+        let statuses = |rollout: &Rollout| -> Vec<(WaveStatus, u32)> {
+            rollout.wave_progress().iter().map(|w| (w.status, w.attempt)).collect()
+        };
+        let mut previous = statuses(&engine.rollout);
+        let waves = engine.rollout.wave_progress().len();
+        check_started_waves(&engine.rollout, &[(WaveStatus::Waiting, 0); 3][..waves])?;
         for (input, at) in &inputs {
-            let _ = rollout.step(input, *at);
-            check_started_waves(&rollout, &previous)?;
+            let _ = engine.step(input, *at);
+            let rollout = &engine.rollout;
+            check_started_waves(rollout, &previous)?;
             // 3. at most one forward wave deploys at a time
-            prop_assert!(rollout.waves.iter().filter(|w| is_active(w.status)).count() <= 1);
+            prop_assert!(rollout.wave_progress().iter().filter(|w| is_active(w.status)).count() <= 1);
             // 4. a crossed failure threshold is acted on in the step that crossed it
-            for (index, wave) in rollout.waves.iter().enumerate() {
-                let guarded = match rollout.state {
+            for (plan, wave) in rollout.waves() {
+                let guarded = match rollout.state() {
                     RolloutState::Deploying | RolloutState::Soaking => true,
-                    RolloutState::Paused => rollout.pause.as_ref().is_some_and(|p| p.cause == PauseCause::Operator),
+                    RolloutState::Paused => rollout.pause().is_some_and(|p| p.cause == PauseCause::Operator),
                     _ => false,
                 };
                 if guarded && is_active(wave.status) && wave.deployed_at.is_some() {
-                    let plan = &rollout.plan.waves[index];
                     let verdict = judge(&plan.name, plan, &wave.counts, wave.members_known);
                     prop_assert!(!matches!(verdict, Verdict::Failed(_)), "failure left standing: {:?}", verdict);
                 }
             }
-            previous = rollout.waves.iter().map(|w| (w.status, w.attempt)).collect();
+            previous = statuses(rollout);
         }
     }
 
@@ -546,31 +584,31 @@ proptest! {
         let mut more = case.clone();
         more.steps.extend(extra);
         inputs.extend(resolve(&more));
-        let (mut rollout, _) = Rollout::create("p", case.plan.clone(), "alice", t0()).expect("valid");
+        let (mut engine, _) = Engine::create(&case.plan);
         let mut terminal_seen = false;
         for (input, at) in &inputs {
-            let snapshot = rollout.clone();
-            let result = rollout.step(input, *at);
-            if snapshot.state.is_terminal() {
+            let snapshot = engine.rollout.clone();
+            let result = engine.step(input, *at);
+            if snapshot.state().is_terminal() {
                 terminal_seen = true;
                 // a late report still moves its device's record and counts; nothing else moves
-                prop_assert_eq!(decided(&rollout), decided(&snapshot));
-                prop_assert!(result.map(|effects| effects.is_empty()).unwrap_or(true));
+                prop_assert_eq!(decided(&engine.rollout), decided(&snapshot));
+                prop_assert!(result.map(|step| step.is_empty()).unwrap_or(true));
             }
         }
-        prop_assert!(terminal_seen || rollout.state.is_terminal());
+        prop_assert!(terminal_seen || engine.rollout.state().is_terminal());
     }
 
     #[test]
     fn rollback_counts_hold_only_the_rollbacks_reports(case in case_strategy()) {
         let inputs = resolve(&case);
-        let (mut rollout, _) = Rollout::create("p", case.plan.clone(), "alice", t0()).expect("valid");
+        let (mut engine, _) = Engine::create(&case.plan);
         let mut troubled: BTreeSet<String> = BTreeSet::new();
         for (input, at) in &inputs {
-            let _ = rollout.step(input, *at);
+            let _ = engine.step(input, *at);
             troubled.extend(rollback_trouble(input));
-            check_counts(&rollout)?;
-            for (device, record) in &rollout.devices {
+            check_counts(&engine)?;
+            for (device, record) in engine.devices.iter() {
                 if matches!(record.rollback, Outcome::Failed | Outcome::InProgress) {
                     prop_assert!(
                         troubled.contains(device.as_str()),
@@ -586,9 +624,11 @@ proptest! {
     #[test]
     fn replaying_the_same_inputs_gives_the_same_state_and_effects(case in case_strategy()) {
         let inputs = resolve(&case);
-        let first = run(&case.plan, &inputs);
-        let second = run(&case.plan, &inputs);
-        prop_assert_eq!(first, second);
+        let (first, first_ids) = run(&case.plan, &inputs);
+        let (second, second_ids) = run(&case.plan, &inputs);
+        prop_assert_eq!(comparable(&first), comparable(&second));
+        prop_assert_eq!(first.rollout.ignored_reports(), second.rollout.ignored_reports());
+        prop_assert_eq!(first_ids, second_ids);
     }
 }
 
@@ -598,13 +638,12 @@ fn check_started_waves(
     rollout: &Rollout,
     previous: &[(WaveStatus, u32)],
 ) -> Result<(), TestCaseError> {
-    for (index, wave) in rollout.waves.iter().enumerate() {
+    for (index, (plan, wave)) in rollout.waves().enumerate() {
         if wave.attempt == previous[index].1 {
             continue;
         }
-        let plan = &rollout.plan.waves[index];
         if index > 0 {
-            let before = rollout.waves[index - 1].status;
+            let before = rollout.wave_progress()[index - 1].status;
             prop_assert!(
                 matches!(before, WaveStatus::Passed | WaveStatus::Accepted),
                 "wave {} started after {:?}",
@@ -618,7 +657,7 @@ fn check_started_waves(
             index
         );
         prop_assert!(
-            rollout.infrastructure.gate_open,
+            rollout.infrastructure().gate_open,
             "wave {} started before the infrastructure gate",
             index
         );

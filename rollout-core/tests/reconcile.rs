@@ -24,7 +24,7 @@ fn polled(device: &str, succeeded: bool) -> PolledDevice {
 
 /// Reports every effect the rollout is waiting for as carried out.
 fn acknowledge(s: &mut Scenario, at: chrono::DateTime<chrono::Utc>) {
-    let outstanding: Vec<String> = s.rollout.outstanding.keys().cloned().collect();
+    let outstanding: Vec<EffectId> = s.rollout.outstanding().keys().cloned().collect();
     for effect_id in outstanding {
         s.step(Input::EffectSucceeded { effect_id }, at);
     }
@@ -84,7 +84,7 @@ fn polled_outcomes_fill_only_devices_whose_final_report_never_came() {
     states.push(polled("canary-d9", false));
     states.push(polled("elsewhere-d0", true));
     poll(&mut s, "pw-r1-w0a1", states, 3);
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!(
         (counts.succeeded, counts.failed, counts.in_progress),
         (8, 2, 0),
@@ -95,8 +95,8 @@ fn polled_outcomes_fill_only_devices_whose_final_report_never_came() {
         "wave canary: Device Update counts 3 device(s) finished whose reports never came \
          (2 succeeded, 1 failed); taken from deployment pw-r1-w0a1"
     );
-    assert!(s.rollout.devices["canary-d7"].forward_polled);
-    assert!(!s.rollout.devices["canary-d0"].forward_polled);
+    assert!(s.devices["canary-d7"].forward_polled);
+    assert!(!s.devices["canary-d0"].forward_polled);
 }
 
 #[test]
@@ -105,11 +105,11 @@ fn a_poll_that_adds_nothing_decides_nothing() {
     s.members(0, devices("canary", 4), minutes(1));
     acknowledge(&mut s, minutes(1));
     s.succeed("canary-d0", minutes(2));
-    let before = s.rollout.decision_count;
+    let before = s.rollout.decision_count();
     poll(&mut s, "pw-r1-w0a1", vec![polled("canary-d0", true)], 3);
     poll(&mut s, "pw-other", vec![polled("canary-d1", true)], 3);
-    assert_eq!(s.rollout.decision_count, before);
-    assert_eq!(s.rollout.waves[0].counts.succeeded, 1);
+    assert_eq!(s.rollout.decision_count(), before);
+    assert_eq!(s.rollout.wave_progress()[0].counts.succeeded, 1);
 }
 
 #[test]
@@ -120,13 +120,13 @@ fn a_report_still_in_progress_does_not_undo_a_polled_outcome() {
     poll(&mut s, "pw-r1-w0a1", vec![polled("canary-d0", true)], 2);
     // an older "in progress" notification delivered late, with a higher twin version than seen
     s.report("canary-d0", 6, None, minutes(3));
-    assert_eq!(s.rollout.waves[0].counts.succeeded, 1);
-    assert_eq!(s.rollout.waves[0].counts.in_progress, 0);
+    assert_eq!(s.rollout.wave_progress()[0].counts.succeeded, 1);
+    assert_eq!(s.rollout.wave_progress()[0].counts.in_progress, 0);
     // a final report still counts: the device's own word wins
     s.fail("canary-d0", minutes(4));
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!((counts.succeeded, counts.failed), (0, 1));
-    assert!(!s.rollout.devices["canary-d0"].forward_polled);
+    assert!(!s.devices["canary-d0"].forward_polled);
 }
 
 #[test]
@@ -140,9 +140,9 @@ fn a_device_that_reported_a_final_outcome_itself_is_left_to_its_own_reports() {
     // a poll read before that report still lists the failure: it changes nothing
     let effects = poll(&mut s, "pw-r1-w0a1", vec![polled("canary-d0", false)], 4);
     assert!(effects.is_empty(), "{effects:?}");
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!((counts.in_progress, counts.failed), (1, 0));
-    assert!(!s.rollout.devices["canary-d0"].forward_polled);
+    assert!(!s.devices["canary-d0"].forward_polled);
 }
 
 #[test]
@@ -170,9 +170,9 @@ fn after_the_deadline_a_polled_outcome_replaces_a_timeout() {
     s.succeed("canary-d0", minutes(5));
     s.succeed("canary-d1", minutes(5));
     s.step(Input::Tick, minutes(120));
-    assert_eq!(s.rollout.waves[0].counts.timed_out, 1);
+    assert_eq!(s.rollout.wave_progress()[0].counts.timed_out, 1);
     poll(&mut s, "pw-r1-w0a1", vec![polled("canary-d2", true)], 121);
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!((counts.succeeded, counts.timed_out), (3, 0));
     assert!(s
         .last_reason("wave.reconciled")
@@ -189,7 +189,7 @@ fn rollback_deployments_are_polled_and_the_forward_one_no_longer_counts() {
     }
     assert_eq!(s.state(), RolloutState::RollingBack);
     acknowledge(&mut s, minutes(2));
-    let targets: Vec<String> = s
+    let targets: Vec<DeploymentId> = s
         .rollout
         .deployments_to_poll()
         .into_iter()
@@ -199,7 +199,7 @@ fn rollback_deployments_are_polled_and_the_forward_one_no_longer_counts() {
     let forward = poll(&mut s, "pw-r1-w0a1", vec![polled("canary-d0", true)], 3);
     assert!(forward.is_empty());
     assert_eq!(
-        s.rollout.rollback.as_ref().expect("rollback").groups[0]
+        s.rollout.rollback().expect("rollback").groups[0]
             .counts
             .succeeded,
         0
@@ -221,8 +221,7 @@ fn a_poll_in_parts_is_one_decision_and_a_poll_that_fills_nothing_is_none() {
     s.members(0, devices("canary", 4), minutes(1));
     acknowledge(&mut s, minutes(1));
     let reconciled = |s: &Scenario| {
-        s.rollout
-            .decisions
+        s.decisions
             .iter()
             .filter(|d| d.kind == "wave.reconciled")
             .count()

@@ -36,7 +36,7 @@ fn rolled_back_at_ten(s: &mut Scenario) {
 }
 
 fn rollback_counts(s: &Scenario) -> Counts {
-    s.rollout.rollback.as_ref().expect("rollback").groups[0].counts
+    s.rollout.rollback().expect("rollback").groups[0].counts
 }
 
 #[test]
@@ -46,7 +46,8 @@ fn forward_reports_of_the_same_batch_do_not_count_against_the_rollback() {
     let counts = rollback_counts(&s);
     assert_eq!((counts.failed, counts.in_progress), (0, 0), "{counts:?}");
     assert_eq!(
-        s.rollout.waves[0].counts.failed, 3,
+        s.rollout.wave_progress()[0].counts.failed,
+        3,
         "the forward deployment keeps all three failures"
     );
 }
@@ -61,7 +62,7 @@ fn a_late_forward_failure_after_the_rollback_opened_is_known_by_its_workflow() {
     s.agent("canary-d3", FAILED, ("fw-1", minutes(12)), minutes(12));
     let counts = rollback_counts(&s);
     assert_eq!(counts.failed, 0, "{counts:?}");
-    assert_eq!(s.rollout.waves[0].counts.failed, 4);
+    assert_eq!(s.rollout.wave_progress()[0].counts.failed, 4);
     // its rollback workflow, in progress then failed, counts
     s.agent("canary-d3", IN_PROGRESS, ("rb-1", minutes(13)), minutes(13));
     assert_eq!(rollback_counts(&s).in_progress, 1);
@@ -147,14 +148,14 @@ fn a_rollback_below_its_policy_ends_failed_with_the_numbers() {
 #[test]
 fn a_report_after_the_end_updates_the_device_but_reopens_nothing() {
     let mut s = three_back_one_failed();
-    let decisions = s.rollout.decision_count;
+    let decisions = s.rollout.decision_count();
     let effects = s.agent("canary-d3", back(), ("rb-1", minutes(30)), minutes(30));
     assert!(effects.is_empty());
     assert_eq!(s.state(), RolloutState::Failed, "a final decision stays");
-    assert_eq!(s.rollout.decision_count, decisions);
+    assert_eq!(s.rollout.decision_count(), decisions);
     let counts = rollback_counts(&s);
     assert_eq!((counts.succeeded, counts.failed), (4, 0));
-    let record = s.rollout.devices["canary-d3"];
+    let record = s.devices["canary-d3"];
     assert_eq!(record.installed, Installed::RollbackUpdate);
     assert_eq!(record.last_report_at, Some(minutes(30)));
 }
@@ -163,7 +164,7 @@ fn a_report_after_the_end_updates_the_device_but_reopens_nothing() {
 fn a_retried_wave_does_not_count_the_earlier_attempts_reports() {
     let mut s = canary();
     // the deployment could not be created: the wave pauses, resume retries it (attempt 2)
-    let create = "pw-r1-w0a1:create".to_string();
+    let create = EffectId::new("pw-r1-w0a1:create");
     s.step(
         Input::EffectFailed {
             effect_id: create,
@@ -174,13 +175,13 @@ fn a_retried_wave_does_not_count_the_earlier_attempts_reports() {
     assert_eq!(s.state(), RolloutState::Paused);
     s.command("retry", CommandAction::Resume, "bob", minutes(5))
         .expect("resume");
-    assert_eq!(s.rollout.waves[0].attempt, 2);
+    assert_eq!(s.rollout.wave_progress()[0].attempt, 2);
     // a failure of attempt 1 written before attempt 2 existed does not count
     s.agent("canary-d0", FAILED, ("fw-1", minutes(4)), minutes(6));
-    assert_eq!(s.rollout.waves[0].counts.failed, 0);
+    assert_eq!(s.rollout.wave_progress()[0].counts.failed, 0);
     // attempt 2's own report does
     s.agent("canary-d1", FAILED, ("fw-2", minutes(7)), minutes(7));
-    assert_eq!(s.rollout.waves[0].counts.failed, 1);
+    assert_eq!(s.rollout.wave_progress()[0].counts.failed, 1);
 }
 
 #[test]

@@ -132,7 +132,7 @@ fn members_come_in_pages_each_counted_once_and_the_last_deploys() {
     let mut s = Scenario::new(two_waves());
     let page = |devices: Vec<String>, page: u32, last: bool| Input::GroupMembers {
         wave: 0,
-        devices,
+        devices: devices.into_iter().map(DeviceId::from).collect(),
         page,
         last,
     };
@@ -141,21 +141,20 @@ fn members_come_in_pages_each_counted_once_and_the_last_deploys() {
     // the first page counts its devices and deploys nothing yet
     let effects = s.step(page(first.clone(), 0, false), minutes(1));
     assert!(effects.is_empty(), "{effects:?}");
-    assert_eq!(s.rollout.waves[0].counts.total, 4);
-    assert!(!s.rollout.waves[0].members_known);
+    assert_eq!(s.rollout.wave_progress()[0].counts.total, 4);
+    assert!(!s.rollout.wave_progress()[0].members_known);
     // fetched again after a crash, or a page from the future: ignored
     assert!(s.step(page(first, 0, false), minutes(1)).is_empty());
     assert!(s
         .step(page(devices("x", 9), 2, true), minutes(1))
         .is_empty());
-    assert_eq!(s.rollout.waves[0].counts.total, 4);
+    assert_eq!(s.rollout.wave_progress()[0].counts.total, 4);
     // the last page completes the count, says so once, and deploys
     let effects = s.step(page(second.clone(), 1, true), minutes(2));
-    assert_eq!(s.rollout.waves[0].counts.total, 7);
-    assert!(s.rollout.waves[0].members_known);
+    assert_eq!(s.rollout.wave_progress()[0].counts.total, 7);
+    assert!(s.rollout.wave_progress()[0].members_known);
     assert!(kinds(&effects).contains(&"create"), "{:?}", kinds(&effects));
     let told: Vec<&Decision> = s
-        .rollout
         .decisions
         .iter()
         .filter(|d| d.kind == "wave.members")
@@ -164,7 +163,7 @@ fn members_come_in_pages_each_counted_once_and_the_last_deploys() {
     assert!(told[0].reason.contains("7 device(s)"), "{}", told[0].reason);
     // and once known, a replayed last page changes nothing
     assert!(s.step(page(second, 1, true), minutes(3)).is_empty());
-    assert_eq!(s.rollout.waves[0].counts.total, 7);
+    assert_eq!(s.rollout.wave_progress()[0].counts.total, 7);
 }
 
 #[test]
@@ -179,7 +178,7 @@ fn success_threshold_then_soak_then_next_wave() {
     assert_eq!(s.state(), RolloutState::Soaking, "soak not over");
     let effects = s.step(Input::Tick, minutes(35));
     assert_eq!(s.state(), RolloutState::Deploying);
-    assert_eq!(s.rollout.current_wave, 1);
+    assert_eq!(s.rollout.current_wave(), 1);
     assert_eq!(kinds(&effects), ["fetch"]);
     pass_wave(&mut s, 1, "fleet", 20, minutes(40));
     s.step(Input::Tick, minutes(70));
@@ -229,7 +228,7 @@ fn devices_past_their_timeout_count_as_timed_out_failures() {
         "9 of 10 = 90% < 95%, 0 failures"
     );
     s.step(Input::Tick, minutes(120));
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!(
         (counts.succeeded, counts.timed_out, counts.failed),
         (9, 1, 0)
@@ -261,7 +260,10 @@ fn approval_gate_holds_the_wave_and_separation_of_duties_applies() {
         .expect("approved");
     assert_eq!(s.state(), RolloutState::Deploying);
     assert_eq!(kinds(&effects), ["fetch"]);
-    assert_eq!(s.rollout.waves[1].approved_by.as_deref(), Some("bob"));
+    assert_eq!(
+        s.rollout.wave_progress()[1].approved_by.as_deref(),
+        Some("bob")
+    );
 }
 
 #[test]
@@ -284,8 +286,7 @@ fn waves_start_only_inside_the_maintenance_window() {
         .contains("Mon,Tue 01:00–05:00 Europe/Berlin"));
     s.step(Input::Tick, minutes(600)); // 12:00 Berlin: still closed, no new decision
     assert_eq!(
-        s.rollout
-            .decisions
+        s.decisions
             .iter()
             .filter(|d| d.kind == "wave.waiting_for_window")
             .count(),
@@ -293,7 +294,7 @@ fn waves_start_only_inside_the_maintenance_window() {
     );
     s.step(Input::Tick, minutes(24 * 60)); // Tuesday 02:00 Berlin
     assert_eq!(s.state(), RolloutState::Deploying);
-    assert_eq!(s.rollout.current_wave, 1);
+    assert_eq!(s.rollout.current_wave(), 1);
 }
 
 #[test]
@@ -310,9 +311,9 @@ fn on_failure_pause_waits_and_resume_accepts_the_wave() {
         .contains("paused for an operator"));
     s.command("r1", CommandAction::Resume, "bob", minutes(3))
         .expect("resume");
-    assert_eq!(s.rollout.waves[0].status, WaveStatus::Accepted);
+    assert_eq!(s.rollout.wave_progress()[0].status, WaveStatus::Accepted);
     assert_eq!(s.state(), RolloutState::Deploying);
-    assert_eq!(s.rollout.current_wave, 1);
+    assert_eq!(s.rollout.current_wave(), 1);
 }
 
 #[test]
@@ -523,9 +524,9 @@ fn stale_and_duplicate_reports_change_nothing_and_devices_count_once() {
         ..report.clone()
     };
     s.step(Input::DeviceReport(older), minutes(3));
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!((counts.failed, counts.succeeded), (1, 0));
-    assert_eq!(s.rollout.ignored_reports, 2);
+    assert_eq!(s.rollout.ignored_reports(), 2);
     let newer = DeviceReport {
         twin_version: 51,
         agent_state: 0,
@@ -534,7 +535,7 @@ fn stale_and_duplicate_reports_change_nothing_and_devices_count_once() {
         ..report
     };
     s.step(Input::DeviceReport(newer), minutes(4));
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!(
         (counts.failed, counts.succeeded),
         (0, 1),
@@ -646,7 +647,10 @@ fn effect_ids_are_deterministic() {
     let a = Scenario::new(two_waves());
     let b = Scenario::new(two_waves());
     assert_eq!(a.effects, b.effects);
-    assert_eq!(deployment_id("r1", "w0a1"), "pw-r1-w0a1");
+    assert_eq!(
+        DeploymentId::for_wave(&RolloutId::new("r1"), 0, 1),
+        "pw-r1-w0a1"
+    );
 }
 
 #[test]
@@ -665,7 +669,6 @@ fn every_decision_is_published_with_its_reason() {
         })
         .collect();
     let decisions: Vec<_> = s
-        .rollout
         .decisions
         .iter()
         .map(|d| (format!("patchwave.{}", d.kind), d.reason.clone()))
@@ -715,18 +718,19 @@ fn after_the_deadline_only_a_final_outcome_replaces_a_timeout() {
         RolloutState::Soaking,
         "2 of 5 timed out = 40% is not above 45%"
     );
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!(
         (counts.succeeded, counts.timed_out, counts.in_progress),
         (3, 2, 0)
     );
     s.report("canary-d2", 6, None, minutes(121));
     assert_eq!(
-        s.rollout.waves[0].counts.timed_out, 2,
+        s.rollout.wave_progress()[0].counts.timed_out,
+        2,
         "still working is still timed out"
     );
     s.succeed("canary-d3", minutes(122));
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!(
         (counts.succeeded, counts.timed_out),
         (4, 1),
@@ -745,20 +749,17 @@ fn no_rule_needs_every_device_record_loaded() {
     )]));
     s.members(0, devices("canary", 1000), minutes(0));
     // the shell may hold only the records an input concerns
-    s.rollout.devices.retain(|id, _| id.as_str() == "canary-d7");
+    s.devices.retain(|id, _| id.as_str() == "canary-d7");
     s.succeed("canary-d7", minutes(5));
     s.step(Input::Tick, minutes(120));
-    let counts = s.rollout.waves[0].counts;
+    let counts = s.rollout.wave_progress()[0].counts;
     assert_eq!(
         (counts.total, counts.succeeded, counts.timed_out),
         (1000, 1, 999)
     );
     assert_eq!(s.state(), RolloutState::RollingBack);
     assert_eq!(
-        s.rollout
-            .rollback
-            .as_ref()
-            .map(|r| r.groups[0].counts.total),
+        s.rollout.rollback().map(|r| r.groups[0].counts.total),
         Some(1000)
     );
 }

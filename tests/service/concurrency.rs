@@ -25,7 +25,7 @@ pub async fn concurrent_writers_keep_counts_exact(mut stores: Vec<Arc<dyn Store>
     plan.waves[0].failure_threshold_percent = 50.0;
     plan.waves[0].min_devices_judged = 4000;
     let rollout = creator.create(plan, "alice", None).await.expect("created");
-    assert_eq!(rollout.waves[0].counts.total, fleet.len() as u64);
+    assert_eq!(rollout.wave_progress()[0].counts.total, fleet.len() as u64);
 
     let mut writers = Vec::new();
     let mut services = Vec::new();
@@ -68,8 +68,8 @@ pub async fn concurrent_writers_keep_counts_exact(mut stores: Vec<Arc<dyn Store>
         .map(|s| s.metrics().snapshot().conflicts_retried)
         .sum();
     println!("conditional writes redone after losing to another instance: {conflicts}");
-    let after = creator.get(&rollout.id).await.expect("get");
-    let counts = after.waves[0].counts;
+    let after = creator.get(rollout.id()).await.expect("get");
+    let counts = after.wave_progress()[0].counts;
     let failed = (WRITERS * REPORTS_PER_WRITER / 10) as u64;
     assert_eq!(counts.failed, failed, "{counts:?}");
     assert_eq!(counts.succeeded, fleet.len() as u64 - failed, "{counts:?}");
@@ -77,7 +77,7 @@ pub async fn concurrent_writers_keep_counts_exact(mut stores: Vec<Arc<dyn Store>
     let sample: Vec<String> = fleet.iter().step_by(97).cloned().collect();
     for (device, record) in creator
         .store()
-        .load_devices(&rollout.id, &sample)
+        .load_devices(rollout.id(), &sample)
         .await
         .expect("devices")
     {
@@ -165,7 +165,12 @@ async fn one_instance_queues_its_own_writers_instead_of_conflicting() {
     for delivery in deliveries {
         delivery.await.expect("joined").expect("delivered");
     }
-    let counts = service.get(&rollout.id).await.expect("get").waves[0].counts;
+    let counts = service
+        .get(rollout.id())
+        .await
+        .expect("get")
+        .wave_progress()[0]
+        .counts;
     assert_eq!(counts.in_progress, 800);
     let metrics = service.metrics().snapshot();
     assert_eq!(metrics.conflicts_retried, 0);
@@ -209,8 +214,8 @@ async fn batches_routed_on_records_that_another_batch_wrote_since_step_again() {
             delivery.await.expect("joined").expect("delivered");
         }
     }
-    let after = service.get(&rollout.id).await.expect("get");
-    let counts = after.waves[0].counts;
+    let after = service.get(rollout.id()).await.expect("get");
+    let counts = after.wave_progress()[0].counts;
     assert_eq!(
         (counts.succeeded, counts.in_progress),
         (100, 0),
@@ -218,7 +223,7 @@ async fn batches_routed_on_records_that_another_batch_wrote_since_step_again() {
     );
     let records = service
         .store()
-        .load_devices(&rollout.id, &fleet)
+        .load_devices(rollout.id(), &fleet)
         .await
         .expect("records");
     assert_eq!(records.len(), 100);

@@ -15,9 +15,10 @@ async fn a_healthy_wave_runs_from_plan_to_completed() {
         .create(one_wave_plan("canary", 100.0), "alice", None)
         .await
         .expect("created");
-    assert_eq!(rollout.state, RolloutState::Deploying);
+    assert_eq!(rollout.state(), RolloutState::Deploying);
     assert_eq!(
-        rollout.waves[0].counts.total, 20,
+        rollout.wave_progress()[0].counts.total,
+        20,
         "members fetched and stored through the outbox"
     );
     let executed = azure.executed();
@@ -43,15 +44,15 @@ async fn a_healthy_wave_runs_from_plan_to_completed() {
         .deliver_reports(&context(), &changes)
         .await
         .expect("reports");
-    let after = service.get(&rollout.id).await.expect("get");
-    assert_eq!(after.waves[0].counts.succeeded, 20);
-    assert_eq!(after.state, RolloutState::Soaking);
+    let after = service.get(rollout.id()).await.expect("get");
+    assert_eq!(after.wave_progress()[0].counts.succeeded, 20);
+    assert_eq!(after.state(), RolloutState::Soaking);
 
     clock.advance(chrono::Duration::minutes(31));
     service.tick().await.expect("tick");
-    let done = service.get(&rollout.id).await.expect("get");
-    assert_eq!(done.state, RolloutState::Completed);
-    let audit = store.audit(&rollout.id).await.expect("audit");
+    let done = service.get(rollout.id()).await.expect("get");
+    assert_eq!(done.state(), RolloutState::Completed);
+    let audit = store.audit(rollout.id()).await.expect("audit");
     let kinds: Vec<&str> = audit.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(kinds.first(), Some(&"rollout.created"));
     assert_eq!(kinds.last(), Some(&"rollout.completed"));
@@ -84,8 +85,8 @@ async fn failing_devices_open_a_rollback_through_the_outbox() {
         .deliver_reports(&context(), &changes)
         .await
         .expect("reports");
-    let after = service.get(&rollout.id).await.expect("get");
-    assert_eq!(after.state, RolloutState::RollingBack);
+    let after = service.get(rollout.id()).await.expect("get");
+    assert_eq!(after.state(), RolloutState::RollingBack);
     let executed = azure.executed();
     assert!(
         executed.iter().any(|id| id.ends_with("-rb0:create")),
@@ -97,7 +98,7 @@ async fn failing_devices_open_a_rollback_through_the_outbox() {
     );
     let reason = &service
         .store()
-        .audit(&rollout.id)
+        .audit(rollout.id())
         .await
         .expect("audit")
         .into_iter()
@@ -154,7 +155,8 @@ async fn plan_problems_and_busy_groups_are_refused_and_create_is_idempotent() {
         .await
         .expect("same");
     assert_eq!(
-        first.id, again.id,
+        first.id(),
+        again.id(),
         "Idempotency-Key returns the first rollout"
     );
     let busy = service

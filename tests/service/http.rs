@@ -82,8 +82,8 @@ async fn one_malformed_message_in_100_is_one_dead_letter_and_99_are_applied() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["ReturnValue"]["deviceUpdateReports"], 99, "{body}");
 
-    let after = service.get(&rollout.id).await.expect("get");
-    assert_eq!(after.waves[0].counts.succeeded, 99);
+    let after = service.get(rollout.id()).await.expect("get");
+    assert_eq!(after.wave_progress()[0].counts.succeeded, 99);
     let letters = store.dead_letters(10).await.expect("letters");
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(
@@ -108,7 +108,11 @@ async fn one_malformed_message_in_100_is_one_dead_letter_and_99_are_applied() {
         .await
         .expect("again");
     assert_eq!(
-        service.get(&rollout.id).await.expect("get").waves[0]
+        service
+            .get(rollout.id())
+            .await
+            .expect("get")
+            .wave_progress()[0]
             .counts
             .succeeded,
         99

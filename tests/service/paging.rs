@@ -100,16 +100,16 @@ async fn members_are_committed_page_by_page_and_the_fetch_resumes_from_its_check
         .await
         .expect("create");
     // pages 0 and 1 are committed; page 2 failed, so the wave waits without deploying
-    let rollout = service.get(&created.id).await.expect("rollout");
-    assert_eq!(rollout.waves[0].counts.total, 6);
-    assert!(!rollout.waves[0].members_known);
-    assert!(rollout.waves[0].deployed_at.is_none());
-    service.run_effects(&created.id).await.expect("resume");
-    let rollout = service.get(&created.id).await.expect("rollout");
-    assert_eq!(rollout.waves[0].counts.total, 10);
-    assert!(rollout.waves[0].members_known);
+    let rollout = service.get(created.id()).await.expect("rollout");
+    assert_eq!(rollout.wave_progress()[0].counts.total, 6);
+    assert!(!rollout.wave_progress()[0].members_known);
+    assert!(rollout.wave_progress()[0].deployed_at.is_none());
+    service.run_effects(created.id()).await.expect("resume");
+    let rollout = service.get(created.id()).await.expect("rollout");
+    assert_eq!(rollout.wave_progress()[0].counts.total, 10);
+    assert!(rollout.wave_progress()[0].members_known);
     assert!(
-        rollout.waves[0].deployed_at.is_some(),
+        rollout.wave_progress()[0].deployed_at.is_some(),
         "deployment requested after the last page"
     );
     // resumed at page 2, not from the start
@@ -124,10 +124,10 @@ async fn a_page_fetched_again_is_counted_once() {
         .create(one_wave_plan("canary", 100.0), "alice", None)
         .await
         .expect("create");
-    service.run_effects(&created.id).await.expect("resume");
-    let rollout = service.get(&created.id).await.expect("rollout");
+    service.run_effects(created.id()).await.expect("resume");
+    let rollout = service.get(created.id()).await.expect("rollout");
     // pages 0 and 1 came twice (the checkpoint was lost); every device counts once
     assert_eq!(hub.asked(), [0, 1, 2, 0, 1, 2, 3]);
-    assert_eq!(rollout.waves[0].counts.total, 10);
-    assert!(rollout.waves[0].members_known);
+    assert_eq!(rollout.wave_progress()[0].counts.total, 10);
+    assert!(rollout.wave_progress()[0].members_known);
 }

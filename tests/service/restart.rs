@@ -5,7 +5,7 @@ use patchwave::ports::ManualClock;
 use patchwave::service::RolloutService;
 use patchwave::store::sqlite::SqliteStore;
 use patchwave::store::{Commit, Store};
-use rollout_core::Rollout;
+use rollout_core::{Rollout, RolloutId};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,14 +15,10 @@ async fn pending_effects_survive_a_restart_and_run_exactly_once() {
     // process 1 decides and stores the decision with its effects, then dies before running them
     let emitted = {
         let store = SqliteStore::open(&path).expect("open");
-        let (mut rollout, effects) =
-            Rollout::create("ro-restart", one_wave_plan("canary", 100.0), "alice", t0())
-                .expect("valid");
-        let decisions = std::mem::take(&mut rollout.decisions)
-            .into_iter()
-            .enumerate()
-            .map(|(i, d)| (i as u64, d))
-            .collect();
+        let id = RolloutId::new("ro-restart");
+        let (rollout, step) =
+            Rollout::create(id, one_wave_plan("canary", 100.0), "alice", t0()).expect("valid");
+        let (effects, decisions) = (step.effects, step.decisions);
         store
             .commit(Commit {
                 rollout,
@@ -33,7 +29,10 @@ async fn pending_effects_survive_a_restart_and_run_exactly_once() {
             })
             .await
             .expect("commit");
-        effects.into_iter().map(|e| e.id).collect::<Vec<_>>()
+        effects
+            .into_iter()
+            .map(|e| e.id.to_string())
+            .collect::<Vec<_>>()
     };
     // process 2 starts on the same database
     let azure = Arc::new(FakeAzure::with_group("canary", devices("gw", 3)));
@@ -72,7 +71,11 @@ async fn pending_effects_survive_a_restart_and_run_exactly_once() {
         .expect("pending")
         .is_empty());
     assert_eq!(
-        service.get("ro-restart").await.expect("get").waves[0]
+        service
+            .get("ro-restart")
+            .await
+            .expect("get")
+            .wave_progress()[0]
             .counts
             .total,
         3
@@ -133,7 +136,7 @@ async fn a_long_patch_run_resumes_from_its_checkpoint_after_a_restart() {
     let service = RolloutService::new(store, first.clone(), Arc::new(ManualClock::new(t0())));
     let rollout = service.create(plan, "alice", None).await.expect("created");
     assert_eq!(
-        rollout.state,
+        rollout.state(),
         rollout_core::RolloutState::PatchingInfrastructure
     );
     assert_eq!(*first.seen.lock().expect("lock"), vec![None]);
@@ -150,9 +153,9 @@ async fn a_long_patch_run_resumes_from_its_checkpoint_after_a_restart() {
         vec![Some("operation-42".to_string())],
         "resumed, not restarted"
     );
-    let after = service.get(&rollout.id).await.expect("get");
+    let after = service.get(rollout.id()).await.expect("get");
     assert_eq!(
-        after.state,
+        after.state(),
         rollout_core::RolloutState::Deploying,
         "host patched, devices go"
     );

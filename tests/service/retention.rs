@@ -137,7 +137,7 @@ async fn a_failure_to_prune_dead_letters_does_not_fail_the_tick() {
     assert!(store.prune_dead_letters(&retention).await.is_err());
     clock.advance(chrono::Duration::minutes(31));
     service.tick().await.expect("the tick succeeds");
-    let done = service.get(&rollout.id).await.expect("get");
-    assert_eq!(done.state, RolloutState::Completed, "the rollouts ticked");
+    let done = service.get(rollout.id()).await.expect("get");
+    assert_eq!(done.state(), RolloutState::Completed, "the rollouts ticked");
     assert_eq!(service.metrics().snapshot().dead_letters_pruned, 0);
 }

@@ -40,10 +40,13 @@ impl EffectExecutor for FakeAzure {
         effect: &Effect,
         _checkpoint: Option<&str>,
     ) -> EffectOutcome {
-        self.executed.lock().expect("lock").push(effect.id.clone());
+        self.executed
+            .lock()
+            .expect("lock")
+            .push(effect.id.to_string());
         match &effect.kind {
             EffectKind::FetchGroupMembers { group, .. } => EffectOutcome::MembersPage {
-                devices: self.groups.get(group).cloned().unwrap_or_default(),
+                devices: self.groups.get(group.as_str()).cloned().unwrap_or_default(),
                 page: 0,
                 resume: None,
             },

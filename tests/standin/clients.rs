@@ -259,8 +259,13 @@ async fn the_executor_reads_a_large_group_page_by_page() {
                    "deviceTimeoutMinutes": 60, "onFailure": "rollback"}]
     }))
     .expect("plan");
-    let (rollout, _) =
-        Rollout::create("ro-paged", plan, "alice", chrono::DateTime::UNIX_EPOCH).expect("rollout");
+    let (rollout, _) = Rollout::create(
+        "ro-paged".into(),
+        plan,
+        "alice",
+        chrono::DateTime::UNIX_EPOCH,
+    )
+    .expect("rollout");
     let effect = Effect {
         id: "ro-paged:members:w0a1".into(),
         kind: EffectKind::FetchGroupMembers {

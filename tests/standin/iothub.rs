@@ -346,8 +346,13 @@ async fn a_module_group_is_learned_completely_each_device_once() {
                    "deviceTimeoutMinutes": 60, "onFailure": "rollback"}]
     }))
     .expect("plan");
-    let (rollout, _) = Rollout::create("ro-modules", plan, "alice", chrono::DateTime::UNIX_EPOCH)
-        .expect("rollout");
+    let (rollout, _) = Rollout::create(
+        "ro-modules".into(),
+        plan,
+        "alice",
+        chrono::DateTime::UNIX_EPOCH,
+    )
+    .expect("rollout");
     let effect = Effect {
         id: "ro-modules:members:w0a1".into(),
         kind: EffectKind::FetchGroupMembers {

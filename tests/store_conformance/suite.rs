@@ -30,27 +30,37 @@ pub fn plan() -> RolloutPlan {
     }
 }
 
-pub fn new_rollout(id: &str) -> (Rollout, Vec<Effect>) {
+pub fn new_rollout(id: &str) -> (Rollout, Step) {
     let now = Utc
         .with_ymd_and_hms(2026, 11, 23, 1, 0, 0)
         .single()
         .expect("time");
-    Rollout::create(id, plan(), "alice", now).expect("valid")
+    Rollout::create(RolloutId::new(id), plan(), "alice", now).expect("valid")
+}
+
+/// `rollout` with its stored document edited (fields the engine alone changes, set here to
+/// make a document that differs).
+pub fn edited(rollout: &Rollout, edit: impl FnOnce(&mut serde_json::Value)) -> Rollout {
+    let mut document = serde_json::to_value(rollout).expect("json");
+    edit(&mut document);
+    serde_json::from_value(document).expect("still a rollout")
+}
+
+/// `rollout` with `ignoredReports` set to `count`.
+pub fn with_ignored_reports(rollout: &Rollout, count: u64) -> Rollout {
+    edited(rollout, |document| {
+        document["ignoredReports"] = count.into()
+    })
 }
 
 pub fn create_commit(id: &str) -> Commit {
-    let (mut rollout, effects) = new_rollout(id);
-    let decisions = std::mem::take(&mut rollout.decisions)
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| (i as u64, d))
-        .collect();
+    let (rollout, step) = new_rollout(id);
     Commit {
         rollout,
         expected: None,
         devices: vec![],
-        effects,
-        decisions,
+        effects: step.effects,
+        decisions: step.decisions,
     }
 }
 
@@ -71,8 +81,8 @@ pub async fn create_load_and_refuse_a_second_create(store: Arc<dyn Store>) {
         .expect("load")
         .expect("exists");
     assert_eq!(loaded.version, version);
-    assert_eq!(loaded.value.plan, plan());
-    assert_eq!(loaded.value.state, RolloutState::Deploying);
+    assert_eq!(loaded.value.plan(), &plan());
+    assert_eq!(loaded.value.state(), RolloutState::Deploying);
     assert!(store.load_rollout("nope").await.expect("load").is_none());
     let again = store.commit(create_commit("r-1")).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
@@ -85,7 +95,7 @@ pub async fn create_load_and_refuse_a_second_create(store: Arc<dyn Store>) {
         .await
         .expect("list")
         .into_iter()
-        .map(|r| r.id)
+        .map(|r| r.id().to_string())
         .collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&"r-1".to_string()) && ids.contains(&"r-2".to_string()));
@@ -108,8 +118,7 @@ pub async fn stale_writes_conflict_and_change_nothing(store: Arc<dyn Store>) {
         .expect("devices");
     let device_version = devices[0].1.version.clone();
 
-    let mut changed = loaded.value.clone();
-    changed.ignored_reports = 7;
+    let changed = with_ignored_reports(&loaded.value, 7);
     let write = |expected: &str, device_version: &str, outcome| Commit {
         rollout: changed.clone(),
         expected: Some(expected.to_string()),
@@ -382,7 +391,7 @@ pub async fn device_pages_neither_skip_nor_repeat_any_id(store: Arc<dyn Store>) 
 
 pub async fn outbox_keeps_order_ignores_duplicates_and_completes(store: Arc<dyn Store>) {
     let create = create_commit("r");
-    let first_ids: Vec<String> = create.effects.iter().map(|e| e.id.clone()).collect();
+    let first_ids: Vec<EffectId> = create.effects.iter().map(|e| e.id.clone()).collect();
     let version = store.commit(create.clone()).await.expect("create");
     let pending = store.pending_effects(Some("r")).await.expect("pending");
     assert_eq!(
@@ -413,13 +422,13 @@ pub async fn outbox_keeps_order_ignores_duplicates_and_completes(store: Arc<dyn 
     };
     store.commit(commit).await.expect("commit");
     let pending = store.pending_effects(None).await.expect("pending");
-    let ids: Vec<String> = pending.iter().map(|p| p.effect.id.clone()).collect();
+    let ids: Vec<EffectId> = pending.iter().map(|p| p.effect.id.clone()).collect();
     let mut expected = first_ids.clone();
     expected.push("r:extra".into());
     assert_eq!(ids, expected, "in order, once each");
     assert_eq!(pending.last().map(|p| p.effect.clone()), Some(extra));
     store
-        .complete_effect("r", &first_ids[0])
+        .complete_effect("r", first_ids[0].as_str())
         .await
         .expect("complete");
     let pending = store.pending_effects(Some("r")).await.expect("pending");
@@ -440,7 +449,7 @@ pub async fn checkpoints_stay_with_pending_effects(store: Arc<dyn Store>) {
     let url = "https://management.azure.com/subscriptions/s/providers/Microsoft.Compute/locations/westus/operations/op?api-version=2025-04-01";
     let checkpoint = format!("{{\"statusUrl\":\"{url}\"}}");
     store
-        .checkpoint_effect("r", &first, &checkpoint)
+        .checkpoint_effect("r", first.as_str(), &checkpoint)
         .await
         .expect("checkpoint");
     let pending = store.pending_effects(Some("r")).await.expect("pending");
@@ -450,7 +459,7 @@ pub async fn checkpoints_stay_with_pending_effects(store: Arc<dyn Store>) {
         .expect("still pending");
     assert_eq!(item.checkpoint.as_deref(), Some(checkpoint.as_str()));
     store
-        .checkpoint_effect("r", &first, "second")
+        .checkpoint_effect("r", first.as_str(), "second")
         .await
         .expect("overwrite");
     let pending = store.pending_effects(None).await.expect("pending");
@@ -462,7 +471,10 @@ pub async fn checkpoints_stay_with_pending_effects(store: Arc<dyn Store>) {
             .as_deref(),
         Some("second")
     );
-    store.complete_effect("r", &first).await.expect("complete");
+    store
+        .complete_effect("r", first.as_str())
+        .await
+        .expect("complete");
     assert!(!store
         .pending_effects(Some("r"))
         .await
@@ -482,7 +494,7 @@ pub async fn audit_is_append_only_and_ordered(store: Arc<dyn Store>) {
         .expect("load")
         .expect("exists");
     let mut later = decisions[0].1.clone();
-    later.kind = "rollout.paused".into();
+    later.kind = DecisionKind::RolloutPaused;
     let commit = Commit {
         rollout: loaded.value,
         expected: Some(version),
@@ -649,7 +661,7 @@ pub async fn dead_letters_older_than_the_retention_are_pruned_and_nothing_else(
         .await
         .expect("load")
         .expect("still there");
-    assert_eq!(loaded.value.id, "r-stays");
+    assert_eq!(loaded.value.id(), "r-stays");
     assert_eq!(store.audit("r-stays").await.expect("audit"), audit);
     assert_eq!(
         store

@@ -3,10 +3,12 @@
 //! that are not key-safe, and queries and device pages long enough to need continuation
 //! tokens, two instances pruning the same dead letters.
 
-use crate::suite::{create_commit, letter_at, new_rollout, retention_time};
+use crate::suite::{
+    create_commit, edited, letter_at, new_rollout, retention_time, with_ignored_reports,
+};
 use crate::table::{another, fresh};
 use patchwave::store::{Commit, DeadLetter, DeadLetterRetention, StoreError};
-use rollout_core::{Decision, DeviceRecord, Effect, EffectKind};
+use rollout_core::{Decision, DeviceRecord, Effect, EffectId, EffectKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_sees_writes_and_loses_with_a_stale_version() {
@@ -20,8 +22,7 @@ async fn a_second_instance_sees_writes_and_loses_with_a_stale_version() {
         .expect("the other instance sees it");
     assert_eq!(seen.version, v1);
 
-    let mut changed = seen.value.clone();
-    changed.ignored_reports = 1;
+    let changed = with_ignored_reports(&seen.value, 1);
     let commit = |expected: &str| Commit {
         rollout: changed.clone(),
         expected: Some(expected.to_string()),
@@ -40,7 +41,10 @@ async fn a_second_instance_sees_writes_and_loses_with_a_stale_version() {
         .await
         .expect("load")
         .expect("exists");
-    assert_eq!((reloaded.version, reloaded.value.ignored_reports), (v2, 1));
+    assert_eq!(
+        (reloaded.version, reloaded.value.ignored_reports()),
+        (v2, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,14 +70,15 @@ async fn a_commit_over_one_transaction_is_refused_whole() {
 async fn long_documents_and_awkward_ids_round_trip() {
     let (store, _guard) = fresh().await;
     let id = "rollouts/2026 #1?'é";
-    let (mut rollout, effects) = new_rollout(id);
-    rollout.decisions.clear();
+    let (rollout, step) = new_rollout(id);
+    let effects = step.effects;
     // far beyond one string property's 64 KiB
-    rollout.applied = (0..6000)
+    let applied: Vec<String> = (0..6000)
         .map(|i| format!("operator-command-{i:08}-✓"))
         .collect();
+    let rollout = edited(&rollout, |document| document["applied"] = applied.into());
     let effect = Effect {
-        id: format!("{id}:cancel/run:1"),
+        id: EffectId::new(format!("{id}:cancel/run:1")),
         kind: EffectKind::CancelMaintenanceRun {
             run_id: "run/1".into(),
         },
@@ -183,8 +188,7 @@ async fn racing_instances_never_both_win() {
             .expect("load")
             .expect("exists");
         let attempt = |store: std::sync::Arc<dyn patchwave::store::Store>, reports: u64| {
-            let mut rollout = read.value.clone();
-            rollout.ignored_reports = reports;
+            let rollout = with_ignored_reports(&read.value, reports);
             let commit = Commit {
                 rollout,
                 expected: Some(read.version.clone()),
@@ -211,7 +215,8 @@ async fn racing_instances_never_both_win() {
             .expect("exists");
         let winner = if a.is_ok() { 2 * round } else { 2 * round + 1 };
         assert_eq!(
-            now.value.ignored_reports, winner,
+            now.value.ignored_reports(),
+            winner,
             "the winner's write is the one kept"
         );
     }

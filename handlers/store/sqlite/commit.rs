@@ -14,7 +14,7 @@ pub(super) fn write_commit(
     let tx = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(StoreError::from)?;
-    let id = &commit.rollout.id;
+    let id = commit.rollout.id().as_str();
     let version = write_head(&tx, commit)?;
     for write in &commit.devices {
         let record = super::record::encode(&write.record);
@@ -41,7 +41,7 @@ pub(super) fn write_commit(
         execute(
             &tx,
             "INSERT OR IGNORE INTO outbox (rollout, effect_id, ord, effect) VALUES (?1, ?2, ?3, ?4)",
-            params![id, effect.id, format!("{version:012}-{index:05}"), to_json(effect)?],
+            params![id, effect.id.as_str(), format!("{version:012}-{index:05}"), to_json(effect)?],
         )?;
     }
     for (seq, decision) in &commit.decisions {
@@ -69,14 +69,14 @@ fn execute(
 
 /// Inserts the rollout document, or replaces it if its version is still the one read.
 fn write_head(connection: &Connection, commit: &Commit) -> Result<i64, StoreError> {
-    let id = &commit.rollout.id;
+    let id = commit.rollout.id().as_str();
     let doc = to_json(&commit.rollout)?;
     match &commit.expected {
         None => {
             let inserted = execute(
                 connection,
                 "INSERT OR IGNORE INTO rollouts (id, version, created_at, doc) VALUES (?1, 1, ?2, ?3)",
-                params![id, commit.rollout.created_at.to_rfc3339(), doc],
+                params![id, commit.rollout.created_at().to_rfc3339(), doc],
             )?;
             if inserted == 0 {
                 return Err(StoreError::Conflict(format!("rollout {id} already exists")));

@@ -205,9 +205,9 @@ impl Store for TableStore {
             }
         }
         rollouts.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.id.cmp(&b.id))
+            b.created_at()
+                .cmp(&a.created_at())
+                .then_with(|| a.id().cmp(b.id()))
         });
         Ok(rollouts)
     }
@@ -348,12 +348,12 @@ impl Store for TableStore {
 
     async fn commit(&self, commit: Commit) -> Result<Version, StoreError> {
         if commit.expected.is_none() {
-            let id = &commit.rollout.id;
+            let id = commit.rollout.id().as_str();
             let mut row = entity::entity(CATALOG_PARTITION, &key(id));
-            row.insert("Id".into(), id.clone().into());
+            row.insert("Id".into(), id.into());
             row.insert(
                 "CreatedAt".into(),
-                commit.rollout.created_at.to_rfc3339().into(),
+                commit.rollout.created_at().to_rfc3339().into(),
             );
             // listed before it exists; a create that then fails leaves a row list_rollouts skips
             self.client.insert(&self.tables.catalog, &row).await?;

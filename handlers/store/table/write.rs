@@ -69,7 +69,7 @@ pub(super) async fn commit(
             "commit too large for one entity group transaction: {size} operations"
         )));
     }
-    let partition = key(&commit.rollout.id);
+    let partition = key(commit.rollout.id().as_str());
     let seq = next_seq(client, table, &partition, commit).await?;
     let mut operations = vec![head_operation(&partition, seq, commit)?];
     operations.extend(device_operations(&partition, commit)?);
@@ -81,7 +81,14 @@ pub(super) async fn commit(
     }
     operations.extend(appends.into_iter().map(|(_, row)| Operation::Insert(row)));
     let outcome = client.batch(table, &operations).await?;
-    committed(client, table, &partition, &commit.rollout.id, outcome).await
+    committed(
+        client,
+        table,
+        &partition,
+        commit.rollout.id().as_str(),
+        outcome,
+    )
+    .await
 }
 
 /// The head's commit number, which orders the outbox: 1 for a new rollout, else one past the
@@ -92,7 +99,7 @@ async fn next_seq(
     partition: &str,
     commit: &Commit,
 ) -> Result<u64, StoreError> {
-    let id = &commit.rollout.id;
+    let id = commit.rollout.id().as_str();
     let Some(expected) = &commit.expected else {
         return Ok(1);
     };
@@ -113,11 +120,11 @@ async fn next_seq(
 /// The head row: inserted for a new rollout, else replaced on the ETag read.
 fn head_operation(partition: &str, seq: u64, commit: &Commit) -> Result<Operation, StoreError> {
     let mut head = entity(partition, HEAD);
-    head.insert("Id".into(), commit.rollout.id.clone().into());
+    head.insert("Id".into(), commit.rollout.id().as_str().into());
     head.insert("Seq".into(), format!("{seq:012}").into());
     head.insert(
         "CreatedAt".into(),
-        commit.rollout.created_at.to_rfc3339().into(),
+        commit.rollout.created_at().to_rfc3339().into(),
     );
     put_doc(&mut head, &commit.rollout)?;
     Ok(match &commit.expected {
@@ -154,15 +161,15 @@ fn appends(
     seq: u64,
     commit: &Commit,
 ) -> Result<Vec<(String, Entity)>, StoreError> {
-    let id = &commit.rollout.id;
+    let id = commit.rollout.id().as_str();
     let mut appends: Vec<(String, Entity)> = Vec::new();
     let mut seen = HashSet::new();
     for (index, effect) in commit.effects.iter().enumerate() {
-        let row_key = effect_row(&effect.id);
+        let row_key = effect_row(effect.id.as_str());
         if seen.insert(row_key.clone()) {
             let mut row = entity(partition, &row_key);
-            row.insert("Rollout".into(), id.clone().into());
-            row.insert("EffectId".into(), effect.id.clone().into());
+            row.insert("Rollout".into(), id.into());
+            row.insert("EffectId".into(), effect.id.as_str().into());
             row.insert("Order".into(), format!("{seq:012}-{index:05}").into());
             row.insert("Done".into(), false.into());
             put_doc(&mut row, effect)?;

@@ -1,9 +1,12 @@
 //! Operator commands: checked against the state first, so a refused command changes nothing.
 
 use super::{command_key, Rejected};
+use crate::decision_kind::DecisionKind;
 use crate::effect::{Effect, EffectKind};
+use crate::ids::{DeploymentId, EffectId, GroupId};
 use crate::input::{Command, CommandAction};
-use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState, WaveStatus};
+use crate::rollout::Rollout;
+use crate::state::{PauseCause, PauseRecord, RolloutState, WaveStatus};
 
 impl Rollout {
     /// Why `command` cannot be applied now, if it cannot.
@@ -65,7 +68,7 @@ impl Rollout {
                 self.state = RolloutState::Paused;
                 self.decide(
                     effects,
-                    "rollout.paused",
+                    DecisionKind::RolloutPaused,
                     None,
                     actor,
                     format!("paused by {}: {reason}", command.actor),
@@ -78,9 +81,16 @@ impl Rollout {
                 self.state = RolloutState::Pending;
                 let text = format!(
                     "wave {}: approved by {}: {reason}",
-                    self.plan.waves[index].name, command.actor
+                    self.wave_name(index),
+                    command.actor
                 );
-                self.decide(effects, "wave.approved", Some(index), actor, text);
+                self.decide(
+                    effects,
+                    DecisionKind::WaveApproved,
+                    Some(index),
+                    actor,
+                    text,
+                );
             }
             CommandAction::Cancel => self.cancel(command, effects),
             CommandAction::Rollback => {
@@ -95,53 +105,11 @@ impl Rollout {
             return;
         };
         let index = self.current_wave;
-        let (next, text) = match pause.cause {
-            PauseCause::Operator => (
-                pause.from,
-                format!("resumed by {}: {}", command.actor, command.reason),
-            ),
-            PauseCause::WaveFailed => {
-                self.waves[index].status = WaveStatus::Accepted;
-                self.current_wave += 1;
-                let next = if self.current_wave < self.waves.len() {
-                    RolloutState::Pending
-                } else {
-                    RolloutState::Completed
-                };
-                let name = &self.plan.waves[index].name;
-                (
-                    next,
-                    format!(
-                        "wave {name} accepted despite its failure by {}: {}",
-                        command.actor, command.reason
-                    ),
-                )
-            }
-            PauseCause::InfrastructureFailed => {
-                self.infrastructure.gate_open = true;
-                (
-                    RolloutState::Pending,
-                    format!(
-                        "failed infrastructure overridden by {}: {}",
-                        command.actor, command.reason
-                    ),
-                )
-            }
-            PauseCause::EffectFailed => {
-                self.waves[index].status = WaveStatus::Waiting;
-                (
-                    RolloutState::Pending,
-                    format!(
-                        "resumed by {}: retrying the wave: {}",
-                        command.actor, command.reason
-                    ),
-                )
-            }
-        };
+        let (next, text) = self.lift_pause(&pause, command);
         self.state = next;
         self.decide(
             effects,
-            "rollout.resumed",
+            DecisionKind::RolloutResumed,
             Some(index).filter(|i| *i < self.waves.len()),
             Some(&command.actor),
             text,
@@ -151,54 +119,52 @@ impl Rollout {
                 "rollout {}: every wave passed or was accepted",
                 self.plan.name
             );
-            self.decide(effects, "rollout.completed", None, None, reason);
+            self.decide(effects, DecisionKind::RolloutCompleted, None, None, reason);
+        }
+    }
+
+    /// Undoes what the pause's cause holds back; returns the state to go on in and why.
+    fn lift_pause(&mut self, pause: &PauseRecord, command: &Command) -> (RolloutState, String) {
+        let (actor, reason) = (&command.actor, &command.reason);
+        let index = self.current_wave;
+        match pause.cause {
+            PauseCause::Operator => (pause.from, format!("resumed by {actor}: {reason}")),
+            PauseCause::WaveFailed => {
+                self.waves[index].status = WaveStatus::Accepted;
+                self.current_wave += 1;
+                let next = if self.current_wave < self.waves.len() {
+                    RolloutState::Pending
+                } else {
+                    RolloutState::Completed
+                };
+                let name = self.wave_name(index);
+                let text = format!("wave {name} accepted despite its failure by {actor}: {reason}");
+                (next, text)
+            }
+            PauseCause::InfrastructureFailed => {
+                self.infrastructure.gate_open = true;
+                let text = format!("failed infrastructure overridden by {actor}: {reason}");
+                (RolloutState::Pending, text)
+            }
+            PauseCause::EffectFailed => {
+                self.waves[index].status = WaveStatus::Waiting;
+                let text = format!("resumed by {actor}: retrying the wave: {reason}");
+                (RolloutState::Pending, text)
+            }
         }
     }
 
     fn cancel(&mut self, command: &Command, effects: &mut Vec<Effect>) {
-        let mut cancelled = Vec::new();
-        for index in 0..self.waves.len() {
-            let wave = &self.waves[index];
-            let running = matches!(wave.status, WaveStatus::Deploying | WaveStatus::Soaking);
-            if let (true, Some(_), Some(id)) =
-                (running, wave.deployed_at, wave.deployment_id.clone())
-            {
-                let group = self.plan.waves[index].device_group.clone();
-                self.emit(
-                    effects,
-                    format!("{id}:cancel"),
-                    EffectKind::CancelDeployment {
-                        deployment_id: id.clone(),
-                        group,
-                    },
-                );
-                cancelled.push(id);
-            }
-            if running {
-                self.waves[index].status = WaveStatus::Cancelled;
-            }
-        }
+        let mut cancelled = self.cancel_running_waves(false, effects);
         if let Some(rollback) = &self.rollback {
             let pending: Vec<_> = rollback
                 .groups
                 .iter()
                 .filter(|g| g.passed.is_none())
-                .map(|g| {
-                    (
-                        g.deployment_id.clone(),
-                        self.plan.waves[g.wave].device_group.clone(),
-                    )
-                })
+                .map(|g| (g.deployment_id.clone(), self.wave_group(g.wave)))
                 .collect();
             for (id, group) in pending {
-                self.emit(
-                    effects,
-                    format!("{id}:cancel"),
-                    EffectKind::CancelDeployment {
-                        deployment_id: id.clone(),
-                        group,
-                    },
-                );
+                self.emit_cancel(id.clone(), group, effects);
                 cancelled.push(id);
             }
         }
@@ -207,7 +173,8 @@ impl Rollout {
         let what = if cancelled.is_empty() {
             "no active deployment".to_string()
         } else {
-            format!("cancelling {}", cancelled.join(", "))
+            let ids: Vec<&str> = cancelled.iter().map(|id| id.as_str()).collect();
+            format!("cancelling {}", ids.join(", "))
         };
         let text = format!(
             "cancelled by {}: {} ({what})",
@@ -215,10 +182,50 @@ impl Rollout {
         );
         self.decide(
             effects,
-            "rollout.cancelled",
+            DecisionKind::RolloutCancelled,
             None,
             Some(&command.actor),
             text,
         );
+    }
+
+    /// Cancels the deployments of the waves deploying or soaking (and of a failed wave's,
+    /// with `failed_too`), marks those waves cancelled and returns the deployments.
+    pub(super) fn cancel_running_waves(
+        &mut self,
+        failed_too: bool,
+        effects: &mut Vec<Effect>,
+    ) -> Vec<DeploymentId> {
+        let mut cancelled = Vec::new();
+        for index in 0..self.waves.len() {
+            let wave = &self.waves[index];
+            let running = matches!(wave.status, WaveStatus::Deploying | WaveStatus::Soaking);
+            let active = running || (failed_too && wave.status == WaveStatus::Failed);
+            if let (true, Some(_), Some(id)) =
+                (active, wave.deployed_at, wave.deployment_id.clone())
+            {
+                self.emit_cancel(id.clone(), self.wave_group(index), effects);
+                cancelled.push(id);
+            }
+            if running {
+                self.waves[index].status = WaveStatus::Cancelled;
+            }
+        }
+        cancelled
+    }
+
+    /// Asks for a deployment to be cancelled.
+    pub(super) fn emit_cancel(
+        &mut self,
+        deployment_id: DeploymentId,
+        group: GroupId,
+        effects: &mut Vec<Effect>,
+    ) {
+        let id = EffectId::cancel(&deployment_id);
+        let kind = EffectKind::CancelDeployment {
+            deployment_id,
+            group,
+        };
+        self.emit(effects, id, kind);
     }
 }

@@ -1,9 +1,15 @@
 //! Group members and device reports: the hot path, constant cost per report.
 
+use crate::decision_kind::DecisionKind;
 use crate::effect::Effect;
+use crate::ids::DeviceId;
 use crate::input::DeviceReport;
-use crate::state::ROLLBACK_DEPLOYMENT;
-use crate::state::{Counts, DeviceRecord, Installed, Outcome, Rollout, WaveStatus};
+use crate::rollout::Rollout;
+use crate::state::{
+    Counts, DeviceRecord, Installed, Outcome, RollbackGroup, WaveProgress, WaveStatus,
+    ROLLBACK_DEPLOYMENT,
+};
+use crate::step::WorkingSet;
 use crate::UpdateId;
 use chrono::{DateTime, Utc};
 
@@ -43,10 +49,11 @@ pub fn effective_outcome(outcome: Outcome, deadline_passed: bool) -> Outcome {
 impl Rollout {
     /// A page of the wave's devices arrived: record and count them; after the last page,
     /// request the deployment. `(page, last)`: pages are counted in order and once each.
-    pub(super) fn on_group_members(
+    pub(super) fn on_group_members<V>(
         &mut self,
+        records: &mut WorkingSet<V>,
         index: usize,
-        devices: &[String],
+        devices: &[DeviceId],
         (page, last): (u32, bool),
         effects: &mut Vec<Effect>,
     ) {
@@ -59,15 +66,14 @@ impl Rollout {
         let mut added = 0u64;
         let mut elsewhere = 0u64;
         // one allocation: growing by doubling would hold the old and new tables at once
-        self.devices.reserve(devices.len());
+        records.reserve(devices.len());
         for device in devices {
-            match self.devices.get(device.as_str()) {
+            match records.get(device.as_str()) {
                 Some(record) if record.wave as usize != index => elsewhere += 1,
                 // already stored by an earlier, interrupted attempt: still a member
                 Some(_) => added += 1,
                 None => {
-                    let record = DeviceRecord::new(index as u32);
-                    self.devices.insert(device.as_str().into(), record);
+                    records.add(device.clone(), DeviceRecord::new(index as u32));
                     added += 1;
                 }
             }
@@ -83,9 +89,8 @@ impl Rollout {
 
     /// All pages of the wave's members are counted: say how many, and deploy.
     fn members_learned(&mut self, index: usize, effects: &mut Vec<Effect>) {
-        let wave = &mut self.waves[index];
-        wave.members_known = true;
-        let plan = &self.plan.waves[index];
+        self.waves[index].members_known = true;
+        let (plan, wave) = (self.wave_plan(index), &self.waves[index]);
         let mut reason = format!(
             "wave {}: {} device(s) in group {}; deploying {}",
             plan.name, wave.counts.total, plan.device_group, self.plan.update
@@ -96,7 +101,13 @@ impl Rollout {
                 wave.members_left_out
             ));
         }
-        self.decide(effects, "wave.members", Some(index), None, reason);
+        self.decide(
+            effects,
+            DecisionKind::WaveMembers,
+            Some(index),
+            None,
+            reason,
+        );
         if self.waves[index].deployed_at.is_none() {
             self.request_deployment(index, effects);
         }
@@ -106,8 +117,13 @@ impl Rollout {
     /// the group's deployments first (see [`about_current`]): a rollback group counts only
     /// reports about the rollback, and a device that says it runs the rollback update is
     /// back whatever deployment its report is about.
-    pub(super) fn on_device_report(&mut self, report: &DeviceReport, now: DateTime<Utc>) {
-        let Some(record) = self.devices.get_mut(report.device.as_str()) else {
+    pub(super) fn on_device_report<V>(
+        &mut self,
+        records: &mut WorkingSet<V>,
+        report: &DeviceReport,
+        now: DateTime<Utc>,
+    ) {
+        let Some(record) = records.get_mut(report.device.as_str()) else {
             self.ignored_reports += 1;
             return;
         };
@@ -117,9 +133,9 @@ impl Rollout {
         }
         record.version = report.twin_version;
         record.last_report_at = Some(report.reported_at.unwrap_or(now));
+        let (target, rollback_update) = (&self.plan.update, &self.plan.rollback_update);
         if let Some(update) = &report.installed_update {
-            record.installed =
-                installed_kind(&self.plan.update, &self.plan.rollback_update, update);
+            record.installed = installed_kind(target, rollback_update, update);
         }
         let wave = record.wave as usize;
         let Some(progress) = self.waves.get_mut(wave) else {
@@ -133,52 +149,16 @@ impl Rollout {
         });
         let about_forward = match rollback_group {
             Some((group, since)) => {
-                let about =
-                    about_current(record, report, ROLLBACK_DEPLOYMENT, Some(since), forward);
-                let back = matches!(report.agent_state, STATE_IDLE | STATE_FAILED)
-                    && record.installed == Installed::RollbackUpdate;
-                let outcome = if back {
-                    Some(Outcome::Succeeded)
-                } else if about == Some(true) {
-                    classify(report, &self.plan.rollback_update)
-                } else {
-                    None
-                };
-                if let Some(outcome) = outcome {
-                    record_report(
-                        rollback_slots(record),
-                        &mut group.counts,
-                        outcome,
-                        group.timeouts_applied,
-                    );
-                }
-                about == Some(false)
+                let attempt = (forward, since);
+                count_rollback_report(record, report, group, attempt, rollback_update)
             }
-            None => {
-                // Only a retried wave has an earlier deployment whose reports may still come.
-                let since = (progress.attempt > 1)
-                    .then(|| progress.deployed_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
-                let about =
-                    about_current(record, report, forward, since, forward.saturating_sub(1));
-                if about != Some(true) {
-                    // an earlier attempt's report counts only when it says the target is installed
-                    if classify(report, &self.plan.update) == Some(Outcome::Succeeded) {
-                        record_report(
-                            forward_slots(record),
-                            &mut progress.counts,
-                            Outcome::Succeeded,
-                            progress.timeouts_applied,
-                        );
-                    }
-                    return;
-                }
-                true
-            }
+            None => about_current_attempt(record, report, progress, forward, target),
         };
         if about_forward {
-            if let Some(outcome) = classify(report, &self.plan.update) {
+            if let Some(outcome) = classify(report, target) {
+                let slots = forward_slots(record);
                 record_report(
-                    forward_slots(record),
+                    slots,
                     &mut progress.counts,
                     outcome,
                     progress.timeouts_applied,
@@ -186,6 +166,62 @@ impl Rollout {
             }
         }
     }
+}
+
+/// A report of a device whose group is rolled back: counted for the rollback when it is
+/// about the rollback deployment (created at `since`) or says the device is back. Returns
+/// whether it is about the forward deployment (attempt `forward`) instead.
+fn count_rollback_report(
+    record: &mut DeviceRecord,
+    report: &DeviceReport,
+    group: &mut RollbackGroup,
+    (forward, since): (u8, DateTime<Utc>),
+    rollback_update: &UpdateId,
+) -> bool {
+    let about = about_current(record, report, ROLLBACK_DEPLOYMENT, Some(since), forward);
+    let back = matches!(report.agent_state, STATE_IDLE | STATE_FAILED)
+        && record.installed == Installed::RollbackUpdate;
+    let outcome = if back {
+        Some(Outcome::Succeeded)
+    } else if about == Some(true) {
+        classify(report, rollback_update)
+    } else {
+        None
+    };
+    if let Some(outcome) = outcome {
+        let slots = rollback_slots(record);
+        record_report(slots, &mut group.counts, outcome, group.timeouts_applied);
+    }
+    about == Some(false)
+}
+
+/// Whether a forward report is about the wave's current attempt (number `forward`). Only a
+/// retried wave has an earlier deployment whose reports may still come: such a report counts
+/// only when it says the target is installed.
+fn about_current_attempt(
+    record: &mut DeviceRecord,
+    report: &DeviceReport,
+    progress: &mut WaveProgress,
+    forward: u8,
+    target: &UpdateId,
+) -> bool {
+    let since =
+        (progress.attempt > 1).then(|| progress.deployed_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
+    let about = about_current(record, report, forward, since, forward.saturating_sub(1));
+    if about == Some(true) {
+        return true;
+    }
+    if classify(report, target) == Some(Outcome::Succeeded) {
+        let slots = forward_slots(record);
+        let deadline_passed = progress.timeouts_applied;
+        record_report(
+            slots,
+            &mut progress.counts,
+            Outcome::Succeeded,
+            deadline_passed,
+        );
+    }
+    false
 }
 
 /// Whether a report is about the deployment its group is measured against now (`Some(true)`),

@@ -1,10 +1,13 @@
 //! The infrastructure gate: host patches before devices, and holding runs while devices are
 //! at risk.
 
+use crate::decision_kind::DecisionKind;
 use crate::effect::{Effect, EffectKind};
+use crate::ids::EffectId;
 use crate::input::{MaintenanceRun, PatchOutcome};
 use crate::plan::InfrastructureFailure;
-use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState};
+use crate::rollout::Rollout;
+use crate::state::{InfrastructureProgress, PauseCause, PauseRecord, RolloutState};
 use chrono::{DateTime, Duration, Utc};
 
 /// Update Manager accepts a cancellation until 10 minutes before the run starts.
@@ -31,44 +34,52 @@ impl Rollout {
             self.start_infrastructure(&plan, effects);
             return true;
         }
-        let results: Vec<_> = self
-            .infrastructure
-            .configurations
-            .iter()
-            .chain(&self.infrastructure.machines)
-            .map(|(name, outcome)| (name.clone(), *outcome))
-            .collect();
-        if results.iter().any(|(_, outcome)| outcome.is_none()) {
+        let Some(tally) = self.infrastructure.tally() else {
             return false;
-        }
-        let failed: Vec<String> = results
-            .iter()
-            .filter(|(_, o)| matches!(o, Some(PatchOutcome::Failed | PatchOutcome::Cancelled)))
-            .map(|(name, _)| short_name(name))
-            .collect();
-        let warned = results
-            .iter()
-            .filter(|(_, o)| *o == Some(PatchOutcome::SucceededWithWarnings))
-            .count();
-        let total = results.len();
-        if failed.is_empty() {
+        };
+        let total = tally.total;
+        if tally.failed.is_empty() {
             self.infrastructure.gate_open = true;
+            let warned = tally.warned;
             let reason = format!(
                 "infrastructure: all {total} host patch runs succeeded ({warned} with warnings)"
             );
-            self.decide(effects, "infrastructure.passed", None, None, reason);
+            self.decide(
+                effects,
+                DecisionKind::InfrastructurePassed,
+                None,
+                None,
+                reason,
+            );
             return true;
         }
         let summary = format!(
             "infrastructure: {} of {total} host patch runs failed ({})",
-            failed.len(),
-            failed.join(", ")
+            tally.failed.len(),
+            tally.failed.join(", ")
         );
-        match plan.on_failure {
+        self.infrastructure_failed(plan.on_failure, summary, effects);
+        true
+    }
+
+    /// Host patch runs failed: go on with a warning or hold the devices, as the plan says.
+    fn infrastructure_failed(
+        &mut self,
+        on_failure: InfrastructureFailure,
+        summary: String,
+        effects: &mut Vec<Effect>,
+    ) {
+        match on_failure {
             InfrastructureFailure::Warn => {
                 self.infrastructure.gate_open = true;
                 let reason = format!("{summary}; continuing to the devices (onFailure: warn)");
-                self.decide(effects, "infrastructure.warned", None, None, reason);
+                self.decide(
+                    effects,
+                    DecisionKind::InfrastructureWarned,
+                    None,
+                    None,
+                    reason,
+                );
             }
             InfrastructureFailure::Block => {
                 self.pause = Some(PauseRecord {
@@ -79,10 +90,15 @@ impl Rollout {
                 let reason = format!(
                     "{summary}; holding the devices until an operator resumes (onFailure: block)"
                 );
-                self.decide(effects, "infrastructure.failed", None, None, reason);
+                self.decide(
+                    effects,
+                    DecisionKind::InfrastructureFailed,
+                    None,
+                    None,
+                    reason,
+                );
             }
         }
-        true
     }
 
     fn start_infrastructure(
@@ -98,7 +114,7 @@ impl Rollout {
         }
         for machine in &plan.machines {
             self.infrastructure.machines.insert(machine.clone(), None);
-            let id = format!("{}:patch:{}", self.id, machine.to_ascii_lowercase());
+            let id = EffectId::install_patches(&self.id, machine);
             self.emit(
                 effects,
                 id,
@@ -113,7 +129,13 @@ impl Rollout {
             plan.machines.len(),
             plan.maintenance_configuration_ids.len()
         );
-        self.decide(effects, "infrastructure.started", None, None, reason);
+        self.decide(
+            effects,
+            DecisionKind::InfrastructureStarted,
+            None,
+            None,
+            reason,
+        );
     }
 
     fn plans_configuration(&self, configuration_id: &str) -> bool {
@@ -141,9 +163,21 @@ impl Rollout {
                 "infrastructure: maintenance run {} is starting",
                 short_name(&run.run_id)
             );
-            self.decide(effects, "infrastructure.run_starting", None, None, reason);
+            self.decide(
+                effects,
+                DecisionKind::InfrastructureRunStarting,
+                None,
+                None,
+                reason,
+            );
             return;
         }
+        self.hold_run(run, effects);
+    }
+
+    /// Devices are mid-deployment: cancel the run while its cut-off allows, else say it is
+    /// too late.
+    fn hold_run(&mut self, run: &MaintenanceRun, effects: &mut Vec<Effect>) {
         let cutoff = cancellation_cutoff(run);
         if let Some((cutoff, bound)) = cutoff.filter(|(cutoff, _)| self.now > *cutoff) {
             let reason = format!(
@@ -151,17 +185,14 @@ impl Rollout {
                 short_name(&run.run_id),
                 cutoff.to_rfc3339()
             );
-            self.decide(effects, "infrastructure.hold_too_late", None, None, reason);
+            let too_late = DecisionKind::InfrastructureHoldTooLate;
+            self.decide(effects, too_late, None, None, reason);
             return;
         }
-        let id = format!("cancel-run:{}", run.run_id.to_ascii_lowercase());
-        self.emit(
-            effects,
-            id,
-            EffectKind::CancelMaintenanceRun {
-                run_id: run.run_id.clone(),
-            },
-        );
+        let kind = EffectKind::CancelMaintenanceRun {
+            run_id: run.run_id.clone(),
+        };
+        self.emit(effects, EffectId::cancel_run(&run.run_id), kind);
         let within = cutoff.map_or(String::new(), |(cutoff, bound)| {
             format!(" (cancellable until {}, {bound})", cutoff.to_rfc3339())
         });
@@ -169,7 +200,13 @@ impl Rollout {
             "infrastructure: holding maintenance run {} because devices are deploying; cancelling it{within}",
             short_name(&run.run_id)
         );
-        self.decide(effects, "infrastructure.hold", None, None, reason);
+        self.decide(
+            effects,
+            DecisionKind::InfrastructureHold,
+            None,
+            None,
+            reason,
+        );
     }
 
     /// PostMaintenanceEvent: record the run's outcome for the gate.
@@ -194,7 +231,13 @@ impl Rollout {
             "infrastructure: maintenance run {} finished: {outcome:?}",
             short_name(&run.run_id)
         );
-        self.decide(effects, "infrastructure.run_finished", None, None, reason);
+        self.decide(
+            effects,
+            DecisionKind::InfrastructureRunFinished,
+            None,
+            None,
+            reason,
+        );
     }
 
     /// installPatches finished on a machine.
@@ -234,7 +277,7 @@ impl Rollout {
         );
         self.decide(
             effects,
-            "infrastructure.machine_patched",
+            DecisionKind::InfrastructureMachinePatched,
             None,
             None,
             reason,
@@ -274,5 +317,39 @@ fn cancellation_cutoff(run: &MaintenanceRun) -> Option<(DateTime<Utc>, &'static 
         (Some(event), _) => Some((event, "the event's CancellationCutOffDateTime")),
         (None, Some(lead)) => Some((lead, "10 minutes before the run's start")),
         (None, None) => None,
+    }
+}
+
+/// What the host patch runs came to, once every run reported.
+struct Tally {
+    /// Short names of the runs and machines that failed or were cancelled.
+    failed: Vec<String>,
+    /// Runs that succeeded with warnings.
+    warned: usize,
+    /// Runs and machines.
+    total: usize,
+}
+
+impl InfrastructureProgress {
+    /// The tally of every run and machine, `None` while one has not reported.
+    fn tally(&self) -> Option<Tally> {
+        let results: Vec<_> = self.configurations.iter().chain(&self.machines).collect();
+        if results.iter().any(|(_, outcome)| outcome.is_none()) {
+            return None;
+        }
+        let failed = results
+            .iter()
+            .filter(|(_, o)| matches!(o, Some(PatchOutcome::Failed | PatchOutcome::Cancelled)))
+            .map(|(name, _)| short_name(name))
+            .collect();
+        let warned = results
+            .iter()
+            .filter(|(_, o)| **o == Some(PatchOutcome::SucceededWithWarnings))
+            .count();
+        Some(Tally {
+            failed,
+            warned,
+            total: results.len(),
+        })
     }
 }

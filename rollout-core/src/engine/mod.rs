@@ -1,8 +1,9 @@
 //! The engine: `Rollout::create` and `Rollout::step` fold inputs into state and effects.
 //!
-//! `step` takes the rollout by `&mut` so that one device report costs the same for 100 or
-//! 1,000,000 devices: nothing per-device is cloned or scanned per input. A rejected command
-//! leaves the rollout untouched. After every input, time-driven rules (soak, timeouts,
+//! `step` takes the rollout by `&mut` and only the device records the input names (a
+//! [`WorkingSet`]), so that one device report costs the same for 100 or 1,000,000 devices:
+//! nothing per-device is cloned or scanned per input. A rejected command leaves the rollout
+//! untouched. After every input, time-driven rules (soak, timeouts,
 //! windows) are re-judged until nothing changes, so a `Tick` is just "judge now".
 
 mod commands;
@@ -14,12 +15,14 @@ pub use reconcile::PollTarget;
 mod rollback;
 mod waves;
 
+use crate::decision_kind::DecisionKind;
 use crate::effect::{Effect, EffectKind};
+use crate::ids::{EffectId, RolloutId};
 use crate::input::Input;
 use crate::plan::RolloutPlan;
-use crate::state::{
-    Decision, InfrastructureProgress, Rollout, RolloutState, WaveProgress, WaveStatus,
-};
+use crate::rollout::Rollout;
+use crate::state::{Decision, InfrastructureProgress, RolloutState, WaveProgress, WaveStatus};
+use crate::step::{Step, WorkingSet};
 use chrono::{DateTime, Utc};
 
 /// An input the rollout refuses (an operator command invalid in the current state).
@@ -31,17 +34,18 @@ pub struct Rejected(pub String);
 const MAX_TRANSITIONS_PER_STEP: usize = 64;
 
 impl Rollout {
-    /// Creates a rollout from a valid plan and takes its first steps.
+    /// Creates a rollout from a valid plan and takes its first steps (the shell makes the
+    /// id: the engine has no randomness).
     pub fn create(
-        id: &str,
+        id: RolloutId,
         plan: RolloutPlan,
         created_by: &str,
         now: DateTime<Utc>,
-    ) -> Result<(Rollout, Vec<Effect>), Vec<String>> {
+    ) -> Result<(Rollout, Step), Vec<String>> {
         plan.validate()?;
         let waves = plan.waves.iter().map(|_| WaveProgress::new()).collect();
         let mut rollout = Rollout {
-            id: id.to_string(),
+            id,
             created_by: created_by.to_string(),
             created_at: now,
             now,
@@ -51,7 +55,6 @@ impl Rollout {
             waves,
             pause: None,
             rollback: None,
-            devices: Default::default(),
             decisions: Vec::new(),
             decision_count: 0,
             outstanding: Default::default(),
@@ -68,19 +71,23 @@ impl Rollout {
             rollout.plan.waves.len(),
             rollout.plan.rollback_update
         );
-        rollout.decide(
-            &mut effects,
-            "rollout.created",
-            None,
-            Some(created_by),
-            reason,
-        );
+        let created = DecisionKind::RolloutCreated;
+        rollout.decide(&mut effects, created, None, Some(created_by), reason);
         rollout.advance(&mut effects);
-        Ok((rollout, effects))
+        let decisions = rollout.take_decisions();
+        Ok((rollout, Step { effects, decisions }))
     }
 
-    /// Folds one input at time `now` (an earlier time than seen before counts as the latest).
-    pub fn step(&mut self, input: &Input, now: DateTime<Utc>) -> Result<Vec<Effect>, Rejected> {
+    /// Folds one input at time `now` (an earlier time than seen before counts as the
+    /// latest). `devices` holds the records of the devices the input names, as loaded by the
+    /// shell; the step changes them there and adds new members, and the shell stores what
+    /// [`WorkingSet::into_changes`] lists. A refused input changes nothing.
+    pub fn step<V>(
+        &mut self,
+        devices: &mut WorkingSet<V>,
+        input: &Input,
+        now: DateTime<Utc>,
+    ) -> Result<Step, Rejected> {
         let now = now.max(self.now);
         if self.state.is_terminal() {
             return match input {
@@ -91,10 +98,10 @@ impl Rollout {
                 // a late report still tells where the device is (compliance); nothing is
                 // judged again
                 Input::DeviceReport(report) => {
-                    self.on_device_report(report, now);
-                    Ok(Vec::new())
+                    self.on_device_report(devices, report, now);
+                    Ok(Step::default())
                 }
-                _ => Ok(Vec::new()),
+                _ => Ok(Step::default()),
             };
         }
         if let Input::Operator(command) = input {
@@ -104,43 +111,57 @@ impl Rollout {
         }
         self.now = now;
         let mut effects = Vec::new();
+        self.dispatch(devices, input, &mut effects);
+        self.advance(&mut effects);
+        let decisions = self.take_decisions();
+        Ok(Step { effects, decisions })
+    }
+
+    /// Applies one input's own rule (the time-driven rules follow in `advance`).
+    fn dispatch<V>(
+        &mut self,
+        devices: &mut WorkingSet<V>,
+        input: &Input,
+        effects: &mut Vec<Effect>,
+    ) {
         match input {
             Input::Tick => {}
-            Input::MaintenanceStarting(run) => self.on_maintenance_starting(run, &mut effects),
+            Input::MaintenanceStarting(run) => self.on_maintenance_starting(run, effects),
             Input::MaintenanceFinished { run, outcome } => {
-                self.on_maintenance_finished(run, *outcome, &mut effects)
+                self.on_maintenance_finished(run, *outcome, effects)
             }
             Input::MachinePatched {
                 machine,
                 outcome,
                 detail,
-            } => self.on_machine_patched(machine, *outcome, detail, &mut effects),
+            } => self.on_machine_patched(machine, *outcome, detail, effects),
             Input::GroupMembers {
                 wave,
-                devices,
+                devices: members,
                 page,
                 last,
-            } => self.on_group_members(*wave, devices, (*page, *last), &mut effects),
-            Input::DeviceReport(report) => self.on_device_report(report, now),
+            } => self.on_group_members(devices, *wave, members, (*page, *last), effects),
+            Input::DeviceReport(report) => {
+                let now = self.now;
+                self.on_device_report(devices, report, now)
+            }
             Input::DeploymentStates {
                 deployment_id,
-                devices,
+                devices: polled,
                 last,
-            } => self.on_deployment_states(deployment_id, devices, *last, &mut effects),
+            } => self.on_deployment_states(devices, deployment_id, polled, *last, effects),
             Input::DeploymentFailed {
                 deployment_id,
                 error,
-            } => self.on_deployment_failed(deployment_id, error, &mut effects),
-            Input::Operator(command) => self.apply_command(command, &mut effects),
+            } => self.on_deployment_failed(deployment_id, error, effects),
+            Input::Operator(command) => self.apply_command(command, effects),
             Input::EffectSucceeded { effect_id } => {
                 self.outstanding.remove(effect_id);
             }
             Input::EffectFailed { effect_id, error } => {
-                self.on_effect_failed(effect_id, error, &mut effects)
+                self.on_effect_failed(effect_id, error, effects)
             }
         }
-        self.advance(&mut effects);
-        Ok(effects)
     }
 
     /// Re-judges until no rule fires.
@@ -165,7 +186,7 @@ impl Rollout {
     fn decide(
         &mut self,
         effects: &mut Vec<Effect>,
-        kind: &str,
+        kind: DecisionKind,
         wave: Option<usize>,
         actor: Option<&str>,
         reason: String,
@@ -174,7 +195,7 @@ impl Rollout {
         self.decision_count += 1;
         self.decisions.push(Decision {
             at: self.now,
-            kind: kind.to_string(),
+            kind,
             state: self.state,
             wave: wave
                 .and_then(|w| self.plan.waves.get(w))
@@ -184,16 +205,16 @@ impl Rollout {
         });
         // Lifecycle events are fire-and-forget: nothing waits for them to be reported back.
         effects.push(Effect {
-            id: format!("{}:event:{index}", self.id),
+            id: EffectId::event(&self.id, index),
             kind: EffectKind::PublishEvent {
-                event_type: format!("patchwave.{kind}"),
+                event_type: kind.event_type(),
                 summary: reason,
             },
         });
     }
 
     /// Issues an effect and remembers it until it is reported back.
-    fn emit(&mut self, effects: &mut Vec<Effect>, id: String, kind: EffectKind) {
+    fn emit(&mut self, effects: &mut Vec<Effect>, id: EffectId, kind: EffectKind) {
         self.outstanding.insert(id.clone(), kind.clone());
         effects.push(Effect { id, kind });
     }
@@ -212,10 +233,7 @@ impl Rollout {
 
     /// Counts of every wave, for status views.
     pub fn wave_statuses(&self) -> impl Iterator<Item = (&str, WaveStatus, crate::state::Counts)> {
-        self.plan
-            .waves
-            .iter()
-            .zip(&self.waves)
+        self.waves()
             .map(|(plan, progress)| (plan.name.as_str(), progress.status, progress.counts))
     }
 }

@@ -1,17 +1,21 @@
 //! Device Update's own deployment status as a second source of truth: which deployments the
 //! timer should read, and filling in devices whose final report never came.
 
+use crate::decision_kind::DecisionKind;
 use crate::effect::Effect;
+use crate::ids::{DeploymentId, EffectId, GroupId};
 use crate::input::PolledDevice;
-use crate::state::{Counts, Outcome, Rollout, RolloutState};
+use crate::rollout::Rollout;
+use crate::state::{Counts, Outcome, RolloutState, WaveStatus};
+use crate::step::WorkingSet;
 
 /// A deployment whose finished devices the shell should read from Device Update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollTarget {
     /// The Device Update group.
-    pub group: String,
+    pub group: GroupId,
     /// The deployment.
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     /// Devices already known to have finished (succeeded or failed): Device Update needs to
     /// be listed only when it counts more.
     pub known_finished: u64,
@@ -38,7 +42,7 @@ impl Rollout {
         let state = self.pause.as_ref().map_or(self.state, |pause| pause.from);
         if matches!(state, RolloutState::Deploying | RolloutState::Soaking) {
             let index = self.current_wave;
-            if let (Some(wave), Some(plan)) = (self.waves.get(index), self.plan.waves.get(index)) {
+            if let Some((plan, wave)) = self.wave(index) {
                 if let (true, Some(_), Some(id)) =
                     (wave.members_known, wave.deployed_at, &wave.deployment_id)
                 {
@@ -48,30 +52,36 @@ impl Rollout {
         }
         for group in self.rollback.iter().flat_map(|r| &r.groups) {
             if group.passed.is_none() {
-                let name = &self.plan.waves[group.wave].device_group;
+                let name = &self.wave_plan(group.wave).device_group;
                 self.push_target(&mut targets, name, &group.deployment_id, &group.counts);
             }
         }
         targets
     }
 
-    fn push_target(&self, targets: &mut Vec<PollTarget>, group: &str, id: &str, counts: &Counts) {
-        let created = !self.outstanding.contains_key(&format!("{id}:create"));
+    fn push_target(
+        &self,
+        targets: &mut Vec<PollTarget>,
+        group: &str,
+        id: &DeploymentId,
+        counts: &Counts,
+    ) {
+        let created = !self.outstanding.contains_key(&EffectId::create(id));
         if created && awaiting_reports(counts) {
             targets.push(PollTarget {
-                group: group.to_string(),
-                deployment_id: id.to_string(),
+                group: GroupId::new(group),
+                deployment_id: id.clone(),
                 known_finished: counts.succeeded + counts.failed,
             });
         }
     }
 
-    fn reconcile_target(&self, deployment_id: &str) -> Option<Target> {
+    fn reconcile_target(&self, deployment_id: &DeploymentId) -> Option<Target> {
         if let Some(rollback) = &self.rollback {
             if let Some(position) = rollback
                 .groups
                 .iter()
-                .position(|g| g.deployment_id == deployment_id)
+                .position(|g| g.deployment_id == *deployment_id)
             {
                 return Some(Target::Rollback(position));
             }
@@ -79,7 +89,7 @@ impl Rollout {
         let index = self
             .waves
             .iter()
-            .position(|w| w.deployment_id.as_deref() == Some(deployment_id))?;
+            .position(|w| w.deployment_id.as_ref() == Some(deployment_id))?;
         let rolled_back = self
             .rollback
             .as_ref()
@@ -93,7 +103,7 @@ impl Rollout {
     /// nothing.
     pub(super) fn on_deployment_failed(
         &mut self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         error: &str,
         effects: &mut Vec<Effect>,
     ) {
@@ -103,7 +113,7 @@ impl Rollout {
             {
                 let reason = format!(
                     "wave {}: Device Update failed deployment {deployment_id}: {error}",
-                    self.plan.waves[index].name
+                    self.wave_name(index)
                 );
                 self.fail_wave(index, reason, effects);
             }
@@ -119,9 +129,15 @@ impl Rollout {
                 self.state = RolloutState::Failed;
                 let reason = format!(
                     "rollback failed: wave {}: Device Update failed rollback deployment {deployment_id}: {error}",
-                    self.plan.waves[wave].name
+                    self.wave_name(wave)
                 );
-                self.decide(effects, "rollback.failed", Some(wave), None, reason);
+                self.decide(
+                    effects,
+                    DecisionKind::RollbackFailed,
+                    Some(wave),
+                    None,
+                    reason,
+                );
             }
             _ => {}
         }
@@ -131,19 +147,19 @@ impl Rollout {
     fn deployment_followed(&self, index: usize) -> bool {
         let state = self.pause.as_ref().map_or(self.state, |pause| pause.from);
         matches!(state, RolloutState::Deploying | RolloutState::Soaking)
-            && self.waves[index].deployed_at.is_some()
-            && matches!(
-                self.waves[index].status,
-                crate::state::WaveStatus::Deploying | crate::state::WaveStatus::Soaking
-            )
+            && self.waves.get(index).is_some_and(|wave| {
+                wave.deployed_at.is_some()
+                    && matches!(wave.status, WaveStatus::Deploying | WaveStatus::Soaking)
+            })
     }
 
     /// Fills in the devices Device Update counts as finished and whose own final report
     /// never came; a device with a reported final outcome keeps it. One decision sums up a
     /// poll, with its `last` part, and only when it filled in a device.
-    pub(super) fn on_deployment_states(
+    pub(super) fn on_deployment_states<V>(
         &mut self,
-        deployment_id: &str,
+        records: &mut WorkingSet<V>,
+        deployment_id: &DeploymentId,
         devices: &[PolledDevice],
         last: bool,
         effects: &mut Vec<Effect>,
@@ -154,7 +170,7 @@ impl Rollout {
         };
         let (mut succeeded, mut failed) = (0u64, 0u64);
         for polled in devices {
-            if self.fill_polled(target, polled) {
+            if self.fill_polled(records, target, polled) {
                 *if polled.succeeded {
                     &mut succeeded
                 } else {
@@ -164,10 +180,7 @@ impl Rollout {
         }
         if succeeded + failed > 0 {
             // only what was filled in is remembered: a part that changed nothing leaves no trace
-            let sum = self
-                .reconciling
-                .entry(deployment_id.to_string())
-                .or_default();
+            let sum = self.reconciling.entry(deployment_id.clone()).or_default();
             (sum.0, sum.1) = (sum.0 + succeeded, sum.1 + failed);
         }
         if !last {
@@ -178,9 +191,9 @@ impl Rollout {
             return;
         }
         let (kind, wave, what) = match target {
-            Target::Forward(index) => ("wave.reconciled", index, "wave"),
+            Target::Forward(index) => (DecisionKind::WaveReconciled, index, "wave"),
             Target::Rollback(position) => (
-                "rollback.reconciled",
+                DecisionKind::RollbackReconciled,
                 self.rollback
                     .as_ref()
                     .map_or(0, |r| r.groups[position].wave),
@@ -190,15 +203,20 @@ impl Rollout {
         let reason = format!(
             "{what} {}: Device Update counts {} device(s) finished whose reports never came \
              ({succeeded} succeeded, {failed} failed); taken from deployment {deployment_id}",
-            self.plan.waves[wave].name,
+            self.wave_name(wave),
             succeeded + failed
         );
         self.decide(effects, kind, Some(wave), None, reason);
     }
 
     /// Applies one polled outcome; true if it changed the device.
-    fn fill_polled(&mut self, target: Target, polled: &PolledDevice) -> bool {
-        let Some(record) = self.devices.get_mut(polled.device.as_str()) else {
+    fn fill_polled<V>(
+        &mut self,
+        records: &mut WorkingSet<V>,
+        target: Target,
+        polled: &PolledDevice,
+    ) -> bool {
+        let Some(record) = records.get_mut(polled.device.as_str()) else {
             return false;
         };
         let outcome = if polled.succeeded {

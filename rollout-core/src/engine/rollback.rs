@@ -2,13 +2,17 @@
 //! follow those devices to the end.
 
 use super::infrastructure::short_name;
-use crate::effect::{deployment_id, Effect, EffectKind};
+use crate::decision_kind::DecisionKind;
+use crate::effect::{Effect, EffectKind};
+use crate::ids::{DeploymentId, EffectId};
 use crate::judge::percent;
-use crate::state::{RollbackGroup, RollbackProgress, Rollout, RolloutState, WaveStatus};
+use crate::rollout::Rollout;
+use crate::state::{Counts, RollbackGroup, RollbackProgress, RolloutState};
 use chrono::Duration;
 
 impl Rollout {
-    /// Opens the rollback (automatic, or an operator's with `actor`).
+    /// Opens the rollback (automatic, or an operator's with `actor`): cancels what is
+    /// active, then deploys the rollback update to every group a wave was deployed to.
     pub(super) fn open_rollback(
         &mut self,
         reason: String,
@@ -16,50 +20,8 @@ impl Rollout {
         effects: &mut Vec<Effect>,
     ) {
         self.pause = None;
-        for index in 0..self.waves.len() {
-            let wave = &self.waves[index];
-            let active = matches!(
-                wave.status,
-                WaveStatus::Deploying | WaveStatus::Soaking | WaveStatus::Failed
-            );
-            if let (true, Some(_), Some(id)) =
-                (active, wave.deployed_at, wave.deployment_id.clone())
-            {
-                let group = self.plan.waves[index].device_group.clone();
-                self.emit(
-                    effects,
-                    format!("{id}:cancel"),
-                    EffectKind::CancelDeployment {
-                        deployment_id: id,
-                        group,
-                    },
-                );
-            }
-            if matches!(
-                self.waves[index].status,
-                WaveStatus::Deploying | WaveStatus::Soaking
-            ) {
-                self.waves[index].status = WaveStatus::Cancelled;
-            }
-        }
-        let mut groups = Vec::new();
-        for (index, wave) in self.waves.iter().enumerate() {
-            if wave.deployed_at.is_none() {
-                continue;
-            }
-            let id = deployment_id(&self.id, &format!("rb{index}"));
-            let counts = crate::state::Counts {
-                total: wave.counts.total,
-                ..Default::default()
-            };
-            groups.push(RollbackGroup {
-                wave: index,
-                deployment_id: id,
-                counts,
-                timeouts_applied: false,
-                passed: None,
-            });
-        }
+        self.cancel_running_waves(true, effects);
+        let groups = self.touched_groups();
         self.state = if groups.is_empty() {
             RolloutState::RolledBack
         } else {
@@ -67,15 +29,15 @@ impl Rollout {
         };
         let touched: Vec<String> = groups
             .iter()
-            .map(|g| self.plan.waves[g.wave].device_group.clone())
+            .map(|g| self.wave_plan(g.wave).device_group.clone())
             .collect();
         for group in &groups {
             let kind = EffectKind::CreateRollbackDeployment {
                 deployment_id: group.deployment_id.clone(),
-                group: self.plan.waves[group.wave].device_group.clone(),
+                group: self.wave_group(group.wave),
                 update: self.plan.rollback_update.clone(),
             };
-            self.emit(effects, format!("{}:create", group.deployment_id), kind);
+            self.emit(effects, EffectId::create(&group.deployment_id), kind);
         }
         self.rollback = Some(RollbackProgress {
             started_at: self.now,
@@ -91,7 +53,25 @@ impl Rollout {
                 touched.join(", ")
             )
         };
-        self.decide(effects, "rollback.opened", None, actor, text);
+        self.decide(effects, DecisionKind::RollbackOpened, None, actor, text);
+    }
+
+    /// A rollback group for every wave that was deployed, with its devices still to report.
+    fn touched_groups(&self) -> Vec<RollbackGroup> {
+        let deployed = self.waves.iter().enumerate();
+        deployed
+            .filter(|(_, wave)| wave.deployed_at.is_some())
+            .map(|(index, wave)| RollbackGroup {
+                wave: index,
+                deployment_id: DeploymentId::for_rollback(&self.id, index),
+                counts: Counts {
+                    total: wave.counts.total,
+                    ..Default::default()
+                },
+                timeouts_applied: false,
+                passed: None,
+            })
+            .collect()
     }
 
     /// RollingBack: judge each group against the rollback's policy once all its devices
@@ -104,38 +84,11 @@ impl Rollout {
             .filter(|g| rollback.groups[*g].passed.is_none())
             .collect();
         for position in open {
-            if self.apply_rollback_timeouts(position, effects) {
+            if self.apply_rollback_timeouts(position, effects)
+                || self.conclude_group(position, effects)
+            {
                 return true;
             }
-            let Some(group) = self.rollback.as_ref().map(|r| r.groups[position].clone()) else {
-                return false;
-            };
-            let Some(passed) = self.judge_rollback_group(&group) else {
-                continue;
-            };
-            self.set_group_result(position, passed);
-            let summary = self.rollback_summary(std::slice::from_ref(&group));
-            let name = &self.plan.waves[group.wave].name;
-            if !passed {
-                self.state = RolloutState::Failed;
-                let threshold = self.plan.rollback_policy().success_threshold_percent;
-                let reason = format!(
-                    "rollback failed: wave {name}: {summary}, {:.1}% < {threshold}%",
-                    percent(group.counts.succeeded, group.counts.total)
-                );
-                self.decide(effects, "rollback.failed", Some(group.wave), None, reason);
-                self.delete_superseded(effects);
-                return true;
-            }
-            let reason = format!("wave {name} (rollback): {summary}");
-            self.decide(
-                effects,
-                "rollback.group_done",
-                Some(group.wave),
-                None,
-                reason,
-            );
-            return true;
         }
         let all_passed = self
             .rollback
@@ -149,11 +102,41 @@ impl Rollout {
                 .map(|r| r.groups.clone())
                 .unwrap_or_default();
             let reason = format!("rollback finished: {}", self.rollback_summary(&groups));
-            self.decide(effects, "rollback.finished", None, None, reason);
+            self.decide(effects, DecisionKind::RollbackFinished, None, None, reason);
             self.delete_superseded(effects);
             return true;
         }
         false
+    }
+
+    /// Judges one open group once its devices finished: back (a decision), or failed (the
+    /// rollback fails). False while its devices still move.
+    fn conclude_group(&mut self, position: usize, effects: &mut Vec<Effect>) -> bool {
+        let Some(group) = self.rollback.as_ref().map(|r| r.groups[position].clone()) else {
+            return false;
+        };
+        let Some(passed) = self.judge_rollback_group(&group) else {
+            return false;
+        };
+        self.set_group_result(position, passed);
+        let summary = self.rollback_summary(std::slice::from_ref(&group));
+        let name = self.wave_name(group.wave).to_string();
+        if passed {
+            let reason = format!("wave {name} (rollback): {summary}");
+            let done = DecisionKind::RollbackGroupDone;
+            self.decide(effects, done, Some(group.wave), None, reason);
+            return true;
+        }
+        self.state = RolloutState::Failed;
+        let threshold = self.plan.rollback_policy().success_threshold_percent;
+        let reason = format!(
+            "rollback failed: wave {name}: {summary}, {:.1}% < {threshold}%",
+            percent(group.counts.succeeded, group.counts.total)
+        );
+        let failed = DecisionKind::RollbackFailed;
+        self.decide(effects, failed, Some(group.wave), None, reason);
+        self.delete_superseded(effects);
+        true
     }
 
     /// A group is judged once every device finished (timeouts count) or all are back:
@@ -169,7 +152,7 @@ impl Rollout {
 
     /// "498 of 500 back on U; 2 timed out (listed in compliance)", summed over `groups`.
     fn rollback_summary(&self, groups: &[RollbackGroup]) -> String {
-        let mut sum = crate::state::Counts::default();
+        let mut sum = Counts::default();
         for group in groups {
             sum.total += group.counts.total;
             sum.succeeded += group.counts.succeeded;
@@ -222,9 +205,15 @@ impl Rollout {
         if timed_out > 0 {
             let reason = format!(
                 "wave {} (rollback): {timed_out} device(s) did not finish within {minutes} minutes; counted as timed out",
-                self.plan.waves[wave_index].name
+                self.wave_name(wave_index)
             );
-            self.decide(effects, "rollback.timeouts", Some(wave_index), None, reason);
+            self.decide(
+                effects,
+                DecisionKind::RollbackTimeouts,
+                Some(wave_index),
+                None,
+                reason,
+            );
         }
         true
     }
@@ -235,30 +224,28 @@ impl Rollout {
         let Some(rollback) = &self.rollback else {
             return;
         };
-        let superseded: Vec<(String, String)> = rollback
+        let superseded: Vec<_> = rollback
             .groups
             .iter()
             .filter_map(|g| {
                 let id = self.waves[g.wave].deployment_id.clone()?;
-                Some((id, self.plan.waves[g.wave].device_group.clone()))
+                Some((id, self.wave_group(g.wave)))
             })
             .collect();
-        for (id, group) in superseded {
-            self.emit(
-                effects,
-                format!("{id}:delete"),
-                EffectKind::DeleteDeployment {
-                    deployment_id: id,
-                    group,
-                },
-            );
+        for (deployment_id, group) in superseded {
+            let id = EffectId::delete(&deployment_id);
+            let kind = EffectKind::DeleteDeployment {
+                deployment_id,
+                group,
+            };
+            self.emit(effects, id, kind);
         }
     }
 
     /// An effect gave up after the shell's retries.
     pub(super) fn on_effect_failed(
         &mut self,
-        effect_id: &str,
+        effect_id: &EffectId,
         error: &str,
         effects: &mut Vec<Effect>,
     ) {
@@ -280,7 +267,7 @@ impl Rollout {
                 }
                 self.state = RolloutState::Failed;
                 let reason = format!("rollback deployment on group {group} could not be created: {error}; the rollback failed");
-                self.decide(effects, "rollback.failed", None, None, reason);
+                self.decide(effects, DecisionKind::RollbackFailed, None, None, reason);
             }
             EffectKind::InstallPatches { machine } => {
                 if let Some(slot) = self.infrastructure.machines.get_mut(&machine) {
@@ -292,7 +279,7 @@ impl Rollout {
                         );
                         self.decide(
                             effects,
-                            "infrastructure.machine_patched",
+                            DecisionKind::InfrastructureMachinePatched,
                             None,
                             None,
                             reason,
@@ -306,7 +293,7 @@ impl Rollout {
                     "effect {effect_id} failed: {error} ({})",
                     effect_label(&other)
                 );
-                self.decide(effects, "effect.failed", None, None, reason);
+                self.decide(effects, DecisionKind::EffectFailed, None, None, reason);
             }
         }
     }
@@ -314,14 +301,14 @@ impl Rollout {
     fn pause_for_failed_effect(
         &mut self,
         index: usize,
-        effect_id: &str,
+        effect_id: &EffectId,
         error: &str,
         effects: &mut Vec<Effect>,
     ) {
         let attempt_matches = self
             .waves
             .get(index)
-            .is_some_and(|w| effect_id.contains(&format!("w{index}a{}", w.attempt)));
+            .is_some_and(|w| effect_id.is_for_attempt(index, w.attempt));
         if !attempt_matches || index != self.current_wave {
             return;
         }
@@ -332,9 +319,15 @@ impl Rollout {
         self.state = RolloutState::Paused;
         let reason = format!(
             "wave {}: {effect_id} failed: {error}; paused — resume retries the wave with a new deployment",
-            self.plan.waves[index].name
+            self.wave_name(index)
         );
-        self.decide(effects, "wave.blocked", Some(index), None, reason);
+        self.decide(
+            effects,
+            DecisionKind::WaveBlocked,
+            Some(index),
+            None,
+            reason,
+        );
     }
 }
 

@@ -1,9 +1,12 @@
 //! Waves: starting behind their gates, judging, soaking, passing and failing.
 
-use crate::effect::{deployment_id, Effect, EffectKind};
+use crate::decision_kind::DecisionKind;
+use crate::effect::{Effect, EffectKind};
+use crate::ids::{DeploymentId, EffectId};
 use crate::judge::{judge, Verdict};
 use crate::plan::WaveFailure;
-use crate::state::{PauseCause, PauseRecord, Rollout, RolloutState, WaveStatus};
+use crate::rollout::Rollout;
+use crate::state::{PauseCause, PauseRecord, RolloutState, WaveStatus};
 use chrono::Duration;
 
 impl Rollout {
@@ -20,7 +23,13 @@ impl Rollout {
         if plan.approval_required && progress.approved_by.is_none() {
             self.state = RolloutState::AwaitingApproval;
             let reason = format!("wave {}: waiting for an operator's approval", plan.name);
-            self.decide(effects, "wave.awaiting_approval", Some(index), None, reason);
+            self.decide(
+                effects,
+                DecisionKind::WaveAwaitingApproval,
+                Some(index),
+                None,
+                reason,
+            );
             return true;
         }
         if let Some(window) = self.plan.window.as_ref().filter(|w| !w.is_open(self.now)) {
@@ -36,7 +45,7 @@ impl Rollout {
             self.state = RolloutState::Pending;
             self.decide(
                 effects,
-                "wave.waiting_for_window",
+                DecisionKind::WaveWaitingForWindow,
                 Some(index),
                 None,
                 reason,
@@ -48,8 +57,8 @@ impl Rollout {
     }
 
     fn start_wave(&mut self, index: usize, effects: &mut Vec<Effect>) {
-        let group = self.plan.waves[index].device_group.clone();
-        let name = self.plan.waves[index].name.clone();
+        let group = self.wave_group(index);
+        let name = self.wave_name(index).to_string();
         let wave = &mut self.waves[index];
         wave.attempt += 1;
         wave.status = WaveStatus::Deploying;
@@ -59,15 +68,21 @@ impl Rollout {
         wave.threshold_met_at = None;
         wave.waiting_for_window = false;
         let attempt = wave.attempt;
-        wave.deployment_id = Some(deployment_id(&self.id, &format!("w{index}a{attempt}")));
+        wave.deployment_id = Some(DeploymentId::for_wave(&self.id, index, attempt));
         let members_known = wave.members_known;
         self.state = RolloutState::Deploying;
         let reason = format!("wave {name}: starting on group {group} (attempt {attempt})");
-        self.decide(effects, "wave.started", Some(index), None, reason);
+        self.decide(
+            effects,
+            DecisionKind::WaveStarted,
+            Some(index),
+            None,
+            reason,
+        );
         if members_known {
             self.request_deployment(index, effects);
         } else {
-            let id = format!("{}:members:w{index}a{attempt}", self.id);
+            let id = EffectId::fetch_members(&self.id, index, attempt);
             self.emit(
                 effects,
                 id,
@@ -82,12 +97,13 @@ impl Rollout {
             return;
         };
         self.waves[index].deployed_at = Some(self.now);
+        let id = EffectId::create(&deployment_id);
         let kind = EffectKind::CreateDeployment {
-            deployment_id: deployment_id.clone(),
-            group: self.plan.waves[index].device_group.clone(),
+            deployment_id,
+            group: self.wave_group(index),
             update: self.plan.update.clone(),
         };
-        self.emit(effects, format!("{deployment_id}:create"), kind);
+        self.emit(effects, id, kind);
     }
 
     /// Deploying / Soaking: timeouts, failure, success threshold, soak.
@@ -98,7 +114,7 @@ impl Rollout {
             Judged::NotDeployed => return false,
             Judged::Verdict(verdict) => verdict,
         };
-        let plan = &self.plan.waves[index];
+        let plan = self.wave_plan(index);
         let wave = &self.waves[index];
         match verdict {
             Verdict::Failed(reason) => {
@@ -113,7 +129,7 @@ impl Rollout {
                     self.waves[index].threshold_met_at = Some(self.now);
                     self.decide(
                         effects,
-                        "wave.threshold_met",
+                        DecisionKind::WaveThresholdMet,
                         Some(index),
                         None,
                         format!("{reason}; soaking {soak} minutes"),
@@ -129,14 +145,20 @@ impl Rollout {
                 _ => false,
             },
             Verdict::Open if self.state == RolloutState::Soaking => {
-                self.state = RolloutState::Deploying;
-                self.waves[index].status = WaveStatus::Deploying;
-                self.waves[index].threshold_met_at = None;
                 let reason = format!(
                     "wave {}: success fell below its threshold again; soak restarts when it is met",
                     plan.name
                 );
-                self.decide(effects, "wave.threshold_lost", Some(index), None, reason);
+                self.state = RolloutState::Deploying;
+                self.waves[index].status = WaveStatus::Deploying;
+                self.waves[index].threshold_met_at = None;
+                self.decide(
+                    effects,
+                    DecisionKind::WaveThresholdLost,
+                    Some(index),
+                    None,
+                    reason,
+                );
                 true
             }
             Verdict::Open => false,
@@ -146,7 +168,7 @@ impl Rollout {
     /// Marks silent devices timed out once the wave's deadline passed. True if anything changed.
     pub(super) fn apply_wave_timeouts(&mut self, index: usize, effects: &mut Vec<Effect>) -> bool {
         let wave = &self.waves[index];
-        let timeout = Duration::minutes(i64::from(self.plan.waves[index].device_timeout_minutes));
+        let timeout = Duration::minutes(i64::from(self.wave_plan(index).device_timeout_minutes));
         let due = wave.deployed_at.is_some_and(|at| self.now >= at + timeout);
         if wave.timeouts_applied || !wave.members_known || !due {
             return false;
@@ -159,19 +181,25 @@ impl Rollout {
         counts.in_progress = 0;
         self.waves[index].timeouts_applied = true;
         if timed_out > 0 {
-            let plan = &self.plan.waves[index];
+            let plan = self.wave_plan(index);
             let reason = format!(
                 "wave {}: {timed_out} device(s) did not finish within {} minutes; counted as timed out",
                 plan.name, plan.device_timeout_minutes
             );
-            self.decide(effects, "wave.timeouts", Some(index), None, reason);
+            self.decide(
+                effects,
+                DecisionKind::WaveTimeouts,
+                Some(index),
+                None,
+                reason,
+            );
         }
         true
     }
 
     fn pass_wave(&mut self, index: usize, reason: String, effects: &mut Vec<Effect>) {
         self.waves[index].status = WaveStatus::Passed;
-        let soak = self.plan.waves[index].soak_minutes;
+        let soak = self.wave_plan(index).soak_minutes;
         self.current_wave += 1;
         self.state = if self.current_wave < self.plan.waves.len() {
             RolloutState::Pending
@@ -180,7 +208,7 @@ impl Rollout {
         };
         self.decide(
             effects,
-            "wave.passed",
+            DecisionKind::WavePassed,
             Some(index),
             None,
             format!("{reason}; soaked {soak} minutes"),
@@ -191,7 +219,7 @@ impl Rollout {
                 self.plan.name,
                 self.plan.waves.len()
             );
-            self.decide(effects, "rollout.completed", None, None, reason);
+            self.decide(effects, DecisionKind::RolloutCompleted, None, None, reason);
         }
     }
 
@@ -199,11 +227,11 @@ impl Rollout {
     pub(super) fn fail_wave(&mut self, index: usize, reason: String, effects: &mut Vec<Effect>) {
         self.waves[index].status = WaveStatus::Failed;
         self.pause = None;
-        match self.plan.waves[index].on_failure {
+        match self.wave_plan(index).on_failure {
             WaveFailure::Rollback => {
                 self.decide(
                     effects,
-                    "wave.failed",
+                    DecisionKind::WaveFailed,
                     Some(index),
                     None,
                     format!("{reason}; rolling back"),
@@ -217,7 +245,7 @@ impl Rollout {
                 });
                 self.state = RolloutState::Paused;
                 let reason = format!("{reason}; paused for an operator (onFailure: pause): resume accepts the wave, rollback reverts");
-                self.decide(effects, "wave.failed", Some(index), None, reason);
+                self.decide(effects, DecisionKind::WaveFailed, Some(index), None, reason);
             }
         }
     }
@@ -249,11 +277,11 @@ impl Rollout {
         if self.apply_wave_timeouts(index, effects) {
             return Judged::Changed;
         }
-        let plan = &self.plan.waves[index];
-        let wave = &self.waves[index];
-        if wave.deployed_at.is_none() {
-            return Judged::NotDeployed;
-        }
+        let (plan, wave) = match self.wave(index) {
+            Some((_, wave)) if wave.deployed_at.is_none() => return Judged::NotDeployed,
+            Some(found) => found,
+            None => return Judged::NotDeployed,
+        };
         Judged::Verdict(judge(&plan.name, plan, &wave.counts, wave.members_known))
     }
 }

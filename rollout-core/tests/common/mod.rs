@@ -50,34 +50,47 @@ pub fn devices(wave: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{wave}-d{i}")).collect()
 }
 
-/// A rollout plus everything it emitted, driven step by step.
+/// A rollout plus everything it emitted and decided, driven step by step, with every
+/// device record it made (a shell that loads them all).
 pub struct Scenario {
     pub rollout: Rollout,
+    pub devices: WorkingSet,
     pub effects: Vec<Effect>,
+    pub decisions: Vec<Decision>,
     pub version: u64,
 }
 
 impl Scenario {
     pub fn new(plan: RolloutPlan) -> Self {
-        let (rollout, effects) = Rollout::create("r1", plan, "alice", t0()).expect("valid plan");
+        let id = RolloutId::new("r1");
+        let (rollout, step) = Rollout::create(id, plan, "alice", t0()).expect("valid plan");
         Scenario {
             rollout,
-            effects,
+            devices: WorkingSet::default(),
+            effects: step.effects,
+            decisions: step.decisions.into_iter().map(|(_, d)| d).collect(),
             version: 0,
         }
     }
 
+    /// Steps one input; a refused one changes nothing.
+    pub fn try_step(&mut self, input: &Input, at: DateTime<Utc>) -> Result<Vec<Effect>, Rejected> {
+        let step = self.rollout.step(&mut self.devices, input, at)?;
+        self.effects.extend(step.effects.iter().cloned());
+        self.decisions
+            .extend(step.decisions.into_iter().map(|(_, d)| d));
+        Ok(step.effects)
+    }
+
     pub fn step(&mut self, input: Input, at: DateTime<Utc>) -> Vec<Effect> {
-        let effects = self.rollout.step(&input, at).expect("accepted");
-        self.effects.extend(effects.clone());
-        effects
+        self.try_step(&input, at).expect("accepted")
     }
 
     pub fn members(&mut self, wave: usize, devices: Vec<String>, at: DateTime<Utc>) -> Vec<Effect> {
         self.step(
             Input::GroupMembers {
                 wave,
-                devices,
+                devices: devices.into_iter().map(DeviceId::from).collect(),
                 page: 0,
                 last: true,
             },
@@ -113,7 +126,7 @@ impl Scenario {
     }
 
     pub fn succeed(&mut self, device: &str, at: DateTime<Utc>) -> Vec<Effect> {
-        let target = self.rollout.plan.update.clone();
+        let target = self.rollout.plan().update.clone();
         self.report(device, 0, Some(target), at)
     }
 
@@ -122,7 +135,7 @@ impl Scenario {
     }
 
     pub fn roll_back(&mut self, device: &str, at: DateTime<Utc>) -> Vec<Effect> {
-        let target = self.rollout.plan.rollback_update.clone();
+        let target = self.rollout.plan().rollback_update.clone();
         self.report(device, 0, Some(target), at)
     }
 
@@ -139,21 +152,20 @@ impl Scenario {
             actor: actor.into(),
             reason: "test".into(),
         };
-        self.rollout.step(&Input::Operator(command), at)
+        self.try_step(&Input::Operator(command), at)
     }
 
     pub fn state(&self) -> RolloutState {
-        self.rollout.state
+        self.rollout.state()
     }
 
     pub fn last_reason(&self, kind: &str) -> String {
-        self.rollout
-            .decisions
+        self.decisions
             .iter()
             .rev()
             .find(|d| d.kind == kind)
             .map(|d| d.reason.clone())
-            .unwrap_or_else(|| panic!("no decision {kind}: {:#?}", self.rollout.decisions))
+            .unwrap_or_else(|| panic!("no decision {kind}: {:#?}", self.decisions))
     }
 }
 
