@@ -36,6 +36,7 @@ fn plan() -> RolloutPlan {
             device_timeout_minutes: 24 * 60,
             approval_required: false,
             on_failure: WaveFailure::Rollback,
+            health_gate: None,
         }],
         window: None,
         allow_self_approval: false,

@@ -138,7 +138,7 @@ pub struct ComplianceFilter {
     #[arg(long)]
     pub group: Option<String>,
     /// Only devices in this status: onTarget, behind, failed or timedOut.
-    #[arg(long, value_parser = ["onTarget", "behind", "failed", "timedOut"])]
+    #[arg(long, value_parser = ["onTarget", "behind", "failed", "timedOut", "unhealthy"])]
     pub status: Option<String>,
 }
 

@@ -21,6 +21,8 @@ pub enum TriggerInput {
     Maintenance(crate::decode::event_grid::MaintenanceEvent),
     /// A twin change carrying a Device Update agent report.
     DeviceReport(TwinChange),
+    /// A device connected or disconnected (IoT Hub via Event Grid).
+    Connection(crate::decode::device_events::ConnectionEvent),
     /// A timer firing.
     Tick(TimerTick),
 }

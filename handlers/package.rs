@@ -13,10 +13,14 @@ use std::path::{Path, PathBuf};
 pub const HOST_JSON: &str = include_str!("../host.json");
 
 /// Every function: name (= folder = route) and its function.json.
-pub const FUNCTIONS: [(&str, &str); 4] = [
+pub const FUNCTIONS: [(&str, &str); 5] = [
     (
         "PatchEvents",
         include_str!("../function-definitions/PatchEvents/function.json"),
+    ),
+    (
+        "DeviceEvents",
+        include_str!("../function-definitions/DeviceEvents/function.json"),
     ),
     (
         "TwinChanges",

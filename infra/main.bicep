@@ -11,10 +11,11 @@
 // a function destination when it subscribes it, and function keys are kept by the running
 // Functions host. A deployment with codeDeployed=false creates everything else; once the code
 // is deployed, a deployment with codeDeployed=true (the default) adds the Event Grid
-// subscriptions and the example Logic App. azd does both by itself: its first provision
-// passes false (APP_CODE_DEPLOYED unset), and the postdeploy hook in azure.yaml sets
-// APP_CODE_DEPLOYED=true and provisions again. An incremental deployment with false never
-// removes what a deployment with true created.
+// subscriptions (PatchEvents, DeviceEvents), the rollout-gate action group that posts alerts to
+// /api/alerts with the Operator function's key, its example alert rule, and the example Logic
+// App. azd does both by itself: its first provision passes false (APP_CODE_DEPLOYED unset),
+// and the postdeploy hook in azure.yaml sets APP_CODE_DEPLOYED=true and provisions again. An
+// incremental deployment with false never removes what a deployment with true created.
 
 targetScope = 'resourceGroup'
 
@@ -102,11 +103,15 @@ param windowsClassifications array = [
   'Security'
 ]
 
-@description('True once the app\'s code is deployed. False creates everything but what needs the functions to exist (Event Grid subscriptions to functions, the example Logic App and its function key): the first deployment, before the code. azd passes APP_CODE_DEPLOYED (false until its postdeploy hook sets it).')
+@description('True once the app\'s code is deployed. False creates everything but what needs the functions to exist (Event Grid subscriptions to functions, the rollout-gate action group and its example alert rule, the example Logic App and its function key): the first deployment, before the code. azd passes APP_CODE_DEPLOYED (false until its postdeploy hook sets it).')
 param codeDeployed bool = true
 
 @description('E-mail address receiving alerts; empty for none.')
 param alertEmail string = ''
+
+@description('The example alert gate rule fires when the IoT Hub\'s connected devices average below this over 5 minutes (1: none connected). A plan naming the rule (output exampleAlertRuleName) in alertRules stops when it fires.')
+@minValue(0)
+param minConnectedDevices int = 1
 
 @description('Roles of function-key callers (PATCHWAVE_KEY_ROLES).')
 param keyRoles string = 'Rollout.Read,Rollout.Operate'
@@ -269,6 +274,20 @@ module maintenance 'modules/maintenance.bicep' = {
   }
 }
 
+// IoT Hub connection events to DeviceEvents (health gates): its own system topic on the hub.
+module deviceEvents 'modules/deviceevents.bicep' = {
+  name: 'deviceevents'
+  params: {
+    location: location
+    tags: tags
+    iotHubName: iotHub.outputs.name
+    functionAppId: functionApp.outputs.id
+    subscribeEvents: codeDeployed
+    deadLetterStorageAccountName: storage.outputs.name
+    deadLetterContainerName: deadLetterContainerName
+  }
+}
+
 module maintenanceScope 'modules/maintenance-scope.bicep' = if (!empty(patchResourceGroups)) {
   name: 'maintenance-scope'
   scope: subscription()
@@ -314,6 +333,11 @@ module alerts 'modules/alerts.bicep' = {
     namePrefix: namePrefix
     appInsightsId: monitoring.outputs.appInsightsId
     alertEmail: alertEmail
+    codeDeployed: codeDeployed
+    functionAppId: functionApp.outputs.id
+    functionAppUrl: functionApp.outputs.url
+    iotHubId: iotHub.outputs.id
+    minConnectedDevices: minConnectedDevices
   }
 }
 
@@ -351,6 +375,10 @@ output deviceUpdateAccountName string = deviceUpdate.outputs.accountName
 output logicAppName string = deployExampleLogicApp && codeDeployed ? logicApp.outputs.name : ''
 output logicAppPrincipalId string = deployExampleLogicApp && codeDeployed ? logicApp.outputs.principalId : ''
 output maintenanceWindowStart string = windowStart
+@description('Example Azure Monitor alert rule on the hub\'s connected devices: name it in a plan\'s alertRules to stop the rollout when it fires. Empty before the code is deployed.')
+output exampleAlertRuleName string = alerts.outputs.exampleAlertRuleName
+@description('Action group that posts alerts to /api/alerts: add it to any other rule a plan should be able to name. Empty before the code is deployed.')
+output rolloutGateActionGroupId string = alerts.outputs.rolloutGateActionGroupId
 // azd keeps outputs as environment values and drops them at azd down: the next azd up after
 // a teardown starts again with the code not deployed (azure.yaml's postdeploy hook reads it).
 output APP_CODE_DEPLOYED bool = codeDeployed

@@ -3,8 +3,10 @@
 //! - the Function App's app settings are exactly the variables the binary reads
 //!   (handlers/config.rs), less a short list it deliberately leaves unset, plus the settings the
 //!   Functions host and the bindings of function-definitions/ read;
-//! - the Event Grid subscription delivers to the `eventGridTrigger` function, and the IoT Hub
-//!   route, hub and consumer group are the ones the `eventHubTrigger` function reads;
+//! - the Event Grid subscriptions deliver to the `eventGridTrigger` functions (maintenance
+//!   events to `PatchEvents`, the IoT Hub's connection events to `DeviceEvents`), and the IoT
+//!   Hub route, hub and consumer group are the ones the `eventHubTrigger` function reads;
+//! - the rollout gate's action group posts alerts in the common alert schema to `/api/alerts`;
 //! - every function folder is one the infra wires, or one that needs no wiring.
 //!
 //! There is no Bicep compiler on these machines, so the files are scanned as text (CI parses
@@ -370,6 +372,249 @@ fn the_event_grid_subscription_delivers_maintenance_events_to_the_event_grid_fun
         "rebootSetting: 'IfRequired'",
     ] {
         assert!(maintenance.contains(needed), "maintenance.bicep: {needed}");
+    }
+}
+
+/// The block that starts with the line beginning `start` (a `resource …` or `module …` header at
+/// the start of a line), up to its closing `}` at the start of a line.
+fn block<'a>(source: &'a str, file: &str, start: &str) -> &'a str {
+    let at = source
+        .match_indices(start)
+        .find(|(at, _)| *at == 0 || source[..*at].ends_with('\n'))
+        .map(|(at, _)| at)
+        .unwrap_or_else(|| panic!("{file}: no {start}…"));
+    let rest = &source[at..];
+    let end = rest
+        .find("\n}\n")
+        .unwrap_or_else(|| panic!("{file}: {start}… has no end"));
+    &rest[..end + 2]
+}
+
+/// The route prefix of the Functions host (host.json), `api` unless set.
+fn route_prefix() -> String {
+    json("host.json")["extensions"]["http"]["routePrefix"]
+        .as_str()
+        .unwrap_or("api")
+        .to_string()
+}
+
+#[test]
+fn the_hubs_connection_events_reach_device_events_once_the_code_is_deployed() {
+    // the function: an Event Grid trigger like PatchEvents, binding `event`
+    let functions: BTreeMap<String, Value> = functions().into_iter().collect();
+    let definition = functions
+        .get("DeviceEvents")
+        .expect("function-definitions/DeviceEvents/function.json");
+    let binding = trigger(definition);
+    assert_eq!(binding["type"], "eventGridTrigger");
+    assert_eq!(binding["name"], "event");
+    assert_eq!(binding["direction"], "in");
+    assert_eq!(
+        definition, &functions["PatchEvents"],
+        "DeviceEvents is bound as PatchEvents is"
+    );
+
+    // a system topic on the hub, and the subscription to the function: both connection event
+    // types, the schema and delivery of PatchEvents' subscription, a dead-letter destination
+    let file = "infra/modules/deviceevents.bicep";
+    let module = read(file);
+    let topic = block(
+        &module,
+        file,
+        "resource topic 'Microsoft.EventGrid/systemTopics@",
+    );
+    for needed in [
+        "    source: hub.id\n",
+        "    topicType: 'Microsoft.Devices.IoTHubs'\n",
+    ] {
+        assert!(topic.contains(needed), "{file}: system topic: {needed}");
+    }
+    let subscription = block(
+        &module,
+        file,
+        "resource deviceEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@",
+    );
+    assert!(
+        subscription
+            .lines()
+            .next()
+            .is_some_and(|header| header.ends_with("= if (subscribeEvents) {")),
+        "{file}: the DeviceEvents subscription does not wait for the code"
+    );
+    for needed in [
+        "  parent: topic\n",
+        "endpointType: 'AzureFunction'",
+        "resourceId: '${functionAppId}/functions/DeviceEvents'",
+        "includedEventTypes: [\n        'Microsoft.Devices.DeviceConnected'\n        'Microsoft.Devices.DeviceDisconnected'\n      ]",
+        "deadLetterWithResourceIdentity: {",
+        "endpointType: 'StorageBlob'",
+        "blobContainerName: deadLetterContainerName",
+    ] {
+        assert!(subscription.contains(needed), "{file}: subscription: {needed}");
+    }
+    let maintenance_file = "infra/modules/maintenance.bicep";
+    let maintenance = read(maintenance_file);
+    let patch_events = block(
+        &maintenance,
+        maintenance_file,
+        "resource patchEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@",
+    );
+    let line_with = |text: &str, key: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {key}"))
+            .to_string()
+    };
+    for key in [
+        "eventDeliverySchema:",
+        "maxEventsPerBatch:",
+        "maxDeliveryAttempts:",
+        "eventTimeToLiveInMinutes:",
+    ] {
+        assert_eq!(
+            line_with(subscription, key),
+            line_with(patch_events, key),
+            "DeviceEvents' subscription and PatchEvents' differ in {key}"
+        );
+    }
+    // the topic's identity may write dead letters into their container, nothing wider
+    let dead_letters = block(
+        &module,
+        file,
+        "resource topicDeadLetters 'Microsoft.Authorization/roleAssignments@",
+    );
+    assert!(dead_letters.contains("  scope: deadLetterContainer\n"));
+    assert!(dead_letters.contains("principalId: topic.identity.principalId"));
+
+    // main.bicep: on this deployment's hub, to this app, gated on codeDeployed
+    let main = read("infra/main.bicep");
+    let wiring = block(&main, "infra/main.bicep", "module deviceEvents ");
+    for needed in [
+        "'modules/deviceevents.bicep'",
+        "    iotHubName: iotHub.outputs.name\n",
+        "    functionAppId: functionApp.outputs.id\n",
+        "    subscribeEvents: codeDeployed\n",
+        "    deadLetterContainerName: deadLetterContainerName\n",
+    ] {
+        assert!(
+            wiring.contains(needed),
+            "main.bicep: module deviceEvents: {needed}"
+        );
+    }
+}
+
+#[test]
+fn the_rollout_gate_posts_alerts_in_the_common_alert_schema_to_the_alerts_route() {
+    let file = "infra/modules/alerts.bicep";
+    let alerts = read(file);
+    let gate = block(
+        &alerts,
+        file,
+        "resource rolloutGate 'Microsoft.Insights/actionGroups@",
+    );
+    // the Operator function's key is read from the running host: the second phase only
+    assert!(
+        gate.lines()
+            .next()
+            .is_some_and(|header| header.ends_with("= if (codeDeployed) {")),
+        "{file}: the rollout gate does not wait for the code"
+    );
+    // one receiver: the catch-all Operator function at /<routePrefix>/alerts, common schema
+    let functions: BTreeMap<String, Value> = functions().into_iter().collect();
+    let operator = trigger(&functions["Operator"]);
+    assert_eq!(operator["type"], "httpTrigger");
+    assert_eq!(operator["route"], "{*path}");
+    let receivers = gate
+        .split("azureFunctionReceivers: [")
+        .nth(1)
+        .expect("azureFunctionReceivers");
+    for needed in [
+        "functionAppResourceId: functionAppId\n",
+        "functionName: 'Operator'\n",
+        "httpTriggerUrl: '${functionAppUrl}/${routePrefix}/alerts'\n",
+        "useCommonAlertSchema: true\n",
+    ] {
+        assert!(receivers.contains(needed), "{file}: rollout gate: {needed}");
+    }
+    assert!(
+        alerts.contains(&format!(
+            "param routePrefix string = '{}'\n",
+            route_prefix()
+        )),
+        "{file}: routePrefix is not host.json's"
+    );
+    // no key of its own: no webhook URL carrying one, no listKeys, no secret parameter
+    let code: String = alerts
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for gone in ["serviceUri", "code=", "listKeys", "@secure()"] {
+        assert!(!code.contains(gone), "{file}: {gone}");
+    }
+    assert!(!alerts.contains("useCommonAlertSchema: false"));
+
+    // the example rule: the hub's connected devices, calling the gate, same phase
+    let rule = block(
+        &alerts,
+        file,
+        "resource connectedDevicesLow 'Microsoft.Insights/metricAlerts@",
+    );
+    assert!(rule
+        .lines()
+        .next()
+        .is_some_and(|header| header.ends_with("= if (codeDeployed) {")));
+    for needed in [
+        "      iotHubId\n",
+        "metricNamespace: 'Microsoft.Devices/IotHubs'\n",
+        "metricName: 'connectedDeviceCount'\n",
+        "timeAggregation: 'Average'\n",
+        "operator: 'LessThan'\n",
+        "threshold: minConnectedDevices\n",
+        "windowSize: 'PT5M'\n",
+        "actionGroupId: rolloutGate.id\n",
+    ] {
+        assert!(rule.contains(needed), "{file}: example rule: {needed}");
+    }
+    assert!(alerts.contains(
+        "output exampleAlertRuleName string = codeDeployed ? connectedDevicesLow.name : ''\n"
+    ));
+
+    // main.bicep: this app, this hub, the phase parameter, and the name for plan authors
+    let main = read("infra/main.bicep");
+    let wiring = block(&main, "infra/main.bicep", "module alerts ");
+    for needed in [
+        "    codeDeployed: codeDeployed\n",
+        "    functionAppId: functionApp.outputs.id\n",
+        "    functionAppUrl: functionApp.outputs.url\n",
+        "    iotHubId: iotHub.outputs.id\n",
+    ] {
+        assert!(
+            wiring.contains(needed),
+            "main.bicep: module alerts: {needed}"
+        );
+    }
+    assert!(main
+        .contains("\noutput exampleAlertRuleName string = alerts.outputs.exampleAlertRuleName\n"));
+    assert!(read(FUNCTION_APP_BICEP)
+        .contains("output url string = 'https://${site.properties.defaultHostName}'\n"));
+
+    // any action group calling a function anywhere under infra/ waits for the code
+    for file in bicep_files() {
+        let source = read(&file);
+        for header in source
+            .lines()
+            .filter(|l| l.starts_with("resource ") && l.contains("actionGroups@"))
+        {
+            let group = block(&source, &file, header);
+            if group.contains("azureFunctionReceivers") {
+                assert!(
+                    header.ends_with("= if (codeDeployed) {"),
+                    "{file}: an action group calling a function does not wait for the code: {header}"
+                );
+            }
+        }
     }
 }
 

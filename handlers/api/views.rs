@@ -184,6 +184,8 @@ pub struct GroupCompliance {
     pub failed: u64,
     /// Did not finish in time.
     pub timed_out: u64,
+    /// Installed, then disconnected too long while observed (a wave's health gate).
+    pub unhealthy: u64,
 }
 
 /// Where one device stands against the update it should run.
@@ -198,6 +200,8 @@ pub enum DeviceStatus {
     Failed,
     /// Did not finish in time.
     TimedOut,
+    /// Installed, then disconnected too long while its wave's health gate observed it.
+    Unhealthy,
 }
 
 impl DeviceStatus {
@@ -208,6 +212,7 @@ impl DeviceStatus {
             DeviceStatus::Behind => "behind",
             DeviceStatus::Failed => "failed",
             DeviceStatus::TimedOut => "timedOut",
+            DeviceStatus::Unhealthy => "unhealthy",
         }
     }
 
@@ -216,6 +221,7 @@ impl DeviceStatus {
             Outcome::Succeeded => DeviceStatus::OnTarget,
             Outcome::Failed => DeviceStatus::Failed,
             Outcome::TimedOut => DeviceStatus::TimedOut,
+            Outcome::Unhealthy => DeviceStatus::Unhealthy,
             Outcome::NotReported | Outcome::InProgress => DeviceStatus::Behind,
         }
     }
@@ -305,6 +311,9 @@ impl DeviceCompliance {
                 effective_outcome(record.rollback, group.timeouts_applied),
                 &rollout.plan().rollback_update,
             ),
+            (None, Some(_)) if rollout.counted_unhealthy(wave, device) => {
+                (Outcome::Unhealthy, &rollout.plan().update)
+            }
             (None, Some(progress)) => (
                 effective_outcome(record.forward, progress.timeouts_applied),
                 &rollout.plan().update,
@@ -473,6 +482,7 @@ impl RolloutCompliance {
                     behind: counts.total.saturating_sub(counts.finished()),
                     failed: counts.failed,
                     timed_out: counts.timed_out,
+                    unhealthy: counts.unhealthy,
                 }
             })
             .collect();

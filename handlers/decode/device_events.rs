@@ -4,15 +4,15 @@
 //! Event Grid does not keep order, so each event carries
 //! `data.deviceConnectionStateEventInfo.sequenceNumber`, a fixed-width hexadecimal string that
 //! strictly increases per device: a device's connection state is the one of its highest
-//! sequence number ([`SequenceNumber`] orders them).
+//! sequence number ([`ConnectionSequence`] orders them).
 
 use super::event_grid::{event_data, item_error, Envelope, EventSchema, OtherEvent};
 use super::ItemError;
 use crate::host::json::{as_text, clip, get_any, kind_of, parse_time, unwrap_encoded};
 use chrono::{DateTime, Utc};
+use rollout_core::ConnectionSequence;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::cmp::Ordering;
 
 /// Event type IoT Hub raises when a device (or module) connects.
 pub const DEVICE_CONNECTED: &str = "Microsoft.Devices.DeviceConnected";
@@ -38,47 +38,6 @@ pub enum Connection {
     Disconnected,
 }
 
-/// The order of one device's connection events: hexadecimal digits compared as a number
-/// (leading zeros and letter case do not matter).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct SequenceNumber(String);
-
-impl SequenceNumber {
-    /// Parses the hexadecimal text IoT Hub sends.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text.is_empty() || !text.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!(
-                "sequenceNumber `{}` is not hexadecimal",
-                clip(text, 80)
-            ));
-        }
-        let significant = text.trim_start_matches('0').to_ascii_lowercase();
-        Ok(SequenceNumber(significant))
-    }
-
-    /// The normalised digits (no leading zeros, lower case).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Ord for SequenceNumber {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0
-            .len()
-            .cmp(&other.0.len())
-            .then_with(|| self.0.cmp(&other.0))
-    }
-}
-
-impl PartialOrd for SequenceNumber {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// A decoded DeviceConnected / DeviceDisconnected event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -96,7 +55,7 @@ pub struct ConnectionEvent {
     /// The module, for a module identity's connection.
     pub module_id: Option<String>,
     /// Orders this device's connection events.
-    pub sequence_number: SequenceNumber,
+    pub sequence_number: ConnectionSequence,
     /// When the event was raised (the envelope's time).
     pub event_time: Option<DateTime<Utc>>,
 }
@@ -172,7 +131,7 @@ fn decode_connection(
         hub_name: text("hubName").unwrap_or_default(),
         device_id,
         module_id: text("moduleId").filter(|m| !m.is_empty()),
-        sequence_number: SequenceNumber::parse(&sequence)?,
+        sequence_number: ConnectionSequence::parse(&sequence)?,
         event_time,
     })
 }
@@ -188,17 +147,6 @@ fn device_of_subject(subject: Option<&str>) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn sequence_numbers_order_as_numbers() {
-        let n = |s: &str| SequenceNumber::parse(s).expect("hex");
-        assert!(n("0000000000000000000000000000000000000000000000000000000000000002") > n("1"));
-        assert!(n("00A") > n("9"));
-        assert_eq!(n("00ff"), n("FF"));
-        assert!(n("100") > n("0ff"));
-        assert!(SequenceNumber::parse("12g4").is_err());
-        assert!(SequenceNumber::parse("").is_err());
-    }
 
     #[test]
     fn a_connection_event_without_its_sequence_number_is_refused() {

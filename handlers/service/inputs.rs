@@ -187,10 +187,11 @@ impl InputSink for RolloutService {
             )
             .await?;
         }
-        let mut reports = Vec::new();
+        let (mut reports, mut connections) = (Vec::new(), Vec::new());
         for input in delivery.inputs {
             match input {
                 TriggerInput::DeviceReport(change) => reports.push(change),
+                TriggerInput::Connection(event) => connections.push(event),
                 TriggerInput::Maintenance(event) => {
                     self.deliver_maintenance(&event).await?;
                 }
@@ -199,6 +200,9 @@ impl InputSink for RolloutService {
         }
         if !reports.is_empty() {
             self.deliver_reports(context, &reports).await?;
+        }
+        if !connections.is_empty() {
+            self.deliver_connections(context, &connections).await?;
         }
         Ok(())
     }

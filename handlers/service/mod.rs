@@ -4,6 +4,7 @@
 //! conflict it reloads and steps again; pending effects survive a crash and are picked up by
 //! the next invocation or the timer.
 
+mod connections;
 mod effects;
 mod gaps;
 mod heads;
@@ -306,6 +307,7 @@ impl RolloutService {
         for input in inputs {
             match input {
                 Input::DeviceReport(report) => wanted.push(report.device.as_str()),
+                Input::DeviceConnection(report) => wanted.push(report.device.as_str()),
                 Input::GroupMembers { devices, .. } => {
                     wanted.extend(devices.iter().map(DeviceId::as_str))
                 }

@@ -1,6 +1,7 @@
 //! The function routes the Functions host POSTs invocations to, one per function; they decode
 //! envelopes and hand inputs to the sink (no store access here).
 
+pub mod device_events;
 pub mod operator;
 pub mod patch_events;
 pub mod rollout_tick;
@@ -27,6 +28,7 @@ pub const MAX_INVOCATION_BYTES: usize = 64 * 1024 * 1024;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/PatchEvents", post(patch_events::handle))
+        .route("/DeviceEvents", post(device_events::handle))
         .route("/TwinChanges", post(twin_changes::handle))
         .route("/RolloutTick", post(rollout_tick::handle))
         .route("/Operator", post(operator::handle_envelope))

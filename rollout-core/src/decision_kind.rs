@@ -103,6 +103,9 @@ pub enum DecisionKind {
     /// Devices of a wave timed out.
     #[serde(rename = "wave.timeouts")]
     WaveTimeouts,
+    /// Devices of a health-gated wave were disconnected too long after they installed.
+    #[serde(rename = "wave.unhealthy")]
+    WaveUnhealthy,
     /// A wave waits for the maintenance window.
     #[serde(rename = "wave.waiting_for_window")]
     WaveWaitingForWindow,
@@ -113,7 +116,7 @@ const EVENT_TYPE_PREFIX: &str = "patchwave.";
 
 impl DecisionKind {
     /// Every kind, in the order declared.
-    pub const ALL: [DecisionKind; 33] = [
+    pub const ALL: [DecisionKind; 34] = [
         DecisionKind::EffectFailed,
         DecisionKind::InfrastructureFailed,
         DecisionKind::InfrastructureHold,
@@ -146,6 +149,7 @@ impl DecisionKind {
         DecisionKind::WaveThresholdLost,
         DecisionKind::WaveThresholdMet,
         DecisionKind::WaveTimeouts,
+        DecisionKind::WaveUnhealthy,
         DecisionKind::WaveWaitingForWindow,
     ];
 
@@ -184,6 +188,7 @@ impl DecisionKind {
             DecisionKind::WaveThresholdLost => "wave.threshold_lost",
             DecisionKind::WaveThresholdMet => "wave.threshold_met",
             DecisionKind::WaveTimeouts => "wave.timeouts",
+            DecisionKind::WaveUnhealthy => "wave.unhealthy",
             DecisionKind::WaveWaitingForWindow => "wave.waiting_for_window",
         }
     }

@@ -46,6 +46,8 @@ pub enum Input {
     },
     /// A device's agent reported (a twin change with `deviceUpdate.agent`).
     DeviceReport(DeviceReport),
+    /// A device connected or disconnected (IoT Hub's connection events).
+    DeviceConnection(crate::ConnectionReport),
     /// Devices Device Update counts as finished in a deployment (polled by the timer as a
     /// second source of truth); fills in only devices whose own final report never came.
     DeploymentStates {

@@ -36,6 +36,12 @@ pub fn judge(name: &str, plan: &WavePlan, counts: &Counts, members_known: bool) 
     let failures = counts.failures();
     let failure_percent = percent(failures, total);
     if finished >= min_judged && failure_percent > plan.failure_threshold_percent {
+        if let (Some(gate), true) = (plan.health_gate, failures == counts.unhealthy) {
+            return Verdict::Failed(format!(
+                "wave {name}: {failures} of {total} unhealthy after install (disconnected > {} min within {} min) = {failure_percent:.1}% > {}%",
+                gate.max_disconnected_minutes, gate.observe_minutes, plan.failure_threshold_percent
+            ));
+        }
         return Verdict::Failed(format!(
             "wave {name}: {failures} of {total} failed = {failure_percent:.1}% > {}%, judged after {finished} finished{}",
             plan.failure_threshold_percent,
@@ -61,13 +67,13 @@ pub fn judge(name: &str, plan: &WavePlan, counts: &Counts, members_known: bool) 
 }
 
 fn timed_out_note(counts: &Counts) -> String {
-    if counts.timed_out == 0 {
-        String::new()
-    } else {
-        format!(
-            " ({} failed, {} timed out)",
-            counts.failed, counts.timed_out
-        )
+    match (counts.timed_out, counts.unhealthy) {
+        (0, 0) => String::new(),
+        (timed_out, 0) => format!(" ({} failed, {timed_out} timed out)", counts.failed),
+        (timed_out, unhealthy) => format!(
+            " ({} failed, {timed_out} timed out, {unhealthy} unhealthy after install)",
+            counts.failed
+        ),
     }
 }
 
@@ -96,6 +102,7 @@ mod tests {
             device_timeout_minutes: 120,
             approval_required: false,
             on_failure: WaveFailure::Rollback,
+            health_gate: None,
         }
     }
 
@@ -106,6 +113,7 @@ mod tests {
             succeeded,
             failed,
             timed_out,
+            unhealthy: 0,
         }
     }
 

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod connection;
 mod decision_kind;
 mod effect;
 mod engine;
@@ -22,6 +23,7 @@ mod step;
 mod update_id;
 mod window;
 
+pub use connection::{ConnectionReport, ConnectionSequence};
 pub use decision_kind::DecisionKind;
 pub use effect::{Effect, EffectKind};
 pub use engine::{PollTarget, Rejected};
@@ -31,13 +33,14 @@ pub use input::{
 };
 pub use judge::{judge, percent, Verdict};
 pub use plan::{
-    InfrastructureFailure, InfrastructurePlan, RollbackPolicy, RolloutPlan, WaveFailure, WavePlan,
+    HealthGate, InfrastructureFailure, InfrastructurePlan, RollbackPolicy, RolloutPlan,
+    WaveFailure, WavePlan,
 };
 pub use rollout::{LoadError, Rollout};
 pub use state::{
-    Counts, Decision, DeviceRecord, InfrastructureProgress, Installed, Outcome, PauseCause,
-    PauseRecord, RollbackGroup, RollbackProgress, RolloutState, WaveProgress, WaveStatus,
-    ROLLBACK_DEPLOYMENT,
+    ConnectionState, Counts, Decision, DeviceRecord, Disconnection, HealthWatch,
+    InfrastructureProgress, Installed, Outcome, PauseCause, PauseRecord, RollbackGroup,
+    RollbackProgress, RolloutState, WaveProgress, WaveStatus, ROLLBACK_DEPLOYMENT,
 };
 pub use step::{DeviceChange, Step, WorkingSet};
 pub use update_id::{UpdateId, UpdateIdError};

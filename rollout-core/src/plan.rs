@@ -118,7 +118,27 @@ pub struct WavePlan {
     pub approval_required: bool,
     /// What a failed wave does.
     pub on_failure: WaveFailure,
+    /// Watch installed devices' connections before the wave passes (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_gate: Option<HealthGate>,
 }
+
+/// A wave's health gate: a device that installed is observed for `observeMinutes`; one
+/// disconnected for longer than `maxDisconnectedMinutes` within that time (`0`: any
+/// disconnect) is unhealthy, which counts as a failure. The wave passes only when its success
+/// threshold is met by devices that finished their observation healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthGate {
+    /// Minutes a device is observed after it installed the update (1 to 10,080).
+    pub observe_minutes: u32,
+    /// Longest disconnection tolerated within the observation, in minutes (0: none).
+    pub max_disconnected_minutes: u32,
+}
+
+/// Longest observation a health gate may ask for (a week).
+const MAX_OBSERVE_MINUTES: u32 = 7 * 24 * 60;
 
 /// `pause` waits for an operator; `rollback` rolls every touched group back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +320,30 @@ fn check_wave(index: usize, wave: &WavePlan, problems: &mut Vec<String>) {
         problems.push(format!(
             "{} must be at least 1",
             field("deviceTimeoutMinutes")
+        ));
+    }
+    if let Some(gate) = &wave.health_gate {
+        check_health_gate(gate, &field, problems);
+    }
+}
+
+fn check_health_gate(
+    gate: &HealthGate,
+    field: &dyn Fn(&str) -> String,
+    problems: &mut Vec<String>,
+) {
+    let observe = gate.observe_minutes;
+    if observe == 0 || observe > MAX_OBSERVE_MINUTES {
+        problems.push(format!(
+            "{} must be 1 to {MAX_OBSERVE_MINUTES}, not {observe}",
+            field("healthGate.observeMinutes")
+        ));
+    }
+    if gate.max_disconnected_minutes >= observe.max(1) {
+        problems.push(format!(
+            "{} must be below {} ({observe}): a longer disconnection could never be seen within the observation",
+            field("healthGate.maxDisconnectedMinutes"),
+            field("healthGate.observeMinutes")
         ));
     }
 }

@@ -82,17 +82,20 @@ pub struct Counts {
     pub failed: u64,
     /// Did not finish before the deadline.
     pub timed_out: u64,
+    /// Installed, then disconnected for too long while observed (a wave's `healthGate`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub unhealthy: u64,
 }
 
 impl Counts {
     /// Devices with a final outcome.
     pub fn finished(&self) -> u64 {
-        self.succeeded + self.failed + self.timed_out
+        self.succeeded + self.failed + self.timed_out + self.unhealthy
     }
 
-    /// Failures for judgement: reported failures and timeouts.
+    /// Failures for judgement: reported failures, timeouts and unhealthy devices.
     pub fn failures(&self) -> u64 {
-        self.failed + self.timed_out
+        self.failed + self.timed_out + self.unhealthy
     }
 
     pub(crate) fn add(&mut self, outcome: Outcome, delta: i64) {
@@ -102,6 +105,7 @@ impl Counts {
             Outcome::Succeeded => &mut self.succeeded,
             Outcome::Failed => &mut self.failed,
             Outcome::TimedOut => &mut self.timed_out,
+            Outcome::Unhealthy => &mut self.unhealthy,
         };
         *slot = slot.saturating_add_signed(delta);
     }
@@ -121,6 +125,9 @@ pub enum Outcome {
     Failed,
     /// Silent past the deadline.
     TimedOut,
+    /// Installed the target, then was disconnected for longer than its wave's health gate
+    /// allows while observed: counts as a failure.
+    Unhealthy,
 }
 
 impl Outcome {
@@ -128,7 +135,7 @@ impl Outcome {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut
+            Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut | Outcome::Unhealthy
         )
     }
 }
@@ -174,6 +181,24 @@ pub struct DeviceRecord {
     /// When the device last reported (the report's own time, else when it was applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_report_at: Option<DateTime<Utc>>,
+    /// When it installed the target in a wave with a health gate: its observation starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_at: Option<DateTime<Utc>>,
+    /// Its connection as IoT Hub's connection event with the highest sequence number says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionState>,
+}
+
+/// A device's connection, from the connection event with the highest sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionState {
+    /// Connected (else disconnected).
+    pub connected: bool,
+    /// That event's time.
+    pub at: DateTime<Utc>,
+    /// That event's sequence number.
+    pub sequence: crate::ConnectionSequence,
 }
 
 /// [`DeviceRecord::workflow_deployment`] of the rollback deployment.
@@ -217,6 +242,8 @@ impl DeviceRecord {
             workflow: 0,
             workflow_deployment: 0,
             last_report_at: None,
+            succeeded_at: None,
+            connection: None,
         }
     }
 }
@@ -253,6 +280,33 @@ pub struct WaveProgress {
     pub approved_by: Option<String>,
     /// Whether a "waiting for the window" decision was recorded for this wave.
     pub waiting_for_window: bool,
+    /// Devices under observation, for a wave with a health gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthWatch>,
+}
+
+/// What a health-gated wave keeps to judge its devices' health without visiting them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthWatch {
+    /// Succeeded devices not (yet) found unhealthy nor disconnected now, by the minute they
+    /// installed (Unix minutes): those whose minute plus the observation lies in the past
+    /// finished their observation healthy.
+    pub healthy_by_minute: BTreeMap<i64, u64>,
+    /// Devices disconnected during their observation and not back yet.
+    pub disconnected: BTreeMap<crate::DeviceId, Disconnection>,
+}
+
+/// A device disconnected during its observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Disconnection {
+    /// When it disconnected.
+    pub since: DateTime<Utc>,
+    /// When it had installed the target.
+    pub succeeded_at: DateTime<Utc>,
+    /// Already counted unhealthy (disconnected past the limit with no event since).
+    pub counted: bool,
 }
 
 /// A touched group being rolled back.

@@ -80,6 +80,7 @@ fn wave_strategy(index: usize) -> impl Strategy<Value = WavePlan> {
                 } else {
                     WaveFailure::Pause
                 },
+                health_gate: None,
             },
         )
 }
@@ -473,6 +474,7 @@ fn bump(counts: &mut Counts, outcome: Outcome) {
         Outcome::Succeeded => counts.succeeded += 1,
         Outcome::Failed => counts.failed += 1,
         Outcome::TimedOut => counts.timed_out += 1,
+        Outcome::Unhealthy => counts.unhealthy += 1,
     }
 }
 

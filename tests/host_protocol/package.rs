@@ -109,6 +109,7 @@ fn package_writes_the_layout_the_host_expects() {
     let expected: BTreeSet<&str> = [
         "host.json",
         "PatchEvents/function.json",
+        "DeviceEvents/function.json",
         "TwinChanges/function.json",
         "RolloutTick/function.json",
         "Operator/function.json",

@@ -6,6 +6,7 @@ mod azurite;
 mod concurrency;
 mod flow;
 mod gated;
+mod health;
 mod http;
 mod paging;
 mod restart;

@@ -81,6 +81,7 @@ pub fn one_wave_plan(group: &str, success: f64) -> RolloutPlan {
             device_timeout_minutes: 120,
             approval_required: false,
             on_failure: WaveFailure::Rollback,
+            health_gate: None,
         }],
         window: None,
         allow_self_approval: false,

@@ -23,6 +23,7 @@ pub fn plan() -> RolloutPlan {
             device_timeout_minutes: 120,
             approval_required: false,
             on_failure: WaveFailure::Rollback,
+            health_gate: None,
         }],
         window: None,
         allow_self_approval: false,

@@ -30,6 +30,7 @@ fn the_packaged_app_has_the_hosts_layout_and_a_binary_every_host_image_starts() 
     for file in [
         "host.json",
         "PatchEvents/function.json",
+        "DeviceEvents/function.json",
         "TwinChanges/function.json",
         "RolloutTick/function.json",
         "Operator/function.json",

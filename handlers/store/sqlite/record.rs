@@ -1,24 +1,63 @@
 //! Device records as SQLite stores them: 29 bytes (wave, twin version, both outcomes, flags,
-//! installed update, workflow, time of the last report) instead of a JSON document, so a
-//! batch's reads and writes neither parse nor print text. Records written by earlier versions
-//! (15 bytes, or JSON) are still read.
+//! installed update, workflow, time of the last report), 78 for a device of a health-gated
+//! wave (its install time and connection), instead of a JSON document, so a batch's reads and
+//! writes neither parse nor print text. Records written by earlier versions (15 bytes, or
+//! JSON) are still read.
 
 use super::{backend, from_json};
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
-use rollout_core::{DeviceRecord, Installed, Outcome};
+use rollout_core::{ConnectionSequence, ConnectionState, DeviceRecord, Installed, Outcome};
 use rusqlite::types::ValueRef;
 
 /// Size of an encoded record.
 const LEN: usize = 29;
 /// Size of a record written before attribution (no installed update, workflow or time).
 const LEN_BEFORE_ATTRIBUTION: usize = 15;
+/// Size of a record with health data: install time (8), connection (1 + 8 + 32).
+const LEN_WITH_HEALTH: usize = LEN + 49;
+
+/// An encoded record: 29 bytes, or 78 with health data.
+pub(super) struct Encoded {
+    bytes: [u8; LEN_WITH_HEALTH],
+    len: usize,
+}
+
+impl std::ops::Deref for Encoded {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl rusqlite::ToSql for Encoded {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Blob(self)))
+    }
+}
+
+fn millis_of(at: Option<DateTime<Utc>>) -> [u8; 8] {
+    at.map_or(i64::MIN, |at| at.timestamp_millis())
+        .to_le_bytes()
+}
+
+fn time_of(bytes: &[u8], what: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let mut millis = [0u8; 8];
+    millis.copy_from_slice(&bytes[..8]);
+    let millis = i64::from_le_bytes(millis);
+    if millis == i64::MIN {
+        return Ok(None);
+    }
+    DateTime::<Utc>::from_timestamp_millis(millis)
+        .map(Some)
+        .ok_or_else(|| unreadable(&format!("{what} {millis}")))
+}
 
 /// The record's bytes: wave (u32 LE), version (u64 LE), forward, rollback, flags, installed,
 /// workflow (u32 LE), its deployment, last report (Unix milliseconds, i64 LE; `i64::MIN` for
 /// none).
-pub(super) fn encode(record: &DeviceRecord) -> [u8; LEN] {
-    let mut bytes = [0u8; LEN];
+pub(super) fn encode(record: &DeviceRecord) -> Encoded {
+    let mut bytes = [0u8; LEN_WITH_HEALTH];
     bytes[..4].copy_from_slice(&record.wave.to_le_bytes());
     bytes[4..12].copy_from_slice(&record.version.to_le_bytes());
     bytes[12] = outcome_code(record.forward);
@@ -36,11 +75,20 @@ pub(super) fn encode(record: &DeviceRecord) -> [u8; LEN] {
     bytes[15] = installed_code(record.installed);
     bytes[16..20].copy_from_slice(&record.workflow.to_le_bytes());
     bytes[20] = record.workflow_deployment;
-    let millis = record
-        .last_report_at
-        .map_or(i64::MIN, |at| at.timestamp_millis());
-    bytes[21..29].copy_from_slice(&millis.to_le_bytes());
-    bytes
+    bytes[21..29].copy_from_slice(&millis_of(record.last_report_at));
+    if record.succeeded_at.is_none() && record.connection.is_none() {
+        return Encoded { bytes, len: LEN };
+    }
+    bytes[29..37].copy_from_slice(&millis_of(record.succeeded_at));
+    if let Some(connection) = record.connection {
+        bytes[37] = if connection.connected { 1 } else { 2 };
+        bytes[38..46].copy_from_slice(&millis_of(Some(connection.at)));
+        bytes[46..78].copy_from_slice(&connection.sequence.to_bytes());
+    }
+    Encoded {
+        bytes,
+        len: LEN_WITH_HEALTH,
+    }
 }
 
 /// Reads a stored record: the 15-byte form, or JSON text from an earlier version.
@@ -53,7 +101,7 @@ pub(super) fn decode(value: ValueRef<'_>) -> Result<DeviceRecord, StoreError> {
 }
 
 fn decode_bytes(bytes: &[u8]) -> Result<DeviceRecord, StoreError> {
-    if bytes.len() != LEN && bytes.len() != LEN_BEFORE_ATTRIBUTION {
+    if ![LEN, LEN_BEFORE_ATTRIBUTION, LEN_WITH_HEALTH].contains(&bytes.len()) {
         return Err(unreadable(&format!("{} bytes", bytes.len())));
     }
     let mut record = decode_counted(bytes)?;
@@ -61,19 +109,34 @@ fn decode_bytes(bytes: &[u8]) -> Result<DeviceRecord, StoreError> {
         record.installed = installed_of(rest[0])?;
         record.workflow = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]);
         record.workflow_deployment = rest[5];
-        let mut millis = [0u8; 8];
-        millis.copy_from_slice(&rest[6..14]);
-        let millis = i64::from_le_bytes(millis);
-        record.last_report_at = if millis == i64::MIN {
-            None
-        } else {
-            Some(
-                DateTime::<Utc>::from_timestamp_millis(millis)
-                    .ok_or_else(|| unreadable(&format!("report time {millis}")))?,
-            )
-        };
+        record.last_report_at = time_of(&rest[6..14], "report time")?;
+    }
+    if let Some(health) = bytes.get(LEN..LEN_WITH_HEALTH) {
+        decode_health(health, &mut record)?;
     }
     Ok(record)
+}
+
+/// The 49 bytes of health data: install time, then the connection (none, connected or
+/// disconnected; its time; its sequence number).
+fn decode_health(bytes: &[u8], record: &mut DeviceRecord) -> Result<(), StoreError> {
+    record.succeeded_at = time_of(&bytes[..8], "install time")?;
+    let connected = match bytes[8] {
+        0 => return Ok(()),
+        1 => true,
+        2 => false,
+        other => return Err(unreadable(&format!("connection code {other}"))),
+    };
+    let at = time_of(&bytes[9..17], "connection time")?
+        .ok_or_else(|| unreadable("connection without a time"))?;
+    let mut sequence = [0u8; 32];
+    sequence.copy_from_slice(&bytes[17..49]);
+    record.connection = Some(ConnectionState {
+        connected,
+        at,
+        sequence: ConnectionSequence::from_bytes(sequence),
+    });
+    Ok(())
 }
 
 /// The first 15 bytes: what every version wrote.
@@ -124,6 +187,7 @@ fn outcome_code(outcome: Outcome) -> u8 {
         Outcome::Succeeded => 2,
         Outcome::Failed => 3,
         Outcome::TimedOut => 4,
+        Outcome::Unhealthy => 5,
     }
 }
 
@@ -134,6 +198,7 @@ fn outcome_of(code: u8) -> Result<Outcome, StoreError> {
         2 => Outcome::Succeeded,
         3 => Outcome::Failed,
         4 => Outcome::TimedOut,
+        5 => Outcome::Unhealthy,
         other => return Err(unreadable(&format!("outcome code {other}"))),
     })
 }
@@ -149,6 +214,7 @@ mod tests {
             Outcome::Succeeded,
             Outcome::Failed,
             Outcome::TimedOut,
+            Outcome::Unhealthy,
         ];
         let mut records = Vec::new();
         for (i, (forward, rollback)) in outcomes
@@ -177,6 +243,19 @@ mod tests {
                     last_report_at: (flags % 3 != 0).then(|| {
                         DateTime::<Utc>::from_timestamp_millis(1_790_000_000_123 + i64::from(flags))
                             .expect("time")
+                    }),
+                    succeeded_at: (flags % 5 == 1).then(|| {
+                        DateTime::<Utc>::from_timestamp_millis(1_790_000_100_000 + i64::from(flags))
+                            .expect("time")
+                    }),
+                    connection: (flags % 4 != 0).then(|| ConnectionState {
+                        connected: flags % 2 == 0,
+                        at: DateTime::<Utc>::from_timestamp_millis(1_790_000_200_000)
+                            .expect("time"),
+                        sequence: ConnectionSequence::parse(&format!(
+                            "000000000000000001D4132452F67CE2000000020000000000000000000000{flags:02X}"
+                        ))
+                        .expect("sequence"),
                     }),
                 });
             }
@@ -212,6 +291,8 @@ mod tests {
                     workflow: 0,
                     workflow_deployment: 0,
                     last_report_at: None,
+                    succeeded_at: None,
+                    connection: None,
                     ..record
                 }
             );
@@ -220,7 +301,7 @@ mod tests {
 
     #[test]
     fn damaged_records_are_errors() {
-        let mut bytes = encode(&every_record()[0]);
+        let mut bytes = encode(&every_record()[0]).to_vec();
         bytes[12] = 9;
         assert!(decode(ValueRef::Blob(&bytes)).is_err());
         assert!(decode(ValueRef::Blob(&bytes[..14])).is_err());

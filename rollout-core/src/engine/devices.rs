@@ -132,7 +132,15 @@ impl Rollout {
             return;
         }
         record.version = report.twin_version;
-        record.last_report_at = Some(report.reported_at.unwrap_or(now));
+        let at = report.reported_at.unwrap_or(now);
+        record.last_report_at = Some(at);
+        let before = record.forward;
+        self.apply_report(record, report);
+        self.note_forward_change(report.device.as_str(), record, before, at);
+    }
+
+    /// Attributes a report to one of the group's deployments and counts it there.
+    fn apply_report(&mut self, record: &mut DeviceRecord, report: &DeviceReport) {
         let (target, rollback_update) = (&self.plan.update, &self.plan.rollback_update);
         if let Some(update) = &report.installed_update {
             record.installed = installed_kind(target, rollback_update, update);

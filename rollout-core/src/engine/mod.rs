@@ -9,6 +9,7 @@
 mod commands;
 mod devices;
 pub use devices::{classify, effective_outcome};
+mod health;
 mod infrastructure;
 mod reconcile;
 pub use reconcile::PollTarget;
@@ -145,6 +146,7 @@ impl Rollout {
                 let now = self.now;
                 self.on_device_report(devices, report, now)
             }
+            Input::DeviceConnection(report) => self.on_device_connection(devices, report),
             Input::DeploymentStates {
                 deployment_id,
                 devices: polled,
@@ -258,6 +260,7 @@ impl WaveProgress {
             counts: Default::default(),
             approved_by: None,
             waiting_for_window: false,
+            health: None,
         }
     }
 }

@@ -256,7 +256,11 @@ impl Rollout {
         }
         let recorded = super::devices::move_outcome(counts, current, outcome, deadline_passed);
         match target {
-            Target::Forward(_) => (record.forward, record.forward_polled) = (recorded, true),
+            Target::Forward(_) => {
+                (record.forward, record.forward_polled) = (recorded, true);
+                let now = self.now;
+                self.note_forward_change(polled.device.as_str(), record, current, now);
+            }
             Target::Rollback(_) => (record.rollback, record.rollback_polled) = (recorded, true),
         }
         true

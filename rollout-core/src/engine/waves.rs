@@ -139,7 +139,13 @@ impl Rollout {
                 (_, Some(met))
                     if self.now >= met + Duration::minutes(i64::from(plan.soak_minutes)) =>
                 {
-                    self.pass_wave(index, reason, effects);
+                    match self.observation_verdict(index) {
+                        Some(Ok(observed)) => {
+                            self.pass_wave(index, format!("{reason}; {observed}"), effects)
+                        }
+                        Some(Err(_waiting)) => return false,
+                        None => self.pass_wave(index, reason, effects),
+                    }
                     true
                 }
                 _ => false,
@@ -274,7 +280,7 @@ impl Rollout {
 
     /// Applies the wave's timeouts, then judges its counts.
     fn judge_current(&mut self, index: usize, effects: &mut Vec<Effect>) -> Judged {
-        if self.apply_wave_timeouts(index, effects) {
+        if self.apply_wave_timeouts(index, effects) || self.judge_disconnections(index, effects) {
             return Judged::Changed;
         }
         let (plan, wave) = match self.wave(index) {
@@ -294,4 +300,26 @@ enum Judged {
     NotDeployed,
     /// The counts' verdict.
     Verdict(Verdict),
+}
+
+impl Rollout {
+    /// For a health-gated wave: whether enough devices finished their observation healthy
+    /// for the success threshold (`Ok` with the numbers) or not yet (`Err`); `None` for a
+    /// wave without a gate.
+    fn observation_verdict(&self, index: usize) -> Option<Result<String, String>> {
+        let (plan, wave) = self.wave(index)?;
+        let gate = plan.health_gate?;
+        let healthy = self.observed_healthy(index, gate);
+        let total = wave.counts.total;
+        let share = crate::judge::percent(healthy, total);
+        let text = format!(
+            "{healthy} of {total} healthy after {} min of observation = {share:.1}%",
+            gate.observe_minutes
+        );
+        Some(if share >= plan.success_threshold_percent || total == 0 {
+            Ok(text)
+        } else {
+            Err(text)
+        })
+    }
 }

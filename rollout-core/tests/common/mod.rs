@@ -30,6 +30,7 @@ pub fn wave(name: &str, success: f64, failure: f64, min: u32, on_failure: WaveFa
         device_timeout_minutes: 120,
         approval_required: false,
         on_failure,
+        health_gate: None,
     }
 }
 
