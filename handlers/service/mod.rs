@@ -342,7 +342,7 @@ impl RolloutService {
         for change in devices.into_changes() {
             match change {
                 DeviceChange::Changed(device, record, version) => changed.push(DeviceWrite {
-                    device: device.into(),
+                    device,
                     record,
                     expected: Some(version),
                 }),

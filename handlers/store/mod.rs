@@ -10,7 +10,7 @@ pub mod sqlite;
 pub mod table;
 
 use chrono::{DateTime, Utc};
-use rollout_core::{Decision, DeviceRecord, Effect, Rollout};
+use rollout_core::{Decision, DeviceId, DeviceRecord, Effect, Rollout};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,7 +155,7 @@ impl StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceWrite {
     /// Device id.
-    pub device: String,
+    pub device: DeviceId,
     /// The record.
     pub record: DeviceRecord,
     /// The version it was read at (`None` = it must not exist yet).

@@ -22,12 +22,12 @@ pub(super) fn write_commit(
             None => execute(
                 &tx,
                 "INSERT OR IGNORE INTO devices (rollout, device, version, record) VALUES (?1, ?2, 1, ?3)",
-                params![id, write.device, record],
+                params![id, write.device.as_str(), record],
             ),
             Some(expected) => execute(
                 &tx,
                 "UPDATE devices SET record = ?1, version = version + 1 WHERE rollout = ?2 AND device = ?3 AND version = ?4",
-                params![record, id, write.device, expected.parse::<i64>().unwrap_or(-1)],
+                params![record, id, write.device.as_str(), expected.parse::<i64>().unwrap_or(-1)],
             ),
         }?;
         if changed == 0 {

@@ -141,7 +141,7 @@ fn device_operations(partition: &str, commit: &Commit) -> Result<Vec<Operation>,
     let mut operations = Vec::with_capacity(commit.devices.len());
     for write in &commit.devices {
         let mut row = entity(partition, &device_row(&write.device));
-        row.insert("Device".into(), write.device.clone().into());
+        row.insert("Device".into(), write.device.as_str().into());
         put_doc(&mut row, &write.record)?;
         operations.push(match &write.expected {
             None => Operation::Insert(row),

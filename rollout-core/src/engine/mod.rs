@@ -200,8 +200,8 @@ impl Rollout {
             kind,
             state: self.state,
             wave: wave
-                .and_then(|w| self.plan.waves.get(w))
-                .map(|w| w.name.clone()),
+                .and_then(|w| self.wave(w))
+                .map(|(plan, _)| plan.name.clone()),
             actor: actor.map(str::to_string),
             reason: reason.clone(),
         });
