@@ -4,6 +4,7 @@
 //! conflict it reloads and steps again; pending effects survive a crash and are picked up by
 //! the next invocation or the timer.
 
+mod alerts;
 mod effects;
 mod gaps;
 mod heads;
@@ -12,6 +13,7 @@ mod metrics;
 mod reports;
 mod writers;
 
+pub use alerts::AlertAction;
 pub use metrics::Metrics;
 
 use crate::ports::{Clock, EffectExecutor};
