@@ -41,6 +41,7 @@ fn plan() -> RolloutPlan {
         window: None,
         allow_self_approval: false,
         rollback: None,
+        alert_rules: Vec::new(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The operator API under `/api` (design §3): health, dead letters; errors as problem+json.
 
+pub mod alerts;
 pub mod auth;
 pub mod authorized;
 pub mod compliance;
@@ -46,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/rollouts/{id}/approve", post(rollouts::approve))
         .route("/rollouts/{id}/cancel", post(rollouts::cancel))
         .route("/rollouts/{id}/rollback", post(rollouts::rollback))
+        .route("/alerts", post(alerts::post))
         .route("/compliance", get(compliance::summary))
         .route("/compliance/devices", get(compliance::devices))
         .route("/compliance/hosts", get(compliance::hosts))

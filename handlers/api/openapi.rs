@@ -18,13 +18,15 @@ use utoipa::{Modify, OpenApi};
         rollouts::create, rollouts::list, rollouts::show, rollouts::events,
         rollouts::pause, rollouts::resume, rollouts::approve, rollouts::cancel, rollouts::rollback,
         super::compliance::summary, super::compliance::devices, super::compliance::hosts,
-        super::health, super::dead_letters
+        super::health, super::dead_letters, super::alerts::post
     ),
     components(schemas(
         RolloutView, WaveView, InfrastructureView, HostView, RollbackView, RollbackGroupView, RolloutSummary,
         RolloutList, CommandBody, EventList, ComplianceView, RolloutCompliance, GroupCompliance, DeviceStatus, DeviceCompliance, DeviceComplianceList,
         HostCompliance, HostComplianceList, Problem, DeadLetter,
-        super::DeadLetterList
+        super::DeadLetterList, super::alerts::AlertNotification, super::alerts::AlertSchemaId,
+        super::alerts::AlertData, super::alerts::AlertEssentials, super::alerts::AlertCondition,
+        super::alerts::AlertAnswer, super::alerts::AffectedRollout, super::alerts::AlertAction
     )),
     modifiers(&Security),
     security(("functionKey" = []), ("entraId" = []))

@@ -4,6 +4,7 @@
 //! conflict it reloads and steps again; pending effects survive a crash and are picked up by
 //! the next invocation or the timer.
 
+mod alerts;
 mod connections;
 mod effects;
 mod gaps;
@@ -13,6 +14,7 @@ mod metrics;
 mod reports;
 mod writers;
 
+pub use alerts::AlertAction;
 pub use metrics::Metrics;
 
 use crate::ports::{Clock, EffectExecutor};

@@ -7,6 +7,10 @@ use std::fmt;
 /// published as the event type [`DecisionKind::event_type`] makes (`patchwave.wave.failed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DecisionKind {
+    /// An alert was recorded without failing a wave (resolved, not a rule the plan names, or
+    /// no wave deploying or soaking).
+    #[serde(rename = "alert.recorded")]
+    AlertRecorded,
     /// An effect gave up after the shell's retries.
     #[serde(rename = "effect.failed")]
     EffectFailed,
@@ -116,7 +120,8 @@ const EVENT_TYPE_PREFIX: &str = "patchwave.";
 
 impl DecisionKind {
     /// Every kind, in the order declared.
-    pub const ALL: [DecisionKind; 34] = [
+    pub const ALL: [DecisionKind; 35] = [
+        DecisionKind::AlertRecorded,
         DecisionKind::EffectFailed,
         DecisionKind::InfrastructureFailed,
         DecisionKind::InfrastructureHold,
@@ -156,6 +161,7 @@ impl DecisionKind {
     /// The name stored and served, e.g. `wave.failed`.
     pub fn as_str(self) -> &'static str {
         match self {
+            DecisionKind::AlertRecorded => "alert.recorded",
             DecisionKind::EffectFailed => "effect.failed",
             DecisionKind::InfrastructureFailed => "infrastructure.failed",
             DecisionKind::InfrastructureHold => "infrastructure.hold",

@@ -82,6 +82,8 @@ pub enum Input {
         /// Why.
         error: String,
     },
+    /// An Azure Monitor alert (`POST /api/alerts`), offered to every active rollout.
+    Alert(AlertInput),
 }
 
 /// A scheduled maintenance run of Update Manager.
@@ -172,6 +174,21 @@ pub enum CommandAction {
     Cancel,
     /// Roll every touched group back.
     Rollback,
+}
+
+/// An Azure Monitor alert, reduced to what the engine judges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertInput {
+    /// The alert's id; with `fired` it identifies a delivery, so a redelivery changes nothing.
+    pub alert_id: String,
+    /// The alert rule's name, matched against the plan's `alertRules`.
+    pub rule: String,
+    /// `Fired` (true) or `Resolved` (false).
+    pub fired: bool,
+    /// When it fired or resolved, as Azure Monitor says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 fn last_page() -> bool {

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod alert_rules;
 mod connection;
 mod decision_kind;
 mod effect;
@@ -23,13 +24,15 @@ mod step;
 mod update_id;
 mod window;
 
+pub use alert_rules::{MAX_ALERT_RULES, MAX_ALERT_RULE_CHARS};
 pub use connection::{ConnectionReport, ConnectionSequence};
 pub use decision_kind::DecisionKind;
 pub use effect::{Effect, EffectKind};
 pub use engine::{PollTarget, Rejected};
 pub use ids::{DeploymentId, DeviceId, EffectId, GroupId, RolloutId, MAX_DEPLOYMENT_ID_CHARS};
 pub use input::{
-    Command, CommandAction, DeviceReport, Input, MaintenanceRun, PatchOutcome, PolledDevice,
+    AlertInput, Command, CommandAction, DeviceReport, Input, MaintenanceRun, PatchOutcome,
+    PolledDevice,
 };
 pub use judge::{judge, percent, Verdict};
 pub use plan::{

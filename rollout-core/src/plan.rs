@@ -30,6 +30,10 @@ pub struct RolloutPlan {
     /// The rollback's own policy (defaults: every device back, 240 minutes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackPolicy>,
+    /// Azure Monitor alert rules whose `Fired` alert fails the current wave (`POST /api/alerts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 50))]
+    pub alert_rules: Vec<String>,
 }
 
 /// When a rollback counts as done: the share of every touched group that must be back on
@@ -197,6 +201,7 @@ impl RolloutPlan {
         if let Some(rollback) = &self.rollback {
             check_rollback(rollback, &mut problems);
         }
+        crate::alert_rules::check_alert_rules(&self.alert_rules, &mut problems);
         if let Some(window) = &self.window {
             problems.extend(window.problems().into_iter().map(|p| format!("window.{p}")));
         }

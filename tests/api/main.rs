@@ -5,6 +5,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod alerts;
 mod rejections;
 mod roles;
 mod rollouts;

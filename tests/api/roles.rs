@@ -88,6 +88,12 @@ async fn role_matrix(platform_auth: bool) {
         ),
         (
             Method::POST,
+            "/api/alerts".into(),
+            "Rollout.Operate",
+            Some(json!({"schemaId": "not the common alert schema"})),
+        ),
+        (
+            Method::POST,
             format!("{location}/approve"),
             "Rollout.Approve",
             Some(reason.clone()),

@@ -86,6 +86,7 @@ pub fn one_wave_plan(group: &str, success: f64) -> RolloutPlan {
         window: None,
         allow_self_approval: false,
         rollback: None,
+        alert_rules: Vec::new(),
     }
 }
 

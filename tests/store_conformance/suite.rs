@@ -28,6 +28,7 @@ pub fn plan() -> RolloutPlan {
         window: None,
         allow_self_approval: false,
         rollback: None,
+        alert_rules: Vec::new(),
     }
 }
 

@@ -6,6 +6,7 @@
 //! untouched. After every input, time-driven rules (soak, timeouts,
 //! windows) are re-judged until nothing changes, so a `Tick` is just "judge now".
 
+mod alerts;
 mod commands;
 mod devices;
 pub use devices::{classify, effective_outcome};
@@ -163,6 +164,7 @@ impl Rollout {
             Input::EffectFailed { effect_id, error } => {
                 self.on_effect_failed(effect_id, error, effects)
             }
+            Input::Alert(alert) => self.on_alert(alert, effects),
         }
     }
 

@@ -44,6 +44,7 @@ pub fn plan(waves: Vec<WavePlan>) -> RolloutPlan {
         window: None,
         allow_self_approval: false,
         rollback: None,
+        alert_rules: Vec::new(),
     }
 }
 
