@@ -6,9 +6,11 @@
 //! strictly increases per device: a device's connection state is the one of its highest
 //! sequence number ([`ConnectionSequence`] orders them).
 
-use super::event_grid::{event_data, item_error, Envelope, EventSchema, OtherEvent};
+use super::event_grid::{
+    decode_batch, event_data, event_object, Envelope, EventSchema, OtherEvent,
+};
 use super::ItemError;
-use crate::host::json::{as_text, clip, get_any, kind_of, parse_time, unwrap_encoded};
+use crate::host::json::{as_text, get_any, parse_time, unwrap_encoded};
 use chrono::{DateTime, Utc};
 use rollout_core::ConnectionSequence;
 use serde::Serialize;
@@ -63,41 +65,17 @@ pub struct ConnectionEvent {
 /// Decodes the trigger value: one event, an array of events, or either JSON-encoded; each item
 /// on its own, so one bad event never drops the others.
 pub fn decode_device_events(binding: &Value) -> Vec<Result<DeviceEvent, ItemError>> {
-    match unwrap_encoded(binding) {
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| {
-                decode_device_event(item).map_err(|reason| item_error(index, item, reason))
-            })
-            .collect(),
-        single => {
-            vec![decode_device_event(&single).map_err(|reason| item_error(0, binding, reason))]
-        }
-    }
+    decode_batch(binding, decode_device_event)
 }
 
 /// Decodes one event in either schema.
 pub fn decode_device_event(value: &Value) -> Result<DeviceEvent, String> {
-    let value = unwrap_encoded(value);
-    let Value::Object(event) = value else {
-        return Err(match value {
-            Value::String(text) => format!("event is not JSON: `{}`", clip(&text, 60)),
-            other => format!("event must be a JSON object, found {}", kind_of(&other)),
-        });
-    };
+    let event = event_object(value)?;
     let envelope = Envelope::read(&event)?;
     let connection = match envelope.event_type.as_str() {
         t if t.eq_ignore_ascii_case(DEVICE_CONNECTED) => Connection::Connected,
         t if t.eq_ignore_ascii_case(DEVICE_DISCONNECTED) => Connection::Disconnected,
-        _ => {
-            return Ok(DeviceEvent::Other(OtherEvent {
-                schema: envelope.schema,
-                event_type: envelope.event_type,
-                id: envelope.id,
-                subject: envelope.subject,
-            }))
-        }
+        _ => return Ok(DeviceEvent::Other(OtherEvent::of(envelope))),
     };
     decode_connection(&event, envelope, connection).map(DeviceEvent::Connection)
 }

@@ -118,15 +118,46 @@ pub struct OtherEvent {
 ///
 /// An unusable value as a whole (not JSON, not an object/array) is one failed item.
 pub fn decode_events(binding: &Value) -> Vec<Result<PatchEvent, ItemError>> {
+    decode_batch(binding, decode_event)
+}
+
+/// Decodes an Event Grid trigger value (one event, an array, or either JSON-encoded) item by
+/// item with `decode`, so one bad item never drops the others.
+pub(super) fn decode_batch<T>(
+    binding: &Value,
+    decode: fn(&Value) -> Result<T, String>,
+) -> Vec<Result<T, ItemError>> {
     match unwrap_encoded(binding) {
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(index, item)| {
-                decode_event(item).map_err(|reason| item_error(index, item, reason))
-            })
+            .map(|(index, item)| decode(item).map_err(|reason| item_error(index, item, reason)))
             .collect(),
-        single => vec![decode_event(&single).map_err(|reason| item_error(0, binding, reason))],
+        single => vec![decode(&single).map_err(|reason| item_error(0, binding, reason))],
+    }
+}
+
+/// The event's JSON object, or why the item is not one.
+pub(super) fn event_object(value: &Value) -> Result<Map<String, Value>, String> {
+    match unwrap_encoded(value) {
+        Value::Object(event) => Ok(event),
+        Value::String(text) => Err(format!("event is not JSON: `{}`", clip(&text, 60))),
+        other => Err(format!(
+            "event must be a JSON object, found {}",
+            kind_of(&other)
+        )),
+    }
+}
+
+impl OtherEvent {
+    /// An event of a type the function does not act on, from its envelope.
+    pub(super) fn of(envelope: Envelope) -> Self {
+        OtherEvent {
+            schema: envelope.schema,
+            event_type: envelope.event_type,
+            id: envelope.id,
+            subject: envelope.subject,
+        }
     }
 }
 
@@ -145,25 +176,12 @@ pub(super) fn item_error(index: usize, raw: &Value, reason: String) -> ItemError
 
 /// Decodes one event in either schema.
 pub fn decode_event(value: &Value) -> Result<PatchEvent, String> {
-    let value = unwrap_encoded(value);
-    let Value::Object(event) = value else {
-        return Err(match value {
-            Value::String(text) => format!("event is not JSON: `{}`", clip(&text, 60)),
-            other => format!("event must be a JSON object, found {}", kind_of(&other)),
-        });
-    };
+    let event = event_object(value)?;
     let envelope = Envelope::read(&event)?;
     let phase = match envelope.event_type.as_str() {
         t if t.eq_ignore_ascii_case(PRE_MAINTENANCE) => MaintenancePhase::Pre,
         t if t.eq_ignore_ascii_case(POST_MAINTENANCE) => MaintenancePhase::Post,
-        _ => {
-            return Ok(PatchEvent::Other(OtherEvent {
-                schema: envelope.schema,
-                event_type: envelope.event_type,
-                id: envelope.id,
-                subject: envelope.subject,
-            }))
-        }
+        _ => return Ok(PatchEvent::Other(OtherEvent::of(envelope))),
     };
     decode_maintenance(&event, envelope, phase).map(PatchEvent::Maintenance)
 }
