@@ -28,7 +28,7 @@ pub enum TriggerInput {
 }
 
 /// What one invocation delivers: usable inputs and the items that could not be used.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Delivery {
     /// Inputs to act on, in arrival order.
     pub inputs: Vec<TriggerInput>,

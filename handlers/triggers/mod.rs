@@ -73,6 +73,65 @@ async fn deliver(
     }
 }
 
+/// Binding name of every Event Grid trigger in its function.json.
+pub const EVENT_GRID_BINDING: &str = "event";
+
+/// What an Event Grid function makes of one decoded event: an input with its log line, or
+/// the log line of an event type it does not act on.
+type Classify<T> = fn(T) -> Result<(crate::inputs::TriggerInput, String), String>;
+
+/// One Event Grid invocation of `function`: the envelope read, its `event` binding decoded
+/// item by item, each event classified (inputs delivered, other types counted, bad items
+/// dead-lettered), and the counts returned with `inputs_key` naming the delivered ones.
+async fn event_grid_invocation<T>(
+    state: &AppState,
+    (function, inputs_key): (&'static str, &str),
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    decode: fn(&serde_json::Value) -> Vec<Result<T, crate::decode::ItemError>>,
+    classify: Classify<T>,
+) -> Response {
+    let context = context(function, headers);
+    let invocation = match parse_envelope(&context, body) {
+        Ok(invocation) => invocation,
+        Err(response) => return response,
+    };
+    let binding = match invocation.binding(EVENT_GRID_BINDING) {
+        Ok(binding) => binding,
+        Err(error) => return reject_envelope(&context, &error),
+    };
+    let (mut delivery, mut ignored, mut logs) = (Delivery::default(), 0, Vec::new());
+    for result in decode(binding) {
+        match result.map(classify) {
+            Ok(Ok((input, line))) => {
+                logs.push(line);
+                delivery.inputs.push(input);
+            }
+            Ok(Err(line)) => {
+                tracing::info!("{line}");
+                logs.push(line);
+                ignored += 1;
+            }
+            Err(error) => {
+                tracing::warn!(index = error.index, reason = %error.reason, "unusable event");
+                logs.push(format!("rejected {error}"));
+                delivery.rejected.push(error);
+            }
+        }
+    }
+    let rejected = delivery.rejected.iter();
+    let rejected: Vec<_> = rejected
+        .map(|e| serde_json::json!({"index": e.index, "reason": e.reason}))
+        .collect();
+    let summary = serde_json::json!({"status": "ok", inputs_key: delivery.inputs.len(),
+        "ignored": ignored, "rejected": rejected});
+    let response = InvokeResponse::new(summary, logs);
+    if delivery.inputs.is_empty() && delivery.rejected.is_empty() {
+        return response.into_response();
+    }
+    deliver(state, &context, delivery, response).await
+}
+
 /// The invocation context of a function route.
 fn context(function: &'static str, headers: &HeaderMap) -> InvocationContext {
     InvocationContext::from_headers(function, headers)
