@@ -10,6 +10,9 @@
 #[path = "support/memory.rs"]
 mod e2e_memory;
 
+#[path = "support/table.rs"]
+mod e2e_table;
+
 #[path = "../tests/store_conformance/azurite.rs"]
 #[allow(dead_code)]
 mod azurite;
@@ -306,6 +309,11 @@ async fn main() {
         let (rate, p99, cpu) = (f.per_second, f.p99_ms, f.cpu_us_per_event);
         return println!("  patchwave, SQLite {rate:>9.0} events/s   p99 {p99:>6.2} ms   {cpu:>5.1} µs CPU/event");
     }
+    if std::env::args().any(|arg| arg == "--table-only") {
+        // patchwave on Table beside the Azurite floor, nothing else
+        e2e_table::measure().await;
+        return;
+    }
     let fleet = devices();
     let bytes = batches(&fleet, 5);
     let dir = tempfile::tempdir().expect("dir");
@@ -342,21 +350,12 @@ async fn main() {
         return;
     }
     drop(patchwave);
-    let table = patchwave::store::table::TableStore::connect_with_prefix(
-        &azurite::connection_string(),
-        &azurite::unique_prefix(),
-    )
-    .await
-    .expect("azurite");
-    let (on_table, service) = serve_patchwave(Arc::new(table), "table").await;
-    // one pass: Azurite takes about 25 s for one
-    let on_table_figures = post_all(&on_table.url, &bytes).await;
-    print_commits("table", &service);
-    print(
-        "patchwave, Table (Azurite)",
-        &on_table_figures,
-        &envelope,
-        decode,
+    let on_table = e2e_table::measure().await;
+    println!(
+        "  {:<26} = {:.4} of the envelope floor, {:.4} of in-process decoding",
+        "(patchwave, Table)",
+        on_table.per_second / envelope.per_second,
+        on_table.per_second / decode
     );
     println!(
         "  cold start (process start to first 200 on GET /, median of 20): {:.1} ms",

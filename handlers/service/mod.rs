@@ -225,12 +225,29 @@ impl RolloutService {
                 Err(ServiceError::Store(StoreError::Conflict(_))) => {
                     self.metrics.conflicts_retried.add(1);
                 }
+                Err(ServiceError::Store(StoreError::TooLarge { .. })) if inputs.len() > 1 => {
+                    return self.apply_in_halves(id, inputs).await;
+                }
                 other => return other,
             }
         }
         Err(ServiceError::Conflict(format!(
             "rollout {id}: too many concurrent writers, gave up after {MAX_ATTEMPTS} attempts"
         )))
+    }
+
+    /// Inputs whose commit was over the store's transaction limit (nothing was written): the
+    /// first half is applied, then the second, each in as many commits as it takes.
+    async fn apply_in_halves(&self, id: &str, inputs: &[Input]) -> Result<Applied, ServiceError> {
+        let (first, second) = inputs.split_at(inputs.len() / 2);
+        let first = Box::pin(self.apply_unlocked(id, first, None)).await?;
+        let mut second = Box::pin(self.apply_unlocked(id, second, None)).await?;
+        let mut effects = first.effects;
+        effects.append(&mut second.effects);
+        Ok(Applied {
+            rollout: second.rollout,
+            effects,
+        })
     }
 
     /// One load-step-commit: the engine steps every input over the records they name, and

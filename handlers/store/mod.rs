@@ -37,6 +37,15 @@ pub enum StoreError {
     /// The backend refused or returned something unusable (protocol, corrupt data, limits).
     #[error("store: {0}")]
     Backend(String),
+    /// A commit writes more than the backend takes in one transaction; nothing was written
+    /// (a commit of fewer inputs fits).
+    #[error("store: commit too large for one entity group transaction: {operations} operations, at most {limit}")]
+    TooLarge {
+        /// Entities the commit writes.
+        operations: usize,
+        /// The most one transaction takes.
+        limit: usize,
+    },
     /// SQLite failed.
     #[error("store: {0}")]
     Sqlite(#[source] Arc<rusqlite::Error>),

@@ -169,3 +169,79 @@ async fn plan_problems_and_busy_groups_are_refused_and_create_is_idempotent() {
         "{busy}"
     );
 }
+
+/// A batch whose commit does not fit the store's transaction (the reports, and the rollback
+/// the failures open, with its effects and decisions) is applied in smaller commits, to the
+/// same end as in one commit: the same counts, records, decisions and effects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_over_one_transaction_are_applied_in_smaller_commits() {
+    let (whole, refused_whole) = nine_failures_with_limit(None).await;
+    let (split, refused_split) = nine_failures_with_limit(Some(10)).await;
+    assert_eq!(refused_whole, 0);
+    assert!(refused_split > 0, "the first commit was over the limit");
+    assert_eq!(split, whole);
+    assert_eq!(whole.0, RolloutState::RollingBack);
+}
+
+/// What nine failure reports in one batch leave behind, on a store with the given
+/// transaction limit; and how many commits it refused.
+async fn nine_failures_with_limit(
+    limit: Option<usize>,
+) -> (
+    (RolloutState, String, Vec<String>, Vec<String>, Vec<String>),
+    usize,
+) {
+    use crate::gated::HoldFirstCommit;
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite: Arc<dyn patchwave::store::Store> = Arc::new(
+        patchwave::store::sqlite::SqliteStore::open(&dir.path().join("p.db")).expect("open"),
+    );
+    let mut store = HoldFirstCommit::new(sqlite, 0);
+    if let Some(limit) = limit {
+        store = store.with_transaction_limit(limit);
+    }
+    let store = Arc::new(store);
+    let azure = Arc::new(FakeAzure::with_group("canary", devices("gw", 40)));
+    let clock = Arc::new(patchwave::ports::ManualClock::new(t0()));
+    let service = patchwave::service::RolloutService::new(store.clone(), azure.clone(), clock);
+    let mut plan = one_wave_plan("canary", 100.0);
+    plan.waves[0].min_devices_judged = 2;
+    let rollout = service.create(plan, "alice", None).await.expect("created");
+    let changes: Vec<_> = devices("gw", 9)
+        .iter()
+        .map(|d| twin_change(d, 5, AgentState::Failed, Some(update("2.4.0"))))
+        .collect();
+    service
+        .deliver_reports(&context(), &changes)
+        .await
+        .expect("reports");
+    assert_eq!(service.metrics().snapshot().reports_applied, 9);
+    let after = service.get(rollout.id()).await.expect("get");
+    let counts = format!("{:?}", after.wave_progress()[0].counts);
+    let records: Vec<String> = service
+        .store()
+        .list_devices(rollout.id(), None, 100)
+        .await
+        .expect("devices")
+        .iter()
+        .map(|(device, record)| format!("{device} {record:?}"))
+        .collect();
+    let decisions: Vec<String> = service
+        .store()
+        .audit(rollout.id())
+        .await
+        .expect("audit")
+        .iter()
+        .map(|d| format!("{} {}", d.kind.as_str(), d.reason))
+        .collect();
+    let effects: Vec<String> = azure
+        .executed()
+        .iter()
+        .map(|id| id.replace(rollout.id().as_str(), "{rollout}"))
+        .collect();
+    let refused = store.refused();
+    (
+        (after.state(), counts, records, decisions, effects),
+        refused,
+    )
+}

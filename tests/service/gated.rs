@@ -1,5 +1,6 @@
 //! A store that holds its first armed commit until a number of batches have been routed, so
-//! tests of writer queueing see the queue they are about, whatever the machine's timing.
+//! tests of writer queueing see the queue they are about, whatever the machine's timing; and
+//! that can take a small transaction limit, refusing larger commits as Table Storage does.
 
 use patchwave::store::{
     Commit, DeadLetter, DeadLetterRetention, PendingEffect, Routed, Store, StoreError,
@@ -24,6 +25,9 @@ pub struct HoldFirstCommit {
     armed: AtomicBool,
     routed: AtomicUsize,
     routed_changed: Notify,
+    /// The most entities one commit may write (none when `None`), and the commits refused.
+    transaction_limit: Option<usize>,
+    refused: AtomicUsize,
 }
 
 impl HoldFirstCommit {
@@ -34,7 +38,23 @@ impl HoldFirstCommit {
             armed: AtomicBool::new(false),
             routed: AtomicUsize::new(0),
             routed_changed: Notify::new(),
+            transaction_limit: None,
+            refused: AtomicUsize::new(0),
         }
+    }
+
+    /// Refuses commits of more than `limit` entities, as a backend with that transaction
+    /// limit does (`max_device_writes` leaves one for the rollout).
+    #[allow(dead_code)]
+    pub fn with_transaction_limit(mut self, limit: usize) -> Self {
+        self.transaction_limit = Some(limit);
+        self
+    }
+
+    /// Commits refused as too large so far.
+    #[allow(dead_code)]
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Holds the next commit (until then commits go straight through).
@@ -106,9 +126,17 @@ impl Store for HoldFirstCommit {
         routed
     }
     fn max_device_writes(&self) -> usize {
-        self.inner.max_device_writes()
+        match self.transaction_limit {
+            Some(limit) => limit - 1,
+            None => self.inner.max_device_writes(),
+        }
     }
     async fn commit(&self, commit: Commit) -> Result<Version, StoreError> {
+        if let Some(limit) = self.transaction_limit.filter(|&l| commit.size() > l) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            let operations = commit.size();
+            return Err(StoreError::TooLarge { operations, limit });
+        }
         if self.armed.swap(false, Ordering::SeqCst) {
             self.wait_for_batches().await;
         }

@@ -57,11 +57,10 @@ async fn a_commit_over_one_transaction_is_refused_whole() {
     assert!(size > 100);
     let refused = store.commit(commit).await;
     match refused {
-        Err(StoreError::Backend(message)) => assert_eq!(
-            message,
-            format!("commit too large for one entity group transaction: {size} operations")
-        ),
-        other => panic!("expected a backend error, got {other:?}"),
+        Err(StoreError::TooLarge { operations, limit }) => {
+            assert_eq!((operations, limit), (size, 100))
+        }
+        other => panic!("expected a commit too large, got {other:?}"),
     }
     assert!(store.load_rollout("big").await.expect("load").is_none());
 }
@@ -257,4 +256,153 @@ async fn two_instances_pruning_at_once_delete_each_letter_once() {
         vec![again],
         "its marker went with it"
     );
+}
+
+/// A record this instance wrote (and so keeps) that another instance then changed: the
+/// next commit from the kept copy loses its version check, and the record is read afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_record_another_instance_changed_loses_and_is_read_again() {
+    use patchwave::store::DeviceWrite;
+    use rollout_core::{DeviceId, Outcome};
+    let (first, guard) = fresh().await;
+    let second = another(&guard).await;
+    let v1 = first.commit(create_commit("kept")).await.expect("create");
+    first
+        .add_devices("kept", &[("d1".to_string(), DeviceRecord::new(0))])
+        .await
+        .expect("add");
+    let write = |record: DeviceRecord, expected: String| DeviceWrite {
+        device: DeviceId::new("d1"),
+        record,
+        expected: Some(expected),
+    };
+    let seen = second
+        .load_devices("kept", &["d1".to_string()])
+        .await
+        .expect("load");
+    let mut moved = DeviceRecord::new(0);
+    moved.version = 7;
+    moved.forward = Outcome::InProgress;
+    let head = second
+        .load_rollout("kept")
+        .await
+        .expect("load")
+        .expect("head");
+    let v2 = second
+        .commit(Commit {
+            rollout: head.value.clone(),
+            expected: Some(head.version),
+            devices: vec![write(moved, seen[0].1.version.clone())],
+            effects: vec![],
+            decisions: vec![],
+        })
+        .await
+        .expect("the second instance writes the record");
+
+    // the first instance still holds the record as it added it
+    let kept = first
+        .load_devices("kept", &["d1".to_string()])
+        .await
+        .expect("load");
+    let mut stale = kept[0].1.value;
+    stale.version = 3;
+    let lost = first
+        .commit(Commit {
+            rollout: head.value.clone(),
+            expected: Some(v2.clone()),
+            devices: vec![write(stale, kept[0].1.version.clone())],
+            effects: vec![],
+            decisions: vec![],
+        })
+        .await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    let again = first
+        .load_devices("kept", &["d1".to_string()])
+        .await
+        .expect("load");
+    assert_eq!(
+        (again[0].1.value.version, again[0].1.value.forward),
+        (7, Outcome::InProgress)
+    );
+    assert_ne!(v1, v2);
+}
+
+/// Routes are kept, but a device another instance indexes to a newer rollout (or a device
+/// that was in none) is routed to it from the next lookup on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_indexed_anew_by_another_instance_is_routed_to_its_new_rollout() {
+    let (first, guard) = fresh().await;
+    let second = another(&guard).await;
+    let devices = ["moves".to_string(), "joins".to_string()];
+    first
+        .add_devices("old", &[(devices[0].clone(), DeviceRecord::new(0))])
+        .await
+        .expect("add");
+    let routed = first.rollouts_of_devices(&devices).await.expect("routes");
+    assert_eq!(routed.get("moves").map(String::as_str), Some("old"));
+    assert!(!routed.contains_key("joins"));
+    let both: Vec<(String, DeviceRecord)> = devices
+        .iter()
+        .map(|d| (d.clone(), DeviceRecord::new(0)))
+        .collect();
+    second.add_devices("new", &both).await.expect("add");
+    let routed = first.rollouts_of_devices(&devices).await.expect("routes");
+    assert_eq!(routed.get("moves").map(String::as_str), Some("new"));
+    assert_eq!(routed.get("joins").map(String::as_str), Some("new"));
+}
+
+/// Many records are read by one range query when their range is sparse in other rows, one
+/// by one when it is dense; either way exactly the existing ones come back, with ETags a
+/// conditional write takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_records_are_read_by_range_or_point_with_their_etags() {
+    use patchwave::store::DeviceWrite;
+    use rollout_core::DeviceId;
+    let (first, guard) = fresh().await;
+    let head = first.commit(create_commit("wide")).await.expect("create");
+    let added: Vec<(String, DeviceRecord)> = (0..200)
+        .map(|i| (format!("d{i:03}"), DeviceRecord::new(0)))
+        .collect();
+    first.add_devices("wide", &added).await.expect("add");
+    // a fresh instance has nothing cached
+    let second = another(&guard).await;
+    let mut sparse: Vec<String> = (100..130).map(|i| format!("d{i:03}")).collect();
+    sparse.extend((100..110).map(|i| format!("d{i:03}a")));
+    let found = second.load_devices("wide", &sparse).await.expect("load");
+    let mut names: Vec<&str> = found.iter().map(|(d, _)| d.as_str()).collect();
+    names.sort_unstable();
+    let expected: Vec<String> = (100..130).map(|i| format!("d{i:03}")).collect();
+    assert_eq!(
+        names,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    let third = another(&guard).await;
+    let dense: Vec<String> = (0..200).step_by(5).map(|i| format!("d{i:03}")).collect();
+    let found_dense = third.load_devices("wide", &dense).await.expect("load");
+    assert_eq!(found_dense.len(), dense.len());
+
+    let (device, record) = &found[0];
+    let mut moved = record.value;
+    moved.version = 9;
+    let rollout = second
+        .load_rollout("wide")
+        .await
+        .expect("load")
+        .expect("head");
+    assert_eq!(rollout.version, head);
+    second
+        .commit(Commit {
+            rollout: rollout.value,
+            expected: Some(rollout.version),
+            devices: vec![DeviceWrite {
+                device: DeviceId::new(device.as_str()),
+                record: moved,
+                expected: Some(record.version.clone()),
+            }],
+            effects: vec![],
+            decisions: vec![],
+        })
+        .await
+        .expect("the ETag read with the range takes a conditional write");
 }

@@ -193,17 +193,23 @@ impl Client {
             .credential
             .authorization(method.as_str(), content_type, &date, url)
             .await?;
+        let accept = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("Accept"))
+            .map_or(ACCEPT, |(_, value)| *value);
         let mut request = self
             .http
             .request(method.clone(), url.clone())
             .header("x-ms-date", &date)
             .header("x-ms-version", API_VERSION)
-            .header("Accept", ACCEPT)
+            .header("Accept", accept)
             .header("DataServiceVersion", "3.0;NetFx")
             .header("MaxDataServiceVersion", "3.0;NetFx")
             .header("Authorization", authorization);
         for (name, value) in headers {
-            request = request.header(*name, *value);
+            if !name.eq_ignore_ascii_case("Accept") {
+                request = request.header(*name, *value);
+            }
         }
         if let Some((content_type, body)) = body {
             request = request
@@ -331,6 +337,29 @@ impl Client {
         select: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<Entity>, StoreError> {
+        self.query_as(table, filter, select, limit, ACCEPT).await
+    }
+
+    /// [`Client::query`], each entity with its ETag (as `odata.etag`, which only the
+    /// minimal-metadata answer carries).
+    pub async fn query_with_etags(
+        &self,
+        table: &str,
+        filter: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<Entity>, StoreError> {
+        let accept = "application/json;odata=minimalmetadata";
+        self.query_as(table, filter, None, limit, accept).await
+    }
+
+    async fn query_as(
+        &self,
+        table: &str,
+        filter: &str,
+        select: Option<&str>,
+        limit: Option<usize>,
+        accept: &str,
+    ) -> Result<Vec<Entity>, StoreError> {
         let mut found: Vec<Entity> = Vec::new();
         let mut next: Option<(String, Option<String>)> = None;
         loop {
@@ -349,7 +378,9 @@ impl Client {
                 }
             }
             let url = self.url(&format!("{table}()"), &query);
-            let reply = self.send(Method::GET, url, &[], None).await?;
+            let reply = self
+                .send(Method::GET, url, &[("Accept", accept)], None)
+                .await?;
             if !reply.status.is_success() {
                 return Err(reply.error(&format!("query {table}")));
             }

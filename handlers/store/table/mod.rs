@@ -14,8 +14,12 @@
 
 mod auth;
 mod batch;
+mod cache;
 mod client;
 mod entity;
+pub mod floor;
+mod index;
+mod read;
 mod retention;
 mod write;
 
@@ -38,8 +42,6 @@ pub const DEFAULT_PREFIX: &str = "patchwave";
 const HEAD: &str = "head";
 const CATALOG_PARTITION: &str = "rollouts";
 const LETTERS_PARTITION: &str = "letters";
-/// Point reads in flight at once when loading devices or their index entries.
-const READ_CONCURRENCY: usize = 16;
 
 /// The names of the store's tables.
 #[derive(Debug, Clone)]
@@ -58,6 +60,8 @@ pub struct TableStore {
     tables: Arc<Tables>,
     /// How far the dead-letter retention has counted (one pruning call at a time).
     letter_tally: Arc<tokio::sync::Mutex<retention::Tally>>,
+    /// Records, heads and routes as this instance last wrote or read them.
+    cache: Arc<cache::Cache>,
 }
 
 impl TableStore {
@@ -119,6 +123,7 @@ impl TableStore {
             client: Arc::new(client),
             tables: Arc::new(tables),
             letter_tally: Arc::default(),
+            cache: Arc::default(),
         })
     }
 
@@ -155,14 +160,6 @@ impl TableStore {
         pending.sort_by(|a, b| a.order.cmp(&b.order));
         Ok(pending)
     }
-}
-
-/// The device-index partition of a device: one hex digit of its hash (16 partitions, so
-/// index writes batch well and no partition is hot).
-fn device_bucket(device: &str) -> String {
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(device.as_bytes());
-    format!("{:x}", hash[0] >> 4)
 }
 
 /// Row key of a dead letter's listing row: newest first, then by id.
@@ -212,42 +209,25 @@ impl Store for TableStore {
         Ok(rollouts)
     }
 
+    /// Records this instance wrote or read last come from its cache (a stale one fails the
+    /// commit's version check, which forgets the rollout); the others are read (`read`).
     async fn load_devices(
         &self,
         rollout: &str,
         devices: &[String],
     ) -> Result<Vec<(String, Versioned<DeviceRecord>)>, StoreError> {
-        let partition = key(rollout);
-        let mut found = Vec::new();
-        for chunk in devices.chunks(READ_CONCURRENCY) {
-            let mut reads = tokio::task::JoinSet::new();
-            for (index, device) in chunk.iter().enumerate() {
-                let (client, table, partition) = (
-                    self.client.clone(),
-                    self.tables.rollouts.clone(),
-                    partition.clone(),
-                );
-                let row = write::device_row(device);
-                reads.spawn(async move { (index, client.get(&table, &partition, &row).await) });
-            }
-            let mut results: Vec<Option<(Entity, String)>> = vec![None; chunk.len()];
-            while let Some(joined) = reads.join_next().await {
-                let (index, read) = joined.map_err(StoreError::from)?;
-                results[index] = read?;
-            }
-            for (device, result) in chunk.iter().zip(results) {
-                if let Some((row, etag)) = result {
-                    found.push((
-                        device.clone(),
-                        Versioned {
-                            value: get_doc(&row)?,
-                            version: etag,
-                        },
-                    ));
-                }
-            }
-        }
-        Ok(found)
+        let (hits, misses) = self.cache.records(rollout, devices);
+        let read = if misses.is_empty() {
+            Vec::new()
+        } else {
+            read::records(&self.client, &self.tables.rollouts, rollout, misses).await?
+        };
+        self.cache.put_records(rollout, read.iter().cloned());
+        Ok(hits
+            .into_iter()
+            .chain(read)
+            .map(|(device, (value, version))| (device, Versioned { value, version }))
+            .collect())
     }
 
     /// In row-key order: the key-encoded device id, which is the ids' own order when they are
@@ -282,68 +262,26 @@ impl Store for TableStore {
         rollout: &str,
         devices: &[(String, DeviceRecord)],
     ) -> Result<(), StoreError> {
-        write::add_devices(&self.client, &self.tables.rollouts, rollout, devices).await?;
-        let mut buckets: std::collections::BTreeMap<String, Vec<Operation>> = Default::default();
-        for (device, _) in devices {
-            let bucket = device_bucket(device);
-            let mut row = entity::entity(&bucket, &key(device));
-            row.insert("Device".into(), device.clone().into());
-            row.insert("Rollout".into(), rollout.into());
-            buckets
-                .entry(bucket)
-                .or_default()
-                .push(Operation::Upsert(row));
-        }
-        for (bucket, mut operations) in buckets {
-            // one operation per entity in a changeset: the last write of a device wins
-            let mut seen = std::collections::HashSet::new();
-            operations.reverse();
-            operations.retain(|op| match op {
-                Operation::Upsert(row) => seen.insert(row.get("RowKey").cloned()),
-                _ => true,
-            });
-            for chunk in operations.chunks(batch::MAX_OPERATIONS) {
-                if let Outcome::Failed {
-                    status,
-                    code,
-                    message,
-                } = self.client.batch(&self.tables.devices, chunk).await?
-                {
-                    return Err(StoreError::Backend(format!(
-                        "device index bucket {bucket}: {status} {code} {message}"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        let tables = (self.tables.rollouts.as_str(), self.tables.devices.as_str());
+        write::add_devices(&self.client, &self.cache, tables.0, rollout, devices).await?;
+        let indexed = devices.iter().map(|(device, _)| device);
+        let catalog = self.tables.catalog.as_str();
+        index::index_devices(&self.client, (tables.1, catalog), rollout, indexed).await
     }
 
     async fn rollouts_of_devices(
         &self,
         devices: &[String],
     ) -> Result<HashMap<String, String>, StoreError> {
-        use futures::stream::{StreamExt, TryStreamExt};
-        let lookups = devices.iter().cloned().map(|device| {
-            let (client, table) = (self.client.clone(), self.tables.devices.clone());
-            async move {
-                let row = client
-                    .get(&table, &device_bucket(&device), &key(&device))
-                    .await?;
-                let rollout = row.map(|(row, _)| string(&row, "Rollout")).transpose()?;
-                Ok::<_, StoreError>(rollout.map(|rollout| (device, rollout)))
-            }
-        });
-        let found: Vec<Option<(String, String)>> = futures::stream::iter(lookups)
-            .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+        let tables = (self.tables.devices.as_str(), self.tables.catalog.as_str());
+        index::rollouts_of(&self.client, &self.cache, tables, devices).await
     }
 
     fn max_device_writes(&self) -> usize {
-        // an entity group transaction holds 100 operations: the head, effects and decisions
-        // share them with the devices
-        64
+        // an entity group transaction holds 100 operations, the head among them; a commit
+        // whose effects and decisions do not fit beside its devices is refused as too large
+        // before anything is written, and the service applies its inputs in halves
+        batch::MAX_OPERATIONS - 1
     }
 
     async fn commit(&self, commit: Commit) -> Result<Version, StoreError> {
@@ -358,7 +296,7 @@ impl Store for TableStore {
             // listed before it exists; a create that then fails leaves a row list_rollouts skips
             self.client.insert(&self.tables.catalog, &row).await?;
         }
-        write::commit(&self.client, &self.tables.rollouts, &commit).await
+        write::commit(&self.client, &self.cache, &self.tables.rollouts, &commit).await
     }
 
     async fn pending_effects(

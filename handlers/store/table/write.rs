@@ -2,10 +2,12 @@
 //! devices in transactions of up to 100 that leave existing records alone.
 
 use super::batch::{Operation, Outcome, MAX_OPERATIONS};
+use super::cache::{Cache, CachedRecord, Head};
 use super::client::Client;
 use super::entity::{entity, key, literal, put_doc, string, Entity};
 use super::HEAD;
 use crate::store::{Commit, StoreError, Version};
+use futures::stream::{StreamExt, TryStreamExt};
 use rollout_core::DeviceRecord;
 use std::collections::{BTreeMap, HashSet};
 
@@ -57,20 +59,46 @@ async fn existing_rows(
 /// Applies a commit as one transaction in the rollout's partition: the head (inserted, or
 /// replaced if its ETag still matches), each device (inserted, or replaced on its ETag), and
 /// the outbox effects and audit entries not yet stored (existing ones are never overwritten:
-/// they are looked up first and left out). Returns the head's new ETag.
+/// they are looked up first and left out). Returns the head's new ETag. What it wrote goes
+/// into the cache; a commit that fails makes the cache forget the rollout.
 pub(super) async fn commit(
     client: &Client,
+    cache: &Cache,
     table: &str,
     commit: &Commit,
 ) -> Result<Version, StoreError> {
+    let id = commit.rollout.id().as_str();
+    let written = write_commit(client, cache, table, commit).await;
+    match written {
+        Ok((head, devices)) => {
+            let etag = head.etag.clone();
+            cache.put_head(id, head);
+            cache.put_records(id, devices);
+            Ok(etag)
+        }
+        Err(error) => {
+            cache.forget_rollout(id);
+            Err(error)
+        }
+    }
+}
+
+/// The commit's transaction: the head as written, and the device records with their ETags.
+async fn write_commit(
+    client: &Client,
+    cache: &Cache,
+    table: &str,
+    commit: &Commit,
+) -> Result<(Head, Vec<(String, CachedRecord)>), StoreError> {
     let size = commit.size();
     if size > MAX_OPERATIONS {
-        return Err(StoreError::Backend(format!(
-            "commit too large for one entity group transaction: {size} operations"
-        )));
+        return Err(StoreError::TooLarge {
+            operations: size,
+            limit: MAX_OPERATIONS,
+        });
     }
     let partition = key(commit.rollout.id().as_str());
-    let seq = next_seq(client, table, &partition, commit).await?;
+    let seq = next_seq(client, cache, table, &partition, commit).await?;
     let mut operations = vec![head_operation(&partition, seq, commit)?];
     operations.extend(device_operations(&partition, commit)?);
     let mut appends = appends(&partition, seq, commit)?;
@@ -81,20 +109,26 @@ pub(super) async fn commit(
     }
     operations.extend(appends.into_iter().map(|(_, row)| Operation::Insert(row)));
     let outcome = client.batch(table, &operations).await?;
-    committed(
-        client,
-        table,
-        &partition,
-        commit.rollout.id().as_str(),
-        outcome,
-    )
-    .await
+    let id = commit.rollout.id().as_str();
+    let mut etags = committed(client, table, &partition, id, outcome).await?;
+    let etag = etags
+        .remove(0)
+        .ok_or_else(|| StoreError::Backend(format!("rollout {id}: the commit returned no ETag")))?;
+    let devices = commit
+        .devices
+        .iter()
+        .zip(etags)
+        .filter_map(|(write, etag)| Some((write.device.to_string(), (write.record, etag?))))
+        .collect();
+    Ok((Head { etag, seq }, devices))
 }
 
 /// The head's commit number, which orders the outbox: 1 for a new rollout, else one past the
-/// stored head's (whose ETag must still be the one read).
+/// stored head's (whose ETag must still be the one read): the one this instance committed at
+/// that ETag, or read from the store.
 async fn next_seq(
     client: &Client,
+    cache: &Cache,
     table: &str,
     partition: &str,
     commit: &Commit,
@@ -103,6 +137,10 @@ async fn next_seq(
     let Some(expected) = &commit.expected else {
         return Ok(1);
     };
+    // committed here last at the ETag expected: the transaction's condition checks the rest
+    if let Some(head) = cache.head(id).filter(|head| &head.etag == expected) {
+        return Ok(head.seq + 1);
+    }
     let Some((head, etag)) = client.get(table, partition, HEAD).await? else {
         return Err(StoreError::Conflict(format!("rollout {id} does not exist")));
     };
@@ -187,26 +225,35 @@ fn appends(
     Ok(appends)
 }
 
-/// What a commit's transaction came to: the head's new ETag, a conflict, or an error.
+/// What a commit's transaction came to: the ETags it produced (the head's first, always
+/// there; then the other operations' in order, where the service sent them), a conflict, or
+/// an error.
 async fn committed(
     client: &Client,
     table: &str,
     partition: &str,
     id: &str,
     outcome: Outcome,
-) -> Result<Version, StoreError> {
+) -> Result<Vec<Option<String>>, StoreError> {
     match outcome {
-        Outcome::Applied(etags) => match etags.into_iter().next().flatten() {
-            Some(etag) => Ok(etag),
+        Outcome::Applied(mut etags) => {
+            if etags.first().is_some_and(Option::is_some) {
+                return Ok(etags);
+            }
             // the service always sends one; should it not, read the head back
-            None => client
+            let head = client
                 .get(table, partition, HEAD)
                 .await?
                 .map(|(_, etag)| etag)
                 .ok_or_else(|| {
                     StoreError::Backend(format!("rollout {id} vanished after its commit"))
-                }),
-        },
+                })?;
+            match etags.first_mut() {
+                Some(first) => *first = Some(head),
+                None => etags.push(Some(head)),
+            }
+            Ok(etags)
+        }
         // 409: exists already; 412: changed since read; 404: gone since read
         Outcome::Failed {
             status: status @ (404 | 409 | 412),
@@ -227,65 +274,104 @@ async fn committed(
     }
 }
 
-/// Inserts the device records that do not exist yet, 100 per transaction. Each chunk first
-/// reads which of its rows exist (one range query over the sorted chunk) and inserts the
-/// rest; a writer that inserts one of them in between makes the transaction fail whole, and
-/// the chunk is read and tried again.
+/// Inserts the device records that do not exist yet, 100 per transaction, several
+/// transactions in flight. Each chunk is inserted whole first (a new rollout's devices do not
+/// exist); if one of them exists (a retried page, a racing writer), the transaction fails
+/// whole, the chunk reads which of its rows exist (one range query over the sorted chunk)
+/// and inserts the rest, again until it holds.
 pub(super) async fn add_devices(
     client: &Client,
+    cache: &Cache,
     table: &str,
     rollout: &str,
     devices: &[(String, DeviceRecord)],
 ) -> Result<(), StoreError> {
-    let partition = key(rollout);
     // sorted by row key, the first of any repeated device winning
-    let mut rows: BTreeMap<String, (&String, &DeviceRecord)> = BTreeMap::new();
+    let mut rows: BTreeMap<String, (String, DeviceRecord)> = BTreeMap::new();
     for (device, record) in devices {
-        rows.entry(device_row(device)).or_insert((device, record));
+        rows.entry(device_row(device))
+            .or_insert_with(|| (device.clone(), *record));
     }
-    let rows: Vec<(String, (&String, &DeviceRecord))> = rows.into_iter().collect();
-    for chunk in rows.chunks(MAX_OPERATIONS) {
-        let (Some((first, _)), Some((last, _))) = (chunk.first(), chunk.last()) else {
-            continue;
-        };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+    let mut chunks: Vec<Vec<Row>> = Vec::new();
+    for row in rows {
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < MAX_OPERATIONS => chunk.push(row),
+            _ => chunks.push(vec![row]),
+        }
+    }
+    let chunks = chunks
+        .into_iter()
+        .map(|chunk| async move { add_chunk(client, table, rollout, &chunk).await });
+    let added: Vec<Vec<(String, CachedRecord)>> = futures::stream::iter(chunks)
+        .buffer_unordered(super::index::CONCURRENCY)
+        .try_collect()
+        .await?;
+    cache.put_records(rollout, added.into_iter().flatten());
+    Ok(())
+}
+
+/// A device row to add: its row key, the device, its record.
+type Row = (String, (String, DeviceRecord));
+
+/// One chunk of [`add_devices`] (sorted by row key); the records it inserted, with ETags.
+async fn add_chunk(
+    client: &Client,
+    table: &str,
+    rollout: &str,
+    chunk: &[Row],
+) -> Result<Vec<(String, CachedRecord)>, StoreError> {
+    let partition = key(rollout);
+    let (Some((first, _)), Some((last, _))) = (chunk.first(), chunk.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut existing: HashSet<String> = HashSet::new();
+    for attempt in 1..=ADD_ATTEMPTS {
+        if attempt > 1 {
             let filter = format!(
                 "PartitionKey eq {} and RowKey ge {} and RowKey le {}",
                 literal(&partition),
                 literal(first),
                 literal(last)
             );
-            let existing: HashSet<String> = client
+            existing = client
                 .query(table, &filter, Some("RowKey"), None)
                 .await?
                 .iter()
                 .map(|row| string(row, "RowKey"))
                 .collect::<Result<_, _>>()?;
-            let mut operations = Vec::new();
-            for (row_key, (device, record)) in chunk {
-                if !existing.contains(row_key) {
-                    let mut row = entity(&partition, row_key);
-                    row.insert("Device".into(), (*device).clone().into());
-                    put_doc(&mut row, record)?;
-                    operations.push(Operation::Insert(row));
-                }
+        }
+        let mut operations = Vec::new();
+        let mut inserted = Vec::new();
+        for (row_key, (device, record)) in chunk {
+            if !existing.contains(row_key) {
+                let mut row = entity(&partition, row_key);
+                row.insert("Device".into(), device.as_str().into());
+                put_doc(&mut row, record)?;
+                operations.push(Operation::Insert(row));
+                inserted.push((device.clone(), *record));
             }
-            match client.batch(table, &operations).await? {
-                Outcome::Applied(_) => break,
-                Outcome::Failed { status: 409, .. } if attempt < ADD_ATTEMPTS => continue,
-                Outcome::Failed {
-                    status,
-                    code,
-                    message,
-                } => {
-                    return Err(StoreError::Backend(format!(
-                        "adding devices to rollout {rollout}: {status} {code} {message}"
-                    )))
-                }
+        }
+        match client.batch(table, &operations).await? {
+            Outcome::Applied(etags) => {
+                return Ok(inserted
+                    .into_iter()
+                    .zip(etags)
+                    .filter_map(|((device, record), etag)| Some((device, (record, etag?))))
+                    .collect())
+            }
+            Outcome::Failed { status: 409, .. } if attempt < ADD_ATTEMPTS => continue,
+            Outcome::Failed {
+                status,
+                code,
+                message,
+            } => {
+                return Err(StoreError::Backend(format!(
+                    "adding devices to rollout {rollout}: {status} {code} {message}"
+                )))
             }
         }
     }
-    Ok(())
+    Err(StoreError::Backend(format!(
+        "adding devices to rollout {rollout}: writers kept racing"
+    )))
 }
