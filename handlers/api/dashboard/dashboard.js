@@ -102,9 +102,9 @@ function stateBadge(state) {
 function drawList() {
   const rows = view.rollouts.map((r) =>
     el("tr", { dataset: { id: r.id }, class: r.id === view.selected ? "selected" : "" },
-      el("td", {}, el("div", {}, r.name), el("div", { class: "muted mono" }, r.id)),
+      el("td", {}, el("div", {}, r.name), el("div", { class: "small" }, updateName(r.update)),
+        el("div", { class: "muted mono" }, r.id)),
       el("td", {}, stateBadge(r.state)),
-      el("td", { class: "small" }, updateName(r.update)),
       el("td", { class: "small" }, el("div", {}, r.createdBy || "—"), el("div", { class: "muted nowrap" }, when(r.createdAt)))));
   fill($("rollouts").tBodies[0], rows);
   $("no-rollouts").hidden = view.rollouts.length > 0;
@@ -152,8 +152,8 @@ function numbers(values, total) {
     ` of ${total}`);
 }
 
-function lastDecision(decisions, wave, kinds) {
-  return decisions.filter((d) => d.wave === wave && (!kinds || kinds.includes(d.kind))).pop();
+function lastDecision(decisions, wave, wanted) {
+  return decisions.filter((d) => d.wave === wave && wanted(d.kind)).pop();
 }
 
 function drawWave(wave, plan, decisions) {
@@ -170,8 +170,9 @@ function drawWave(wave, plan, decisions) {
     `succeeded ${percent(values.succeeded, total)}% (passes at ${success}%) · on failure: ${plan.onFailure}`,
     wave.approvedBy ? ` · approved by ${wave.approvedBy}` : "");
   const failed = wave.status === "Failed";
-  const last = (failed && lastDecision(decisions, wave.name, ["wave.failed", "rollback.opened", "wave.unhealthy"])) ||
-    lastDecision(decisions, wave.name);
+  const last = (failed && lastDecision(decisions, wave.name, (k) => ["wave.failed", "wave.unhealthy"].includes(k))) ||
+    lastDecision(decisions, wave.name, (k) => k.startsWith("wave.")) ||
+    lastDecision(decisions, wave.name, () => true);
   return el("div", { class: "wave", dataset: { wave: wave.name, status: wave.status } },
     el("div", { class: "wave-head" },
       el("span", { class: "name" }, wave.name),
