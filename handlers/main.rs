@@ -43,6 +43,10 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Keep the handler, its dashboard and the stand-in running after the rollout ends,
+        /// until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
     /// Serve the local Azure stand-in alone (Device Update, Resource Manager, IoT Hub), e.g.
     /// to point a `patchwave serve` at it with PATCHWAVE_*_ENDPOINT variables.
@@ -114,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
             seed,
             out,
             timeout,
+            serve,
         } => {
             let options = patchwave::demo::DemoOptions {
                 devices,
@@ -122,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
                 seed,
                 out,
                 limit: std::time::Duration::from_secs(timeout),
+                serve,
             };
             demo(options).await
         }
@@ -167,6 +173,7 @@ async fn standin(port: u16, handler: Option<String>, devices: usize) -> anyhow::
         seed: 7,
         out: PathBuf::new(),
         limit: std::time::Duration::ZERO,
+        serve: false,
     };
     let mut config = patchwave::demo::standin_config(&options);
     config.port = port;

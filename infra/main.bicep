@@ -341,6 +341,16 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    appInsightsId: monitoring.outputs.appInsightsId
+  }
+}
+
 module logicApp 'modules/logicapp.bicep' = if (deployExampleLogicApp && codeDeployed) {
   name: 'logicapp'
   params: {
@@ -379,6 +389,9 @@ output maintenanceWindowStart string = windowStart
 output exampleAlertRuleName string = alerts.outputs.exampleAlertRuleName
 @description('Action group that posts alerts to /api/alerts: add it to any other rule a plan should be able to name. Empty before the code is deployed.')
 output rolloutGateActionGroupId string = alerts.outputs.rolloutGateActionGroupId
+@description('The Azure Monitor workbook (rollouts by state, decisions, rollbacks, dead letters, failing invocations, patch runs): its resource id, and a portal link to it.')
+output workbookId string = workbook.outputs.id
+output workbookPortalUrl string = '${environment().portal}/#@/resource${workbook.outputs.id}'
 // azd keeps outputs as environment values and drops them at azd down: the next azd up after
 // a teardown starts again with the code not deployed (azure.yaml's postdeploy hook reads it).
 output APP_CODE_DEPLOYED bool = codeDeployed

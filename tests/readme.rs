@@ -125,6 +125,15 @@ fn demo(args: &[&str]) -> String {
 fn the_readme_demo_rolls_back_with_its_numbers_and_the_healthy_one_completes() {
     let failing = demo(&["--devices", "200"]);
     assert!(failing.contains("finished: RolledBack"), "{failing}");
+    let dashboard = failing
+        .lines()
+        .find_map(|l| l.strip_prefix("dashboard: http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no dashboard URL:\n{failing}"));
+    let port: String = dashboard.chars().take_while(char::is_ascii_digit).collect();
+    assert!(
+        port.parse::<u16>().is_ok() && dashboard[port.len()..].starts_with("/api/dashboard "),
+        "{dashboard}"
+    );
     let opened = failing
         .lines()
         .find(|l| l.contains("rollback.opened"))
@@ -182,4 +191,25 @@ fn story_agrees_with_its_compliance_table(out: &str) {
         back, on_target,
         "the final decision ({finished}) and the compliance table disagree:\n{out}"
     );
+}
+
+#[test]
+fn every_demo_flag_is_in_the_readme() {
+    let help = Command::new(env!("CARGO_BIN_EXE_patchwave"))
+        .args(["demo", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    let readme = read("README.md");
+    let flags: Vec<&str> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && *w != "--help")
+        .collect();
+    assert!(flags.contains(&"--serve"), "{help}");
+    for flag in flags {
+        assert!(
+            readme.contains(&format!("`{flag}")),
+            "README lacks demo {flag}"
+        );
+    }
 }

@@ -1,9 +1,11 @@
-//! The operator API under `/api` (design §3): health, dead letters; errors as problem+json.
+//! The operator API under `/api` (design §3): health, dead letters, the dashboard; errors as
+//! problem+json.
 
 pub mod alerts;
 pub mod auth;
 pub mod authorized;
 pub mod compliance;
+pub mod dashboard;
 pub mod extract;
 pub mod openapi;
 pub mod rollouts;
@@ -51,6 +53,8 @@ pub fn router() -> Router<AppState> {
         .route("/compliance", get(compliance::summary))
         .route("/compliance/devices", get(compliance::devices))
         .route("/compliance/hosts", get(compliance::hosts))
+        .route("/dashboard", get(dashboard::page))
+        .route("/me", get(dashboard::me))
         .route("/openapi.json", get(openapi::document))
         .route("/swagger.json", get(swagger::document))
         .fallback(not_found)

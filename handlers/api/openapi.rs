@@ -18,7 +18,8 @@ use utoipa::{Modify, OpenApi};
         rollouts::create, rollouts::list, rollouts::show, rollouts::events,
         rollouts::pause, rollouts::resume, rollouts::approve, rollouts::cancel, rollouts::rollback,
         super::compliance::summary, super::compliance::devices, super::compliance::hosts,
-        super::health, super::dead_letters, super::alerts::post
+        super::health, super::dead_letters, super::alerts::post,
+        super::dashboard::page, super::dashboard::me
     ),
     components(schemas(
         RolloutView, WaveView, InfrastructureView, HostView, RollbackView, RollbackGroupView, RolloutSummary,
@@ -26,7 +27,8 @@ use utoipa::{Modify, OpenApi};
         HostCompliance, HostComplianceList, Problem, DeadLetter,
         super::DeadLetterList, super::alerts::AlertNotification, super::alerts::AlertSchemaId,
         super::alerts::AlertData, super::alerts::AlertEssentials, super::alerts::AlertCondition,
-        super::alerts::AlertAnswer, super::alerts::AffectedRollout, super::alerts::AlertAction
+        super::alerts::AlertAnswer, super::alerts::AffectedRollout, super::alerts::AlertAction,
+        super::dashboard::CallerView, super::dashboard::CallerKindView, super::dashboard::CommandName
     )),
     modifiers(&Security),
     security(("functionKey" = []), ("entraId" = []))

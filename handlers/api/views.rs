@@ -117,6 +117,10 @@ pub struct RolloutSummary {
     pub name: String,
     /// State.
     pub state: RolloutState,
+    /// The update it deploys.
+    pub update: UpdateId,
+    /// Who created it.
+    pub created_by: String,
     /// When created.
     pub created_at: String,
     /// The wave in progress or next.
@@ -446,6 +450,8 @@ impl RolloutSummary {
             id: rollout.id().to_string(),
             name: rollout.plan().name.clone(),
             state: rollout.state(),
+            update: rollout.plan().update.clone(),
+            created_by: rollout.created_by().to_string(),
             created_at: rollout.created_at().to_rfc3339(),
             current_wave: rollout
                 .plan()

@@ -32,6 +32,14 @@ pub struct DemoOptions {
     pub out: PathBuf,
     /// Longest run before giving up.
     pub limit: Duration,
+    /// Keep the handler (and its dashboard) and the stand-in running after the rollout ends,
+    /// until Ctrl-C.
+    pub serve: bool,
+}
+
+/// The dashboard of a handler at `handler` (the demo's API is open: no key needed).
+pub fn dashboard_url(handler: &str) -> String {
+    format!("{handler}/api/dashboard")
 }
 
 /// Gateway VMs patched before the devices.
@@ -119,6 +127,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Value> {
         world.standin.url(),
         world.handler
     ));
+    progress.line(&format!(
+        "dashboard: {} (open it in a browser; --serve keeps it up after the rollout ends)",
+        dashboard_url(&world.handler)
+    ));
     let created = world
         .api(
             reqwest::Method::POST,
@@ -161,5 +173,30 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Value> {
         path.display(),
         options.out.join("events.jsonl").display()
     );
+    if options.serve {
+        println!(
+            "serving until Ctrl-C: dashboard {} (Azure stand-in {})",
+            dashboard_url(&world.handler),
+            world.standin.url()
+        );
+        serve(&world).await;
+    }
     Ok(last)
+}
+
+/// Keeps the world up, firing the timer every few seconds as the Functions host would, until
+/// Ctrl-C.
+async fn serve(world: &LocalWorld) {
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                if let Err(error) = world.tick().await {
+                    eprintln!("timer: {error:#}");
+                }
+            }
+        }
+    }
 }

@@ -301,17 +301,19 @@ impl RolloutService {
     }
 
     /// Writes a commit, then logs each of its decisions (`event_type` = the lifecycle event's
-    /// type), so log queries and alerts see them whatever the event sink.
+    /// type, `state` the rollout's state after it, `wave` the wave it concerns or empty), so
+    /// log queries, alerts and the workbook see them whatever the event sink.
     async fn commit_logged(&self, commit: Commit) -> Result<Version, StoreError> {
         let rollout = commit.rollout.id().clone();
         let logged: Vec<_> = commit
             .decisions
             .iter()
-            .map(|(_, d)| (d.kind, d.reason.clone()))
+            .map(|(_, d)| (d.kind, d.state, d.wave.clone(), d.reason.clone()))
             .collect();
         let version = self.store.commit(commit).await?;
-        for (kind, reason) in logged {
-            tracing::info!(rollout = %rollout, event_type = %kind.event_type(), "{reason}");
+        for (kind, state, wave, reason) in logged {
+            let wave = wave.unwrap_or_default();
+            tracing::info!(rollout = %rollout, event_type = %kind.event_type(), state = ?state, wave = %wave, "{reason}");
         }
         Ok(version)
     }

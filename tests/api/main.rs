@@ -1,11 +1,13 @@
 //! The operator API over HTTP with the real service behind it: create, read, commands,
-//! approval gates, role checks for every route, and the generated OpenAPI 3.1 and 2.0 documents.
+//! approval gates, role checks for every route, the dashboard page, and the generated OpenAPI
+//! 3.1 and 2.0 documents.
 
 #[path = "../service/support.rs"]
 #[allow(dead_code)]
 mod support;
 
 mod alerts;
+mod dashboard;
 mod rejections;
 mod roles;
 mod rollouts;

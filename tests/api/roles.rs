@@ -74,6 +74,8 @@ async fn role_matrix(platform_auth: bool) {
             None,
         ),
         (Method::GET, "/api/deadletters".into(), "Rollout.Read", None),
+        (Method::GET, "/api/dashboard".into(), "Rollout.Read", None),
+        (Method::GET, "/api/me".into(), "Rollout.Read", None),
         (
             Method::POST,
             "/api/rollouts".into(),
