@@ -55,33 +55,21 @@ impl RolloutService {
             .ordinary_traffic
             .add((changes.len() - reports.len()) as u64);
         let by_rollout = self.route(reports).await?;
-        let per_commit = self.store.max_device_writes().max(1);
         for (rollout, share) in by_rollout {
-            if share.inputs.len() <= per_commit {
-                self.apply_share(
-                    context,
-                    &rollout,
-                    share.inputs,
-                    share.records,
-                    &share.changes,
-                )
-                .await?;
-                continue;
-            }
-            for (inputs, changes) in share
-                .inputs
-                .chunks(per_commit)
-                .zip(share.changes.chunks(per_commit))
-            {
-                let records = records_of(&share.records, inputs);
-                self.apply_share(context, &rollout, inputs.to_vec(), records, changes)
-                    .await?;
-            }
+            // the rollout's writer cuts them into commits the store takes
+            self.apply_share(
+                context,
+                &rollout,
+                share.inputs,
+                share.records,
+                &share.changes,
+            )
+            .await?;
         }
         Ok(())
     }
 
-    /// Applies one commit's worth of a rollout's reports; reports for a rollout that does
+    /// Applies a rollout's share of the reports; reports for a rollout that does
     /// not exist become dead letters.
     async fn apply_share(
         &self,
@@ -153,8 +141,8 @@ impl RolloutService {
     }
 }
 
-/// The records of one commit's reports, out of those routing read for the whole batch.
-fn records_of(records: &Preloaded, inputs: &[Input]) -> Preloaded {
+/// The records of some of the reports, out of those routing read for the whole batch.
+pub(super) fn records_of(records: &Preloaded, inputs: &[Input]) -> Preloaded {
     let mut taken = Preloaded::with_capacity(inputs.len());
     for input in inputs {
         if let Input::DeviceReport(report) = input {

@@ -1,5 +1,6 @@
 //! One writer per rollout within an instance, with group commit: device reports that queue
-//! for a rollout while another invocation writes it are applied together in the next commit.
+//! for a rollout while another invocation writes it are applied together in the next commit,
+//! each commit filled up to the store's limit (an invocation's reports may span two commits).
 //! A group's first attempt starts from the head this instance last committed and from the
 //! records each invocation read with its routing; other instances (and records that moved
 //! since they were read) are met by the store's version checks, and the retry reads afresh.
@@ -24,11 +25,41 @@ pub(super) struct Slot {
     queue: Mutex<VecDeque<Queued>>,
 }
 
-/// Reports of one invocation, and where their outcome goes.
+/// Reports of one invocation (or its first part, when a commit had room for only part of
+/// them), and where their outcome goes.
 struct Queued {
     inputs: Vec<Input>,
     records: Preloaded,
-    done: oneshot::Sender<Result<(), ServiceError>>,
+    /// The invocation's answer: on its last part only.
+    done: Option<oneshot::Sender<Result<(), ServiceError>>>,
+    /// The first failure of any of the invocation's parts.
+    failed: Arc<Mutex<Option<ServiceError>>>,
+}
+
+impl Queued {
+    /// Records how this part's commit went; the last part answers the invocation.
+    fn finish(self, result: &Result<(), ServiceError>) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Err(error), None) = (result, failed.as_ref()) {
+            *failed = Some(error.clone());
+        }
+        if let Some(done) = self.done {
+            let _ = done.send(failed.take().map_or(Ok(()), Err));
+        }
+    }
+
+    /// Splits off the first `count` inputs (with their records) as a part of their own; this
+    /// keeps the rest and the answer.
+    fn split_front(&mut self, count: usize) -> Queued {
+        let inputs: Vec<Input> = self.inputs.drain(..count).collect();
+        let records = super::reports::records_of(&self.records, &inputs);
+        Queued {
+            inputs,
+            records,
+            done: None,
+            failed: self.failed.clone(),
+        }
+    }
 }
 
 impl Writers {
@@ -56,7 +87,9 @@ impl Slot {
             .push_back(queued);
     }
 
-    /// Takes queued reports from the front, at least one and up to `limit` inputs.
+    /// Takes queued reports from the front, up to `limit` inputs: whole invocations while
+    /// they fit, then the first part of the next one (its rest stays in front for the next
+    /// group).
     fn take_group(&self, limit: usize) -> Vec<Queued> {
         let mut queue = self
             .queue
@@ -64,8 +97,13 @@ impl Slot {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut group = Vec::new();
         let mut size = 0;
-        while let Some(next) = queue.front() {
-            if !group.is_empty() && size + next.inputs.len() > limit {
+        while let Some(next) = queue.front_mut() {
+            let room = limit.saturating_sub(size);
+            if room == 0 {
+                break;
+            }
+            if next.inputs.len() > room {
+                group.push(next.split_front(room));
                 break;
             }
             size += next.inputs.len();
@@ -108,7 +146,8 @@ impl RolloutService {
         slot.push(Queued {
             inputs,
             records,
-            done,
+            done: Some(done),
+            failed: Arc::default(),
         });
         let _writer = slot.lock.clone().lock_owned().await;
         let limit = self.store.max_device_writes().clamp(1, MAX_GROUP);
@@ -127,7 +166,7 @@ impl RolloutService {
             produced_effects |= applied.as_ref().is_ok_and(|a| !a.effects.is_empty());
             let result = applied.map(|_| ());
             for queued in group {
-                let _ = queued.done.send(result.clone());
+                queued.finish(&result);
             }
         }
         outcome

@@ -258,8 +258,9 @@ async fn two_instances_pruning_at_once_delete_each_letter_once() {
     );
 }
 
-/// A record this instance wrote (and so keeps) that another instance then changed: the
-/// next commit from the kept copy loses its version check, and the record is read afresh.
+/// A record this instance wrote (and so keeps for routing) that another instance then
+/// changed: the next commit from the kept copy loses its version check, and the record is
+/// routed afresh; a plain load always reads the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_record_another_instance_changed_loses_and_is_read_again() {
     use patchwave::store::DeviceWrite;
@@ -299,30 +300,50 @@ async fn a_kept_record_another_instance_changed_loses_and_is_read_again() {
         .await
         .expect("the second instance writes the record");
 
-    // the first instance still holds the record as it added it
-    let kept = first
+    let loaded = first
         .load_devices("kept", &["d1".to_string()])
         .await
         .expect("load");
-    let mut stale = kept[0].1.value;
-    stale.version = 3;
-    let lost = first
+    assert_eq!(loaded[0].1.value.version, 7, "a load reads the store");
+    // the first instance routes d1 from the record as it last saw it: the one just loaded
+    let routed = |routed: Vec<patchwave::store::Routed>| {
+        let record = routed[0].record.clone().expect("a record");
+        (record.value, record.version)
+    };
+    let (kept, kept_version) = routed(first.route_devices(vec!["d1".into()]).await.expect("route"));
+    assert_eq!(kept.version, 7);
+    let mut moved_again = kept;
+    moved_again.version = 8;
+    let v3 = second
         .commit(Commit {
             rollout: head.value.clone(),
             expected: Some(v2.clone()),
-            devices: vec![write(stale, kept[0].1.version.clone())],
+            devices: vec![write(moved_again, kept_version.clone())],
+            effects: vec![],
+            decisions: vec![],
+        })
+        .await
+        .expect("the second instance writes it again");
+    let (stale, stale_version) =
+        routed(first.route_devices(vec!["d1".into()]).await.expect("route"));
+    assert_eq!(stale.version, 7, "the kept copy, older than the store's");
+    let mut from_stale = stale;
+    from_stale.version = 9;
+    let lost = first
+        .commit(Commit {
+            rollout: head.value.clone(),
+            expected: Some(v3.clone()),
+            devices: vec![write(from_stale, stale_version)],
             effects: vec![],
             decisions: vec![],
         })
         .await;
     assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
-    let again = first
-        .load_devices("kept", &["d1".to_string()])
-        .await
-        .expect("load");
+    let (fresh_record, _) = routed(first.route_devices(vec!["d1".into()]).await.expect("route"));
     assert_eq!(
-        (again[0].1.value.version, again[0].1.value.forward),
-        (7, Outcome::InProgress)
+        (fresh_record.version, fresh_record.forward),
+        (8, Outcome::InProgress),
+        "after the conflict the record is read again"
     );
     assert_ne!(v1, v2);
 }
