@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// Attempts at a conditional write before giving up (each after a reload).
 const MAX_ATTEMPTS: usize = 50;
 /// Device records read or written per store call.
-const DEVICE_CHUNK: usize = 500;
+const DEVICE_CHUNK: usize = 2_000;
 
 /// Why a service call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -351,13 +351,14 @@ impl RolloutService {
         Ok(read)
     }
 
-    /// Writes the records the steps added (in chunks, before the commit that counts them)
-    /// and returns the conditional writes of those they changed, for the commit.
+    /// Writes the records the steps added (in chunks, two in flight, before the commit that
+    /// counts them) and returns the conditional writes of those they changed, for the commit.
     async fn store_device_changes(
         &self,
         rollout: &RolloutId,
         devices: Preloaded,
     ) -> Result<Vec<DeviceWrite>, StoreError> {
+        use futures::stream::{StreamExt, TryStreamExt};
         let mut changed = Vec::new();
         let mut added = Vec::new();
         for change in devices.into_changes() {
@@ -369,14 +370,20 @@ impl RolloutService {
                 }),
                 DeviceChange::Added(device, record) => added.push((device.into(), record)),
             }
-            if added.len() == DEVICE_CHUNK {
-                self.store.add_devices(rollout.as_str(), &added).await?;
-                added.clear();
-            }
         }
-        if !added.is_empty() {
-            self.store.add_devices(rollout.as_str(), &added).await?;
+        let mut chunks: Vec<Vec<(String, rollout_core::DeviceRecord)>> = Vec::new();
+        while !added.is_empty() {
+            let rest = added.split_off(added.len().min(DEVICE_CHUNK));
+            chunks.push(std::mem::replace(&mut added, rest));
         }
+        let writes = chunks.into_iter().map(|chunk| {
+            let (store, id) = (self.store.clone(), rollout.to_string());
+            async move { store.add_devices(&id, &chunk).await }
+        });
+        futures::stream::iter(writes)
+            .buffer_unordered(2)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(changed)
     }
 

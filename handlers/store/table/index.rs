@@ -72,8 +72,8 @@ pub(super) async fn rollouts_of(
         .collect())
 }
 
-/// Indexes `devices` to `rollout` (the last write of a device wins), transactions of up to
-/// 100 per partition, several in flight; then replaces the generation.
+/// Indexes `devices` to `rollout`, transactions of up to 100 per partition, several in
+/// flight; then replaces the generation.
 pub(super) async fn index_devices(
     client: &Arc<Client>,
     tables: (&str, &str),
@@ -107,18 +107,7 @@ pub(super) async fn index_devices(
         .collect();
     let writes = transactions.into_iter().map(|(bucket, operations)| {
         let (client, index) = (client.clone(), index.to_string());
-        async move {
-            match client.batch(&index, &operations).await? {
-                Outcome::Applied(_) => Ok(()),
-                Outcome::Failed {
-                    status,
-                    code,
-                    message,
-                } => Err(StoreError::Backend(format!(
-                    "device index bucket {bucket}: {status} {code} {message}"
-                ))),
-            }
-        }
+        async move { write_bucket(&client, &index, &bucket, operations).await }
     });
     futures::stream::iter(writes)
         .buffer_unordered(CONCURRENCY)
@@ -137,6 +126,36 @@ pub(super) async fn index_devices(
             message,
         } => Err(StoreError::Backend(format!(
             "device index generation: {status} {code} {message}"
+        ))),
+    }
+}
+
+/// One transaction of index entries: inserted (the devices of a new rollout are new to the
+/// index, and the emulator inserts faster than it replaces), else, when one of them is
+/// indexed already (to an earlier rollout, or by a retried call), all replaced.
+async fn write_bucket(
+    client: &Client,
+    index: &str,
+    bucket: &str,
+    mut operations: Vec<Operation>,
+) -> Result<(), StoreError> {
+    let mut outcome = client.batch(index, &operations).await?;
+    if let Outcome::Failed { status: 409, .. } = outcome {
+        for operation in &mut operations {
+            if let Operation::Insert(row) = operation {
+                *operation = Operation::Upsert(std::mem::take(row));
+            }
+        }
+        outcome = client.batch(index, &operations).await?;
+    }
+    match outcome {
+        Outcome::Applied(_) => Ok(()),
+        Outcome::Failed {
+            status,
+            code,
+            message,
+        } => Err(StoreError::Backend(format!(
+            "device index bucket {bucket}: {status} {code} {message}"
         ))),
     }
 }
