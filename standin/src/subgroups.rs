@@ -7,6 +7,7 @@ use super::adu_bodies::{
     api_version, bad_request, classes_of, deployment_body, not_found, subgroup_status_body,
     update_info, API_VERSION, Q,
 };
+use super::calls::AduAction;
 use super::fleet;
 use super::http::{azure_time, error, json, percent_encode};
 use super::model::*;
@@ -18,6 +19,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 pub(super) async fn subgroup_status(
     State(world): State<Arc<World>>,
@@ -77,6 +79,28 @@ pub(super) async fn subgroup_action(
     Path((_instance, group, class, action)): Path<(String, String, String, String)>,
     Query(query): Q,
 ) -> Response {
+    let arrived = Instant::now();
+    let response = answer_subgroup_action(&world, &group, &class, &action, &query);
+    let noted = match action.rsplit_once(':') {
+        Some((id, "cancel")) => Some((id, AduAction::CancelSubgroup { class })),
+        Some((id, "retry")) => Some((id, AduAction::RetrySubgroup { class })),
+        _ => None,
+    };
+    if let Some((id, noted)) = noted {
+        let status = response.status().as_u16();
+        world.adu_calls.note(arrived, noted, &group, id, status);
+    }
+    response
+}
+
+/// The answer to a subgroup `:cancel` or `:retry`, and what it changed.
+fn answer_subgroup_action(
+    world: &Arc<World>,
+    group: &str,
+    class: &str,
+    action: &str,
+    query: &HashMap<String, String>,
+) -> Response {
     api_version!(query);
     let Some((id, verb)) = action.rsplit_once(':') else {
         return error(
@@ -87,13 +111,13 @@ pub(super) async fn subgroup_action(
     };
     let (response, retry) = {
         let mut guard = world.lock();
-        match apply_subgroup_action(&mut guard, &group, &class, id, verb) {
+        match apply_subgroup_action(&mut guard, group, class, id, verb) {
             Ok(done) => done,
             Err(response) => return *response,
         }
     };
     if let Some((devices, attempt)) = retry {
-        fleet::run_devices(&world, &group, id, devices, attempt);
+        fleet::run_devices(world, group, id, devices, attempt);
     }
     response
 }
