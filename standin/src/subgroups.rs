@@ -164,14 +164,24 @@ fn apply_subgroup_action(
     Ok((json(StatusCode::OK, body), retry))
 }
 
-/// The ids of `group`'s devices of `class`, in id order.
+/// The ids of `group`'s devices of `class`, in id order (read through the group, so a
+/// subgroup action costs what its group's size costs, not the world's).
 fn class_devices(state: &WorldState, group: &str, class: &str) -> Vec<String> {
-    state
-        .devices
-        .values()
-        .filter(|d| d.group == group && d.device_class == class)
-        .map(|d| d.id.clone())
-        .collect()
+    let members = state.groups.get(group).map(|g| g.devices.as_slice());
+    let mut ids: Vec<String> = members
+        .unwrap_or_default()
+        .iter()
+        .filter(|id| {
+            state
+                .devices
+                .get(*id)
+                .is_some_and(|d| d.group == group && d.device_class == class)
+        })
+        .cloned()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Cancels `class` and its unfinished devices (of `in_class`) in `dep`; returns those devices.
@@ -369,6 +379,31 @@ pub(super) async fn list_devices(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{GroupConfig, StandinConfig};
+
+    #[test]
+    fn a_subgroups_devices_are_its_groups_devices_of_its_class_in_id_order() {
+        let mut shuffled = GroupConfig::numbered("b", 9, 0.0);
+        shuffled.devices.reverse();
+        shuffled.device_classes = 2;
+        let config = StandinConfig {
+            groups: vec![GroupConfig::numbered("a", 5, 0.0), shuffled],
+            ..StandinConfig::default()
+        };
+        let world = crate::World::new(config, "http://127.0.0.1:1".into()).expect("world");
+        let state = world.lock();
+        for (group, g) in &state.groups {
+            for class in &g.classes {
+                let everywhere: Vec<String> = (state.devices.values())
+                    .filter(|d| &d.group == group && &d.device_class == class)
+                    .map(|d| d.id.clone())
+                    .collect();
+                assert!(!everywhere.is_empty());
+                assert_eq!(class_devices(&state, group, class), everywhere);
+            }
+        }
+        assert!(class_devices(&state, "nope", "x").is_empty());
+    }
 
     #[test]
     fn filters_parse() {
