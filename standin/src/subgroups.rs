@@ -390,7 +390,7 @@ mod tests {
             groups: vec![GroupConfig::numbered("a", 5, 0.0), shuffled],
             ..StandinConfig::default()
         };
-        let world = crate::World::new(config, "http://127.0.0.1:1".into()).expect("world");
+        let world = World::new(config, "http://127.0.0.1:1".into()).expect("world");
         let state = world.lock();
         for (group, g) in &state.groups {
             for class in &g.classes {
