@@ -4,6 +4,7 @@
 
 pub use super::adu_bodies::API_VERSION;
 use super::adu_bodies::*;
+use super::calls::AduAction;
 use super::device_states;
 use super::fleet;
 use super::http::{error, json};
@@ -21,7 +22,9 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use rollout_core::UpdateId;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 /// The Device Update routes.
 pub fn routes() -> Router<Arc<World>> {
@@ -142,32 +145,48 @@ async fn put_deployment(
     Query(query): Q,
     body: Bytes,
 ) -> Response {
+    let arrived = Instant::now();
+    let response = answer_put(&world, &group, &id, &query, &body);
+    let status = response.status().as_u16();
+    let action = AduAction::PutDeployment;
+    world.adu_calls.note(arrived, action, &group, &id, status);
+    response
+}
+
+/// The answer to a deployment `PUT`, and what it changed.
+fn answer_put(
+    world: &Arc<World>,
+    group: &str,
+    id: &str,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Response {
     api_version!(query);
-    let request = match read_deployment(&body, &group, &id) {
+    let request = match read_deployment(body, group, id) {
         Ok(request) => request,
         Err(message) => return bad_request(message),
     };
     let now = world.now();
     let (response, devices) = {
         let mut state = world.lock();
-        let Some(classes) = state.groups.get(&group).map(|g| g.classes.clone()) else {
-            return not_found("Group", &group);
+        let Some(classes) = state.groups.get(group).map(|g| g.classes.clone()) else {
+            return not_found("Group", group);
         };
-        if let Some(existing) = state.deployment_mut(&group, &id) {
+        if let Some(existing) = state.deployment_mut(group, id) {
             return put_again(existing, &request, &classes);
         }
-        let deployment = create_deployment(&world, &mut state, &group, &id, request, now);
+        let deployment = create_deployment(world, &mut state, group, id, request, now);
         let response = json(StatusCode::OK, deployment_body(&deployment, &classes));
         let devices = if deployment.over_limit {
             Vec::new()
         } else {
-            state.groups[&group].devices.clone()
+            state.groups[group].devices.clone()
         };
         state.deployments.push(deployment);
         (response, devices)
     };
     tracing::info!(%group, deployment = %id, devices = devices.len(), "stand-in: deployment created");
-    fleet::run_devices(&world, &group, &id, devices, 0);
+    fleet::run_devices(world, group, id, devices, 0);
     response
 }
 
@@ -251,8 +270,22 @@ async fn delete_deployment(
     Path((_instance, group, id)): Path<(String, String, String)>,
     Query(query): Q,
 ) -> Response {
+    let arrived = Instant::now();
+    let response = answer_delete(&world, &group, &id, &query);
+    let status = response.status().as_u16();
+    let action = AduAction::DeleteDeployment;
+    world.adu_calls.note(arrived, action, &group, &id, status);
+    response
+}
+
+fn answer_delete(
+    world: &World,
+    group: &str,
+    id: &str,
+    query: &HashMap<String, String>,
+) -> Response {
     api_version!(query);
-    if let Some(dep) = world.lock().deployment_mut(&group, &id) {
+    if let Some(dep) = world.lock().deployment_mut(group, id) {
         dep.deleted = true;
     }
     StatusCode::NO_CONTENT.into_response()

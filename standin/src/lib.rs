@@ -17,6 +17,9 @@
 //!   `x-ms-continuation` paging and IoT Hub's own error form ([`iothub`]);
 //! - control routes under `/_standin/` ([`control`]).
 //!
+//! Device Update's deployment calls (`PUT`, `DELETE`, subgroup `:cancel` / `:retry`) are also
+//! sent, stamped on arrival, to subscribers of [`World::adu_calls`] ([`calls`]).
+//!
 //! Creating a deployment makes the group's devices report (state 6, then 0/700 or 255) as twin
 //! change notifications, delivered to `{handler}/TwinChanges` in Event Hubs batches the way the
 //! Functions host does; maintenance runs send Pre/PostMaintenanceEvents to `{handler}/PatchEvents`
@@ -25,6 +28,7 @@
 pub mod adu;
 pub mod adu_bodies;
 pub mod arm;
+pub mod calls;
 pub mod control;
 pub mod device_states;
 pub mod eventhubs;

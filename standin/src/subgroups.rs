@@ -7,6 +7,7 @@ use super::adu_bodies::{
     api_version, bad_request, classes_of, deployment_body, not_found, subgroup_status_body,
     update_info, API_VERSION, Q,
 };
+use super::calls::AduAction;
 use super::fleet;
 use super::http::{azure_time, error, json, percent_encode};
 use super::model::*;
@@ -18,6 +19,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 pub(super) async fn subgroup_status(
     State(world): State<Arc<World>>,
@@ -77,6 +79,28 @@ pub(super) async fn subgroup_action(
     Path((_instance, group, class, action)): Path<(String, String, String, String)>,
     Query(query): Q,
 ) -> Response {
+    let arrived = Instant::now();
+    let response = answer_subgroup_action(&world, &group, &class, &action, &query);
+    let noted = match action.rsplit_once(':') {
+        Some((id, "cancel")) => Some((id, AduAction::CancelSubgroup { class })),
+        Some((id, "retry")) => Some((id, AduAction::RetrySubgroup { class })),
+        _ => None,
+    };
+    if let Some((id, noted)) = noted {
+        let status = response.status().as_u16();
+        world.adu_calls.note(arrived, noted, &group, id, status);
+    }
+    response
+}
+
+/// The answer to a subgroup `:cancel` or `:retry`, and what it changed.
+fn answer_subgroup_action(
+    world: &Arc<World>,
+    group: &str,
+    class: &str,
+    action: &str,
+    query: &HashMap<String, String>,
+) -> Response {
     api_version!(query);
     let Some((id, verb)) = action.rsplit_once(':') else {
         return error(
@@ -87,13 +111,13 @@ pub(super) async fn subgroup_action(
     };
     let (response, retry) = {
         let mut guard = world.lock();
-        match apply_subgroup_action(&mut guard, &group, &class, id, verb) {
+        match apply_subgroup_action(&mut guard, group, class, id, verb) {
             Ok(done) => done,
             Err(response) => return *response,
         }
     };
     if let Some((devices, attempt)) = retry {
-        fleet::run_devices(&world, &group, id, devices, attempt);
+        fleet::run_devices(world, group, id, devices, attempt);
     }
     response
 }
@@ -140,14 +164,24 @@ fn apply_subgroup_action(
     Ok((json(StatusCode::OK, body), retry))
 }
 
-/// The ids of `group`'s devices of `class`, in id order.
+/// The ids of `group`'s devices of `class`, in id order (read through the group, so a
+/// subgroup action costs what its group's size costs, not the world's).
 fn class_devices(state: &WorldState, group: &str, class: &str) -> Vec<String> {
-    state
-        .devices
-        .values()
-        .filter(|d| d.group == group && d.device_class == class)
-        .map(|d| d.id.clone())
-        .collect()
+    let members = state.groups.get(group).map(|g| g.devices.as_slice());
+    let mut ids: Vec<String> = members
+        .unwrap_or_default()
+        .iter()
+        .filter(|id| {
+            state
+                .devices
+                .get(*id)
+                .is_some_and(|d| d.group == group && d.device_class == class)
+        })
+        .cloned()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Cancels `class` and its unfinished devices (of `in_class`) in `dep`; returns those devices.
@@ -345,6 +379,31 @@ pub(super) async fn list_devices(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{GroupConfig, StandinConfig};
+
+    #[test]
+    fn a_subgroups_devices_are_its_groups_devices_of_its_class_in_id_order() {
+        let mut shuffled = GroupConfig::numbered("b", 9, 0.0);
+        shuffled.devices.reverse();
+        shuffled.device_classes = 2;
+        let config = StandinConfig {
+            groups: vec![GroupConfig::numbered("a", 5, 0.0), shuffled],
+            ..StandinConfig::default()
+        };
+        let world = World::new(config, "http://127.0.0.1:1".into()).expect("world");
+        let state = world.lock();
+        for (group, g) in &state.groups {
+            for class in &g.classes {
+                let everywhere: Vec<String> = (state.devices.values())
+                    .filter(|d| &d.group == group && &d.device_class == class)
+                    .map(|d| d.id.clone())
+                    .collect();
+                assert!(!everywhere.is_empty());
+                assert_eq!(class_devices(&state, group, class), everywhere);
+            }
+        }
+        assert!(class_devices(&state, "nope", "x").is_empty());
+    }
 
     #[test]
     fn filters_parse() {

@@ -25,6 +25,8 @@ pub struct World {
     pub(super) http: reqwest::Client,
     /// Lifecycle events received over Event Hubs' REST send.
     pub event_hubs: EventHubs,
+    /// Device Update deployment calls as they arrive, for subscribers.
+    pub adu_calls: super::calls::AduCalls,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -219,6 +221,7 @@ impl World {
         let event_hubs = EventHubs::new(&config.event_hubs);
         Ok(Arc::new(World {
             event_hubs,
+            adu_calls: Default::default(),
             config,
             base_url,
             state: Mutex::new(state),
