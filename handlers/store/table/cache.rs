@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// Most device records kept (about 200 bytes each); past it the cache starts over.
-const MAX_RECORDS: usize = 200_000;
+const MAX_RECORDS: usize = 100_000;
 /// Most routes kept (devices in no rollout included).
-const MAX_ROUTES: usize = 400_000;
+const MAX_ROUTES: usize = 200_000;
 
 /// A device record and the ETag it was written or read at.
 pub(super) type CachedRecord = (DeviceRecord, String);
