@@ -324,7 +324,7 @@ pub trait Store: Send + Sync + 'static {
         let mut routed = Vec::with_capacity(index.len());
         for (rollout, devices) in by_rollout {
             let mut records: HashMap<String, Versioned<DeviceRecord>> = self
-                .load_devices(rollout, &devices)
+                .routing_records(rollout, &devices)
                 .await?
                 .into_iter()
                 .collect();
@@ -335,6 +335,16 @@ pub trait Store: Send + Sync + 'static {
             }));
         }
         Ok(routed)
+    }
+    /// The records routing hands out with the devices of one rollout: by default those
+    /// [`Store::load_devices`] reads. A backend may answer from what it last wrote, since
+    /// the commit checks each record's version.
+    async fn routing_records(
+        &self,
+        rollout: &str,
+        devices: &[String],
+    ) -> Result<Vec<(String, Versioned<DeviceRecord>)>, StoreError> {
+        self.load_devices(rollout, devices).await
     }
     /// The most device records one commit may write (a backend's transaction limit), leaving
     /// room for the rollout, its effects and decisions.

@@ -1,6 +1,6 @@
 //! What this instance last wrote or read of the Table store, so the report path needs no read
 //! round trip: device records with their ETags (used to route reports, see
-//! `TableStore::route_devices`), each rollout head's ETag and commit number, and device →
+//! `TableStore::routing_records`), each rollout head's ETag and commit number, and device →
 //! rollout routes. Every write stays conditional on the ETag it was read at, so a stale
 //! record or head can only make a commit fail its version check; the commit's rollout is
 //! then forgotten and the retry reads the store. Routes have no ETag to check: they are trusted

@@ -118,14 +118,20 @@ pub(super) async fn index_devices(
         "Generation".into(),
         uuid::Uuid::new_v4().simple().to_string().into(),
     );
-    match client.batch(catalog, &[Operation::Upsert(row)]).await? {
+    let outcome = client.batch(catalog, &[Operation::Upsert(row)]).await?;
+    applied(outcome, "device index generation")
+}
+
+/// `Ok` when the transaction applied, else what failed.
+fn applied(outcome: Outcome, what: &str) -> Result<(), StoreError> {
+    match outcome {
         Outcome::Applied(_) => Ok(()),
         Outcome::Failed {
             status,
             code,
             message,
         } => Err(StoreError::Backend(format!(
-            "device index generation: {status} {code} {message}"
+            "{what}: {status} {code} {message}"
         ))),
     }
 }
@@ -148,14 +154,5 @@ async fn write_bucket(
         }
         outcome = client.batch(index, &operations).await?;
     }
-    match outcome {
-        Outcome::Applied(_) => Ok(()),
-        Outcome::Failed {
-            status,
-            code,
-            message,
-        } => Err(StoreError::Backend(format!(
-            "device index bucket {bucket}: {status} {code} {message}"
-        ))),
-    }
+    applied(outcome, &format!("device index bucket {bucket}"))
 }

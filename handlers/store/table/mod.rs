@@ -26,7 +26,7 @@ mod write;
 pub use auth::{DEV_ACCOUNT, DEV_KEY, STORAGE_SCOPE};
 
 use super::{
-    DeadLetter, DeadLetterRetention, PendingEffect, Routed, Store, StoreError, Version, Versioned,
+    DeadLetter, DeadLetterRetention, PendingEffect, Store, StoreError, Version, Versioned,
 };
 use crate::azure::credential::TokenSource;
 use crate::store::Commit;
@@ -276,39 +276,28 @@ impl Store for TableStore {
         index::rollouts_of(&self.client, &self.cache, tables, devices).await
     }
 
-    /// Routes from the index (`index`), records as this instance last wrote or read them,
-    /// the others read. A kept record may be older than the stored one: a report or
-    /// connection event then either changes it (and the commit's version check fails, the
-    /// rollout is forgotten, the retry reads the store) or is older than the kept record
-    /// already, and so older than the stored one (versions and sequence numbers only grow).
-    async fn route_devices(&self, devices: Vec<String>) -> Result<Vec<Routed>, StoreError> {
-        let index = self.rollouts_of_devices(&devices).await?;
-        let mut by_rollout: HashMap<&str, Vec<String>> = HashMap::new();
-        for (device, rollout) in &index {
-            by_rollout.entry(rollout).or_default().push(device.clone());
-        }
-        let mut routed = Vec::with_capacity(index.len());
-        for (rollout, devices) in by_rollout {
-            let (hits, misses) = self.cache.records(rollout, &devices);
-            let read = if misses.is_empty() {
-                Vec::new()
-            } else {
-                read::records(&self.client, &self.tables.rollouts, rollout, misses).await?
-            };
-            self.cache.put_records(rollout, read.iter().cloned());
-            let mut records: HashMap<String, cache::CachedRecord> =
-                hits.into_iter().chain(read).collect();
-            routed.extend(devices.into_iter().map(|device| {
-                Routed {
-                    record: records
-                        .remove(&device)
-                        .map(|(value, version)| Versioned { value, version }),
-                    rollout: rollout.to_string(),
-                    device,
-                }
-            }));
-        }
-        Ok(routed)
+    /// Records as this instance last wrote or read them, the others read. A kept record may
+    /// be older than the stored one: a report or connection event then either changes it (and
+    /// the commit's version check fails, the rollout is forgotten, the retry reads the store)
+    /// or is older than the kept record already, and so older than the stored one (versions
+    /// and sequence numbers only grow).
+    async fn routing_records(
+        &self,
+        rollout: &str,
+        devices: &[String],
+    ) -> Result<Vec<(String, Versioned<DeviceRecord>)>, StoreError> {
+        let (hits, misses) = self.cache.records(rollout, devices);
+        let read = if misses.is_empty() {
+            Vec::new()
+        } else {
+            read::records(&self.client, &self.tables.rollouts, rollout, misses).await?
+        };
+        self.cache.put_records(rollout, read.iter().cloned());
+        Ok(hits
+            .into_iter()
+            .chain(read)
+            .map(|(device, (value, version))| (device, Versioned { value, version }))
+            .collect())
     }
 
     fn max_device_writes(&self) -> usize {
