@@ -85,11 +85,11 @@ var rules = [
   {
     name: 'patch-run-failed'
     displayName: 'patchwave: host patch run failed'
-    description: 'An Update Manager run a rollout depends on failed (decision infrastructure.failed, or a PostMaintenanceEvent with status Failed).'
+    description: 'An Update Manager run a rollout depends on failed (decision infrastructure.failed, or a post-maintenance event logged with status Failed).'
     severity: 1
     window: 'PT15M'
     threshold: 0
-    query: 'traces | where message contains "infrastructure.failed" or (message contains "PostMaintenance" and message contains "Failed")'
+    query: 'traces | where message contains "infrastructure.failed" or (message contains "maintenance event" and message contains \'"phase":"Post"\' and message contains "Failed")'
   }
   {
     name: 'function-errors'

@@ -15,9 +15,9 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test]
-async fn every_invocation_log_line_names_function_and_invocation_id() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// `patchwave serve` on a free port with its log on a pipe: the server, its stdout (past the
+/// startup lines) and its address.
+fn serve(dir: &tempfile::TempDir) -> (KillOnDrop, BufReader<std::process::ChildStdout>, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_patchwave"))
         .arg("serve")
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
@@ -49,6 +49,13 @@ async fn every_invocation_log_line_names_function_and_invocation_id() {
         .as_str()
         .expect("address")
         .to_string();
+    (child, stdout, address)
+}
+
+#[tokio::test]
+async fn every_invocation_log_line_names_function_and_invocation_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, stdout, address) = serve(&dir);
 
     let success = reference("azure/adu-agent-reported-success.json");
     let envelope = event_hub_envelope(&[
@@ -88,4 +95,64 @@ async fn every_invocation_log_line_names_function_and_invocation_id() {
             .any(|l| l["level"] == "WARN" && l["fields"]["index"] == 1),
         "{lines:?}"
     );
+}
+
+/// The alert rule on failed patch runs (infra/modules/alerts.bicep, `patch-run-failed`) matches
+/// the line the handler really logs for Update Manager's failed post-maintenance event: every
+/// term of its maintenance clause is in that line as written to stdout (Application Insights
+/// keeps the line as the trace's message).
+#[tokio::test]
+async fn the_failed_patch_run_alert_matches_the_logged_post_maintenance_event() {
+    let alerts = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/modules/alerts.bicep"),
+    )
+    .expect("alerts.bicep");
+    let rule = alerts
+        .split("name: 'patch-run-failed'")
+        .nth(1)
+        .expect("the patch-run-failed rule");
+    let query = rule
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("query: '"))
+        .expect("its query")
+        .replace("\\'", "'");
+    let clause = query
+        .split_once(" or (")
+        .map(|(_, clause)| clause)
+        .expect("a maintenance clause");
+    let terms: Vec<String> = clause
+        .split("contains ")
+        .skip(1)
+        .map(|rest| {
+            let quote = rest.chars().next().expect("a quoted term");
+            rest[1..].split(quote).next().expect("closed").to_string()
+        })
+        .collect();
+    assert!(terms.len() >= 2, "{terms:?}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, stdout, address) = serve(&dir);
+    let mut events = reference("azure/eventgrid-post-maintenance-event.json");
+    events[0]["data"]["Status"] = "Failed".into();
+    let envelope = serde_json::json!({"Data": {"event": events[0].to_string()}, "Metadata": {}});
+    let response = reqwest::Client::new()
+        .post(format!("http://{address}/PatchEvents"))
+        .body(envelope.to_string())
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(response.status(), 200);
+    child.0.kill().expect("stop");
+    let _ = child.0.wait();
+    let lines: Vec<String> = stdout.lines().map(|line| line.expect("utf-8")).collect();
+    let logged = lines
+        .iter()
+        .find(|line| line.contains("maintenance event"))
+        .unwrap_or_else(|| panic!("no maintenance event line in {lines:?}"));
+    for term in &terms {
+        assert!(
+            logged.contains(term.as_str()),
+            "{term:?} is not in {logged}"
+        );
+    }
 }
