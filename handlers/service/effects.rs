@@ -29,11 +29,32 @@ impl RolloutService {
                 break;
             }
             let rollout = self.get(rollout_id).await?;
+            // lifecycle events go after the round's other effects (in their own order, and
+            // before any effect that must wait): a slow or failing event sink never holds a
+            // cancel or a rollback, and no event waits on a long-running effect decided later
+            let mut events = Vec::new();
+            let mut waiting = false;
             for item in pending {
+                if matches!(item.effect.kind, EffectKind::PublishEvent { .. }) {
+                    events.push(item);
+                    continue;
+                }
+                match self.run_effect(&rollout, item).await? {
+                    Ran::Done => executed += 1,
+                    Ran::Wait => {
+                        waiting = true;
+                        break;
+                    }
+                }
+            }
+            for item in events {
                 match self.run_effect(&rollout, item).await? {
                     Ran::Done => executed += 1,
                     Ran::Wait => return Ok(executed),
                 }
+            }
+            if waiting {
+                return Ok(executed);
             }
         }
         Ok(executed)

@@ -96,6 +96,36 @@ async fn failing_devices_open_a_rollback_through_the_outbox() {
         executed.iter().any(|id| id.ends_with("-w0a1:cancel")),
         "{executed:?}"
     );
+    // the cancel and the rollback went before the lifecycle events decided with them,
+    // which kept their own order
+    let position = |suffix: &str| {
+        executed
+            .iter()
+            .position(|id| id.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} in {executed:?}"))
+    };
+    let events: Vec<usize> = executed
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| id.contains(":event:"))
+        .map(|(i, _)| i)
+        .collect();
+    let last_two = &events[events.len() - 2..];
+    assert!(
+        position("-w0a1:cancel") < last_two[0] && position("-rb0:create") < last_two[0],
+        "{executed:?}"
+    );
+    let numbers: Vec<u32> = events
+        .iter()
+        .map(|&i| {
+            executed[i]
+                .rsplit(':')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("n")
+        })
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{executed:?}");
     let reason = &service
         .store()
         .audit(rollout.id())
