@@ -1,15 +1,15 @@
 //! The device index (`DeviceIndex`: device → rollout, 16 partitions by a hash nibble) and its
-//! generation: a row of the catalog that every index write replaces with a fresh value once
-//! its entries are stored. A reader reads the generation before any entry, so routes it
+//! generation: a row of the catalog that every call adding devices replaces with a fresh value
+//! once its entries are stored. A reader reads the generation before any entry, so routes it
 //! cached under a generation stay true while the generation does (see `cache`).
 
-use super::batch::{self, Operation, Outcome};
+use super::batch::{Operation, Outcome};
 use super::cache::Cache;
 use super::client::Client;
 use super::entity::{self, key, string};
 use crate::store::StoreError;
 use futures::stream::{StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Partition and row of the generation row in the catalog table.
@@ -22,7 +22,7 @@ pub(super) const CONCURRENCY: usize = 16;
 
 /// The device-index partition of a device: one hex digit of its hash (16 partitions, so
 /// index writes batch well and no partition is hot).
-fn device_bucket(device: &str) -> String {
+pub(super) fn device_bucket(device: &str) -> String {
     use sha2::Digest;
     let hash = sha2::Sha256::digest(device.as_bytes());
     format!("{:x}", hash[0] >> 4)
@@ -72,47 +72,39 @@ pub(super) async fn rollouts_of(
         .collect())
 }
 
-/// Indexes `devices` to `rollout`, transactions of up to 100 per partition, several in
-/// flight; then replaces the generation.
-pub(super) async fn index_devices(
-    client: &Arc<Client>,
-    tables: (&str, &str),
+/// Indexes `devices` (of one index partition, at most 100) to `rollout` in one transaction:
+/// inserted (the devices of a new rollout are new to the index), else, when one of them is
+/// indexed already (to an earlier rollout, or by a retried call), all replaced.
+pub(super) async fn index_chunk(
+    client: &Client,
+    index: &str,
+    bucket: &str,
     rollout: &str,
-    devices: impl Iterator<Item = &String>,
+    devices: &[&String],
 ) -> Result<(), StoreError> {
-    let (index, catalog) = tables;
-    let mut buckets: BTreeMap<String, Vec<Operation>> = BTreeMap::new();
-    let mut seen = HashSet::new();
-    for device in devices {
-        if !seen.insert(device.as_str()) {
-            continue;
-        }
-        let bucket = device_bucket(device);
-        let mut row = entity::entity(&bucket, &key(device));
+    let entry = |device: &String| {
+        let mut row = entity::entity(bucket, &key(device));
         row.insert("Device".into(), device.as_str().into());
         row.insert("Rollout".into(), rollout.into());
-        buckets
-            .entry(bucket)
-            .or_default()
-            .push(Operation::Upsert(row));
-    }
-    let transactions: Vec<(String, Vec<Operation>)> = buckets
-        .into_iter()
-        .flat_map(|(bucket, operations)| {
-            operations
-                .chunks(batch::MAX_OPERATIONS)
-                .map(|chunk| (bucket.clone(), chunk.to_vec()))
-                .collect::<Vec<_>>()
-        })
+        row
+    };
+    let inserts: Vec<Operation> = devices
+        .iter()
+        .map(|device| Operation::Insert(entry(device)))
         .collect();
-    let writes = transactions.into_iter().map(|(bucket, operations)| {
-        let (client, index) = (client.clone(), index.to_string());
-        async move { write_bucket(&client, &index, &bucket, operations).await }
-    });
-    futures::stream::iter(writes)
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
+    let mut outcome = client.batch(index, &inserts).await?;
+    if let Outcome::Failed { status: 409, .. } = outcome {
+        let upserts: Vec<Operation> = devices
+            .iter()
+            .map(|device| Operation::Upsert(entry(device)))
+            .collect();
+        outcome = client.batch(index, &upserts).await?;
+    }
+    applied(outcome, &format!("device index bucket {bucket}"))
+}
+
+/// Replaces the generation, once index entries are stored: routes read before are read again.
+pub(super) async fn bump_generation(client: &Client, catalog: &str) -> Result<(), StoreError> {
     let mut row = entity::entity(GENERATION_PARTITION, GENERATION_ROW);
     row.insert(
         "Generation".into(),
@@ -134,25 +126,4 @@ fn applied(outcome: Outcome, what: &str) -> Result<(), StoreError> {
             "{what}: {status} {code} {message}"
         ))),
     }
-}
-
-/// One transaction of index entries: inserted (the devices of a new rollout are new to the
-/// index, and the emulator inserts faster than it replaces), else, when one of them is
-/// indexed already (to an earlier rollout, or by a retried call), all replaced.
-async fn write_bucket(
-    client: &Client,
-    index: &str,
-    bucket: &str,
-    mut operations: Vec<Operation>,
-) -> Result<(), StoreError> {
-    let mut outcome = client.batch(index, &operations).await?;
-    if let Outcome::Failed { status: 409, .. } = outcome {
-        for operation in &mut operations {
-            if let Operation::Insert(row) = operation {
-                *operation = Operation::Upsert(std::mem::take(row));
-            }
-        }
-        outcome = client.batch(index, &operations).await?;
-    }
-    applied(outcome, &format!("device index bucket {bucket}"))
 }

@@ -12,6 +12,7 @@
 //!   (newest first), written together and deleted together by the retention (`retention`).
 //! - `Keys`: idempotency keys, one partition each.
 
+mod add;
 mod auth;
 mod batch;
 mod cache;
@@ -261,11 +262,12 @@ impl Store for TableStore {
         rollout: &str,
         devices: &[(String, DeviceRecord)],
     ) -> Result<(), StoreError> {
-        let tables = (self.tables.rollouts.as_str(), self.tables.devices.as_str());
-        write::add_devices(&self.client, &self.cache, tables.0, rollout, devices).await?;
-        let indexed = devices.iter().map(|(device, _)| device);
-        let catalog = self.tables.catalog.as_str();
-        index::index_devices(&self.client, (tables.1, catalog), rollout, indexed).await
+        let tables = add::Tables {
+            rollouts: &self.tables.rollouts,
+            index: &self.tables.devices,
+        };
+        add::add_devices(&self.client, &self.cache, tables, rollout, devices).await?;
+        index::bump_generation(&self.client, &self.tables.catalog).await
     }
 
     async fn rollouts_of_devices(

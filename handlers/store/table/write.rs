@@ -1,5 +1,5 @@
-//! The writes to a rollout's partition: a commit as one entity group transaction, and adding
-//! devices in transactions of up to 100 that leave existing records alone.
+//! The commit of a rollout's partition: one entity group transaction of the head, the changed
+//! device records, and the outbox effects and audit entries not yet stored.
 
 use super::batch::{Operation, Outcome, MAX_OPERATIONS};
 use super::cache::{Cache, CachedRecord, Head};
@@ -7,17 +7,13 @@ use super::client::Client;
 use super::entity::{entity, key, literal, put_doc, string, Entity};
 use super::HEAD;
 use crate::store::{Commit, StoreError, Version};
-use futures::stream::{StreamExt, TryStreamExt};
-use rollout_core::DeviceRecord;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 pub(super) const DEVICE: &str = "device_";
 pub(super) const EFFECT: &str = "effect_";
 pub(super) const AUDIT: &str = "audit_";
 /// RowKey comparisons per existence query (the service allows 15 comparisons per filter).
 const KEYS_PER_QUERY: usize = 14;
-/// Attempts at adding one chunk of devices while other writers race us.
-const ADD_ATTEMPTS: usize = 5;
 
 pub(super) fn device_row(device: &str) -> String {
     format!("{DEVICE}{}", key(device))
@@ -272,106 +268,4 @@ async fn committed(
             detail: format!("{code} {message}"),
         }),
     }
-}
-
-/// Inserts the device records that do not exist yet, 100 per transaction, several
-/// transactions in flight. Each chunk is inserted whole first (a new rollout's devices do not
-/// exist); if one of them exists (a retried page, a racing writer), the transaction fails
-/// whole, the chunk reads which of its rows exist (one range query over the sorted chunk)
-/// and inserts the rest, again until it holds.
-pub(super) async fn add_devices(
-    client: &Client,
-    cache: &Cache,
-    table: &str,
-    rollout: &str,
-    devices: &[(String, DeviceRecord)],
-) -> Result<(), StoreError> {
-    // sorted by row key, the first of any repeated device winning
-    let mut rows: BTreeMap<String, (String, DeviceRecord)> = BTreeMap::new();
-    for (device, record) in devices {
-        rows.entry(device_row(device))
-            .or_insert_with(|| (device.clone(), *record));
-    }
-    let mut chunks: Vec<Vec<Row>> = Vec::new();
-    for row in rows {
-        match chunks.last_mut() {
-            Some(chunk) if chunk.len() < MAX_OPERATIONS => chunk.push(row),
-            _ => chunks.push(vec![row]),
-        }
-    }
-    let chunks = chunks
-        .into_iter()
-        .map(|chunk| async move { add_chunk(client, table, rollout, &chunk).await });
-    let added: Vec<Vec<(String, CachedRecord)>> = futures::stream::iter(chunks)
-        .buffer_unordered(super::index::CONCURRENCY)
-        .try_collect()
-        .await?;
-    cache.put_records(rollout, added.into_iter().flatten());
-    Ok(())
-}
-
-/// A device row to add: its row key, the device, its record.
-type Row = (String, (String, DeviceRecord));
-
-/// One chunk of [`add_devices`] (sorted by row key); the records it inserted, with ETags.
-async fn add_chunk(
-    client: &Client,
-    table: &str,
-    rollout: &str,
-    chunk: &[Row],
-) -> Result<Vec<(String, CachedRecord)>, StoreError> {
-    let partition = key(rollout);
-    let (Some((first, _)), Some((last, _))) = (chunk.first(), chunk.last()) else {
-        return Ok(Vec::new());
-    };
-    let mut existing: HashSet<String> = HashSet::new();
-    for attempt in 1..=ADD_ATTEMPTS {
-        if attempt > 1 {
-            let filter = format!(
-                "PartitionKey eq {} and RowKey ge {} and RowKey le {}",
-                literal(&partition),
-                literal(first),
-                literal(last)
-            );
-            existing = client
-                .query(table, &filter, Some("RowKey"), None)
-                .await?
-                .iter()
-                .map(|row| string(row, "RowKey"))
-                .collect::<Result<_, _>>()?;
-        }
-        let mut operations = Vec::new();
-        let mut inserted = Vec::new();
-        for (row_key, (device, record)) in chunk {
-            if !existing.contains(row_key) {
-                let mut row = entity(&partition, row_key);
-                row.insert("Device".into(), device.as_str().into());
-                put_doc(&mut row, record)?;
-                operations.push(Operation::Insert(row));
-                inserted.push((device.clone(), *record));
-            }
-        }
-        match client.batch(table, &operations).await? {
-            Outcome::Applied(etags) => {
-                return Ok(inserted
-                    .into_iter()
-                    .zip(etags)
-                    .filter_map(|((device, record), etag)| Some((device, (record, etag?))))
-                    .collect())
-            }
-            Outcome::Failed { status: 409, .. } if attempt < ADD_ATTEMPTS => continue,
-            Outcome::Failed {
-                status,
-                code,
-                message,
-            } => {
-                return Err(StoreError::Backend(format!(
-                    "adding devices to rollout {rollout}: {status} {code} {message}"
-                )))
-            }
-        }
-    }
-    Err(StoreError::Backend(format!(
-        "adding devices to rollout {rollout}: writers kept racing"
-    )))
 }

@@ -1,0 +1,116 @@
+//! Adding devices to a rollout: each device's record in the rollout's partition, then its
+//! entry in the device index. Devices go in chunks of up to 100 of one index partition, so
+//! each chunk is one transaction of records followed by one of index entries, many chunks in
+//! flight; a device is indexed only once its record is stored. Existing records are left
+//! alone (a retried page, a racing writer).
+
+use super::batch::{Operation, Outcome, MAX_OPERATIONS};
+use super::cache::{Cache, CachedRecord};
+use super::client::Client;
+use super::entity::{entity, key, put_doc};
+use super::index::{device_bucket, index_chunk, CONCURRENCY};
+use super::write::device_row;
+use crate::store::StoreError;
+use futures::stream::{StreamExt, TryStreamExt};
+use rollout_core::DeviceRecord;
+use std::collections::{BTreeMap, HashSet};
+
+/// Attempts at adding one chunk of devices while other writers race us.
+const ADD_ATTEMPTS: usize = 5;
+
+/// The tables devices are added to: the rollouts' and the device index.
+pub(super) struct Tables<'a> {
+    pub rollouts: &'a str,
+    pub index: &'a str,
+}
+
+/// Adds `devices` to `rollout` (the first of any repeated device winning): records that do
+/// not exist yet, and every device's index entry. The records it inserted go into the cache.
+pub(super) async fn add_devices(
+    client: &Client,
+    cache: &Cache,
+    tables: Tables<'_>,
+    rollout: &str,
+    devices: &[(String, DeviceRecord)],
+) -> Result<(), StoreError> {
+    let mut buckets: BTreeMap<String, BTreeMap<String, (String, DeviceRecord)>> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for (device, record) in devices {
+        if seen.insert(device.as_str()) {
+            let rows = buckets.entry(device_bucket(device)).or_default();
+            rows.insert(device_row(device), (device.clone(), *record));
+        }
+    }
+    let mut chunks: Vec<(String, Vec<(String, DeviceRecord)>)> = Vec::new();
+    for (bucket, rows) in buckets {
+        let rows: Vec<(String, DeviceRecord)> = rows.into_values().collect();
+        for chunk in rows.chunks(MAX_OPERATIONS) {
+            chunks.push((bucket.clone(), chunk.to_vec()));
+        }
+    }
+    let chunks = chunks.into_iter().map(|(bucket, chunk)| async move {
+        let inserted = add_records(client, tables.rollouts, rollout, &chunk).await?;
+        let devices: Vec<&String> = chunk.iter().map(|(device, _)| device).collect();
+        index_chunk(client, tables.index, &bucket, rollout, &devices).await?;
+        Ok::<_, StoreError>(inserted)
+    });
+    let added: Vec<Vec<(String, CachedRecord)>> = futures::stream::iter(chunks)
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    cache.put_records(rollout, added.into_iter().flatten());
+    Ok(())
+}
+
+/// One chunk's records: inserted whole (a new rollout's devices do not exist); if one of them
+/// exists, the transaction fails whole, the chunk reads which exist and inserts the rest, again
+/// until it holds. The records it inserted, with their ETags.
+async fn add_records(
+    client: &Client,
+    table: &str,
+    rollout: &str,
+    chunk: &[(String, DeviceRecord)],
+) -> Result<Vec<(String, CachedRecord)>, StoreError> {
+    let partition = key(rollout);
+    let mut existing: HashSet<String> = HashSet::new();
+    for attempt in 1..=ADD_ATTEMPTS {
+        if attempt > 1 {
+            let devices = chunk.iter().map(|(device, _)| device.clone()).collect();
+            let found = super::read::records(client, table, rollout, devices).await?;
+            existing = found.into_iter().map(|(device, _)| device).collect();
+        }
+        let mut operations = Vec::new();
+        let mut inserted = Vec::new();
+        for (device, record) in chunk {
+            if !existing.contains(device) {
+                let mut row = entity(&partition, &device_row(device));
+                row.insert("Device".into(), device.as_str().into());
+                put_doc(&mut row, record)?;
+                operations.push(Operation::Insert(row));
+                inserted.push((device.clone(), *record));
+            }
+        }
+        match client.batch(table, &operations).await? {
+            Outcome::Applied(etags) => {
+                return Ok(inserted
+                    .into_iter()
+                    .zip(etags)
+                    .filter_map(|((device, record), etag)| Some((device, (record, etag?))))
+                    .collect())
+            }
+            Outcome::Failed { status: 409, .. } if attempt < ADD_ATTEMPTS => continue,
+            Outcome::Failed {
+                status,
+                code,
+                message,
+            } => {
+                return Err(StoreError::Backend(format!(
+                    "adding devices to rollout {rollout}: {status} {code} {message}"
+                )))
+            }
+        }
+    }
+    Err(StoreError::Backend(format!(
+        "adding devices to rollout {rollout}: writers kept racing"
+    )))
+}
