@@ -52,10 +52,32 @@ fn serve(dir: &tempfile::TempDir) -> (KillOnDrop, BufReader<std::process::ChildS
     (child, stdout, address)
 }
 
+/// Invokes a function of the server once (expecting `200`), stops the server, and returns
+/// every line it logged after starting.
+async fn invoke_then_stop(
+    mut child: KillOnDrop,
+    stdout: BufReader<std::process::ChildStdout>,
+    url: &str,
+    invocation_id: &str,
+    envelope: &Value,
+) -> Vec<String> {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("X-Azure-Functions-InvocationId", invocation_id)
+        .body(envelope.to_string())
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(response.status(), 200);
+    child.0.kill().expect("stop");
+    let _ = child.0.wait();
+    stdout.lines().map(|line| line.expect("utf-8")).collect()
+}
+
 #[tokio::test]
 async fn every_invocation_log_line_names_function_and_invocation_id() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut child, stdout, address) = serve(&dir);
+    let (child, stdout, address) = serve(&dir);
 
     let success = reference("azure/adu-agent-reported-success.json");
     let envelope = event_hub_envelope(&[
@@ -66,20 +88,11 @@ async fn every_invocation_log_line_names_function_and_invocation_id() {
         },
     ]);
     let invocation_id = "5b0c3f7e-1111-4e2e-9c1a-7d3e2f1a0b9c";
-    let response = reqwest::Client::new()
-        .post(format!("http://{address}/TwinChanges"))
-        .header("X-Azure-Functions-InvocationId", invocation_id)
-        .body(envelope.to_string())
-        .send()
+    let url = format!("http://{address}/TwinChanges");
+    let lines: Vec<Value> = invoke_then_stop(child, stdout, &url, invocation_id, &envelope)
         .await
-        .expect("invoke");
-    assert_eq!(response.status(), 200);
-    child.0.kill().expect("stop");
-    let _ = child.0.wait();
-
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(&line.expect("utf-8")).expect("every line is JSON"))
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("every line is JSON"))
         .collect();
     assert!(
         lines.len() >= 2,
@@ -131,20 +144,12 @@ async fn the_failed_patch_run_alert_matches_the_logged_post_maintenance_event() 
     assert!(terms.len() >= 2, "{terms:?}");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut child, stdout, address) = serve(&dir);
+    let (child, stdout, address) = serve(&dir);
     let mut events = reference("azure/eventgrid-post-maintenance-event.json");
     events[0]["data"]["Status"] = "Failed".into();
     let envelope = serde_json::json!({"Data": {"event": events[0].to_string()}, "Metadata": {}});
-    let response = reqwest::Client::new()
-        .post(format!("http://{address}/PatchEvents"))
-        .body(envelope.to_string())
-        .send()
-        .await
-        .expect("invoke");
-    assert_eq!(response.status(), 200);
-    child.0.kill().expect("stop");
-    let _ = child.0.wait();
-    let lines: Vec<String> = stdout.lines().map(|line| line.expect("utf-8")).collect();
+    let url = format!("http://{address}/PatchEvents");
+    let lines = invoke_then_stop(child, stdout, &url, "patch-1", &envelope).await;
     let logged = lines
         .iter()
         .find(|line| line.contains("maintenance event"))

@@ -7,6 +7,7 @@ use super::batch::{Operation, Outcome};
 use super::cache::Cache;
 use super::client::Client;
 use super::entity::{self, key, string};
+use super::CONCURRENCY;
 use crate::store::StoreError;
 use futures::stream::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
@@ -17,8 +18,6 @@ const GENERATION_PARTITION: &str = "meta";
 const GENERATION_ROW: &str = "index";
 /// The generation when no index write ever replaced the row.
 const NO_GENERATION: &str = "-";
-/// Point reads or transactions in flight at once.
-pub(super) const CONCURRENCY: usize = 16;
 
 /// The device-index partition of a device: one hex digit of its hash (16 partitions, so
 /// index writes batch well and no partition is hot).

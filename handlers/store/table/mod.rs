@@ -7,6 +7,7 @@
 //!   rows (ordered by their `Order` property, `Done` once run) and `audit_{seq:020}` rows.
 //!   Everything a commit touches is in one partition, so it is one transaction.
 //! - `Catalog`: one row per rollout ever created (listing without scanning every device).
+//!   Its `meta`/`index` row is the device index's generation (`index`).
 //! - `DeviceIndex`: device → rollout, partitioned by a hash nibble of the device id.
 //! - `DeadLetters`: an `id_{id}` marker (dedupe) and an `at_{inverted time}_{id}` row
 //!   (newest first), written together and deleted together by the retention (`retention`).
@@ -43,6 +44,8 @@ pub const DEFAULT_PREFIX: &str = "patchwave";
 const HEAD: &str = "head";
 const CATALOG_PARTITION: &str = "rollouts";
 const LETTERS_PARTITION: &str = "letters";
+/// Point reads or transactions in flight at once.
+const CONCURRENCY: usize = 16;
 
 /// The names of the store's tables.
 #[derive(Debug, Clone)]

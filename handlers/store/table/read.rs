@@ -5,8 +5,8 @@
 use super::cache::CachedRecord;
 use super::client::Client;
 use super::entity::{get_doc, key, literal, string};
-use super::index::CONCURRENCY;
 use super::write::device_row;
+use super::CONCURRENCY;
 use crate::store::StoreError;
 use futures::stream::{StreamExt, TryStreamExt};
 use rollout_core::DeviceRecord;
