@@ -1,14 +1,13 @@
-//! Adding devices to a rollout: each device's record in the rollout's partition, then its
-//! entry in the device index. Devices go in chunks of up to 100 of one index partition, so
-//! each chunk is one transaction of records followed by one of index entries, many chunks in
-//! flight; a device is indexed only once its record is stored. Existing records are left
+//! Adding devices to a rollout: each device's record in the rollout's partition (chunks of
+//! up to 100 neighbouring rows, one transaction each, many in flight), then, once every record
+//! is stored, the devices' claims in the device index (`index`). Existing records are left
 //! alone (a retried page, a racing writer).
 
 use super::batch::{Operation, Outcome, MAX_OPERATIONS};
 use super::cache::{Cache, CachedRecord};
 use super::client::Client;
 use super::entity::{entity, key, put_doc};
-use super::index::{device_bucket, index_chunk};
+use super::index::DeviceIndex;
 use super::write::device_row;
 use super::CONCURRENCY;
 use crate::store::StoreError;
@@ -19,48 +18,36 @@ use std::collections::{BTreeMap, HashSet};
 /// Attempts at adding one chunk of devices while other writers race us.
 const ADD_ATTEMPTS: usize = 5;
 
-/// The tables devices are added to: the rollouts' and the device index.
-pub(super) struct Tables<'a> {
-    pub rollouts: &'a str,
-    pub index: &'a str,
-}
-
 /// Adds `devices` to `rollout` (the first of any repeated device winning): records that do
-/// not exist yet, and every device's index entry. The records it inserted go into the cache.
+/// not exist yet, then every device's claim in `index`. The records it inserted go into the
+/// cache.
 pub(super) async fn add_devices(
     client: &Client,
     cache: &Cache,
-    tables: Tables<'_>,
+    (table, index): (&str, &DeviceIndex),
     rollout: &str,
     devices: &[(String, DeviceRecord)],
 ) -> Result<(), StoreError> {
-    let mut buckets: BTreeMap<String, BTreeMap<String, (String, DeviceRecord)>> = BTreeMap::new();
+    let mut rows: BTreeMap<String, (String, DeviceRecord)> = BTreeMap::new();
     let mut seen = HashSet::new();
     for (device, record) in devices {
         if seen.insert(device.as_str()) {
-            let rows = buckets.entry(device_bucket(device)).or_default();
             rows.insert(device_row(device), (device.clone(), *record));
         }
     }
-    let mut chunks: Vec<(String, Vec<(String, DeviceRecord)>)> = Vec::new();
-    for (bucket, rows) in buckets {
-        let rows: Vec<(String, DeviceRecord)> = rows.into_values().collect();
-        for chunk in rows.chunks(MAX_OPERATIONS) {
-            chunks.push((bucket.clone(), chunk.to_vec()));
-        }
-    }
-    let chunks = chunks.into_iter().map(|(bucket, chunk)| async move {
-        let inserted = add_records(client, tables.rollouts, rollout, &chunk).await?;
-        let devices: Vec<&String> = chunk.iter().map(|(device, _)| device).collect();
-        index_chunk(client, tables.index, &bucket, rollout, &devices).await?;
-        Ok::<_, StoreError>(inserted)
-    });
+    let rows: Vec<(String, DeviceRecord)> = rows.into_values().collect();
+    let chunks: Vec<Vec<(String, DeviceRecord)>> =
+        rows.chunks(MAX_OPERATIONS).map(<[_]>::to_vec).collect();
+    let chunks = chunks
+        .into_iter()
+        .map(|chunk| async move { add_records(client, table, rollout, &chunk).await });
     let added: Vec<Vec<(String, CachedRecord)>> = futures::stream::iter(chunks)
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     cache.put_records(rollout, added.into_iter().flatten());
-    Ok(())
+    let devices: Vec<&String> = rows.iter().map(|(device, _)| device).collect();
+    index.claim(client, rollout, &devices).await
 }
 
 /// One chunk's records: inserted whole (a new rollout's devices do not exist); if one of them

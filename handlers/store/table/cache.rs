@@ -1,11 +1,9 @@
 //! What this instance last wrote or read of the Table store, so the report path needs no read
 //! round trip: device records with their ETags (used to route reports, see
-//! `TableStore::routing_records`), each rollout head's ETag and commit number, and device →
-//! rollout routes. Every write stays conditional on the ETag it was read at, so a stale
-//! record or head can only make a commit fail its version check; the commit's rollout is
-//! then forgotten and the retry reads the store. Routes have no ETag to check: they are trusted
-//! only while the index generation (a row every index write replaces after it) is the one
-//! they were read under.
+//! `TableStore::routing_records`) and each rollout head's ETag and commit number. Every write
+//! stays conditional on the ETag it was read at, so a stale record or head can only make a
+//! commit fail its version check; the commit's rollout is then forgotten and the retry reads
+//! the store. (Routes are kept by the device index itself, see `index`.)
 
 use rollout_core::DeviceRecord;
 use std::collections::HashMap;
@@ -13,8 +11,6 @@ use std::sync::{Mutex, MutexGuard};
 
 /// Most device records kept (about 200 bytes each); past it the cache starts over.
 const MAX_RECORDS: usize = 100_000;
-/// Most routes kept (devices in no rollout included).
-const MAX_ROUTES: usize = 200_000;
 
 /// A device record and the ETag it was written or read at.
 pub(super) type CachedRecord = (DeviceRecord, String);
@@ -24,7 +20,6 @@ pub(super) type CachedRecord = (DeviceRecord, String);
 pub(super) struct Cache {
     records: Mutex<Records>,
     heads: Mutex<HashMap<String, Head>>,
-    routes: Mutex<Routes>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -45,13 +40,6 @@ pub(super) struct Head {
 struct Records {
     by_rollout: HashMap<String, HashMap<String, CachedRecord>>,
     len: usize,
-}
-
-/// Device → rollout (`None`: in no rollout), valid under one index generation.
-#[derive(Default)]
-struct Routes {
-    generation: Option<String>,
-    by_device: HashMap<String, Option<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,44 +104,6 @@ impl Cache {
     pub fn put_head(&self, rollout: &str, head: Head) {
         lock(&self.heads).insert(rollout.to_string(), head);
     }
-
-    /// The cached routes of `devices` under index generation `generation` (the cache of
-    /// another generation is dropped first), and the devices not cached.
-    pub fn routes(
-        &self,
-        generation: &str,
-        devices: &[String],
-    ) -> (Vec<(String, Option<String>)>, Vec<String>) {
-        let mut routes = lock(&self.routes);
-        if routes.generation.as_deref() != Some(generation) {
-            routes.by_device.clear();
-            routes.generation = Some(generation.to_string());
-        }
-        let (mut hits, mut misses) = (Vec::new(), Vec::new());
-        for device in devices {
-            match routes.by_device.get(device) {
-                Some(route) => hits.push((device.clone(), route.clone())),
-                None => misses.push(device.clone()),
-            }
-        }
-        (hits, misses)
-    }
-
-    /// Remembers routes read under `generation` (kept only if it is still the cache's).
-    pub fn put_routes(
-        &self,
-        generation: &str,
-        read: impl IntoIterator<Item = (String, Option<String>)>,
-    ) {
-        let mut routes = lock(&self.routes);
-        if routes.generation.as_deref() != Some(generation) {
-            return;
-        }
-        if routes.by_device.len() >= MAX_ROUTES {
-            routes.by_device.clear();
-        }
-        routes.by_device.extend(read);
-    }
 }
 
 #[cfg(test)]
@@ -189,26 +139,5 @@ mod tests {
         assert!(cache.head("r1").is_none());
         assert_eq!(cache.records("r2", &["a".into()]).0[0].1, record(7));
         assert_eq!(lock(&cache.records).len, 1);
-    }
-
-    #[test]
-    fn routes_hold_only_under_the_generation_they_were_read_in() {
-        let cache = Cache::default();
-        assert_eq!(cache.routes("g1", &["a".into()]).1, vec!["a".to_string()]);
-        cache.put_routes(
-            "g1",
-            [
-                ("a".to_string(), Some("r1".to_string())),
-                ("b".to_string(), None),
-            ],
-        );
-        let (hits, misses) = cache.routes("g1", &["a".into(), "b".into()]);
-        assert_eq!(hits.len(), 2);
-        assert!(misses.is_empty());
-        // another instance indexed devices: every route is read again
-        assert_eq!(cache.routes("g2", &["a".into()]).1, vec!["a".to_string()]);
-        // routes read under the old generation are not kept under the new one
-        cache.put_routes("g1", [("a".to_string(), Some("r1".to_string()))]);
-        assert_eq!(cache.routes("g2", &["a".into()]).1, vec!["a".to_string()]);
     }
 }

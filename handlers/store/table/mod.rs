@@ -8,7 +8,8 @@
 //!   Everything a commit touches is in one partition, so it is one transaction.
 //! - `Catalog`: one row per rollout ever created (listing without scanning every device).
 //!   Its `meta`/`index` row is the device index's generation (`index`).
-//! - `DeviceIndex`: device → rollout, partitioned by a hash nibble of the device id.
+//! - `DeviceIndex`: device → rollout as a log of claims (rollout + device list), one
+//!   partition per hash nibble of the device id (`index`).
 //! - `DeadLetters`: an `id_{id}` marker (dedupe) and an `at_{inverted time}_{id}` row
 //!   (newest first), written together and deleted together by the retention (`retention`).
 //! - `Keys`: idempotency keys, one partition each.
@@ -23,6 +24,7 @@ pub mod floor;
 mod index;
 mod read;
 mod retention;
+mod routes;
 mod write;
 
 pub use auth::{DEV_ACCOUNT, DEV_KEY, STORAGE_SCOPE};
@@ -64,8 +66,10 @@ pub struct TableStore {
     tables: Arc<Tables>,
     /// How far the dead-letter retention has counted (one pruning call at a time).
     letter_tally: Arc<tokio::sync::Mutex<retention::Tally>>,
-    /// Records, heads and routes as this instance last wrote or read them.
+    /// Records and heads as this instance last wrote or read them.
     cache: Arc<cache::Cache>,
+    /// The device index, with the routes this instance read of it.
+    index: Arc<index::DeviceIndex>,
 }
 
 impl TableStore {
@@ -123,11 +127,13 @@ impl TableStore {
         ] {
             client.create_table(table).await?;
         }
+        let index = Arc::new(index::DeviceIndex::new(&tables.devices, &tables.catalog));
         Ok(TableStore {
             client: Arc::new(client),
             tables: Arc::new(tables),
             letter_tally: Arc::default(),
             cache: Arc::default(),
+            index,
         })
     }
 
@@ -265,20 +271,15 @@ impl Store for TableStore {
         rollout: &str,
         devices: &[(String, DeviceRecord)],
     ) -> Result<(), StoreError> {
-        let tables = add::Tables {
-            rollouts: &self.tables.rollouts,
-            index: &self.tables.devices,
-        };
-        add::add_devices(&self.client, &self.cache, tables, rollout, devices).await?;
-        index::bump_generation(&self.client, &self.tables.catalog).await
+        let tables = (self.tables.rollouts.as_str(), &*self.index);
+        add::add_devices(&self.client, &self.cache, tables, rollout, devices).await
     }
 
     async fn rollouts_of_devices(
         &self,
         devices: &[String],
     ) -> Result<HashMap<String, String>, StoreError> {
-        let tables = (self.tables.devices.as_str(), self.tables.catalog.as_str());
-        index::rollouts_of(&self.client, &self.cache, tables, devices).await
+        self.index.rollouts_of(&self.client, devices).await
     }
 
     /// Records as this instance last wrote or read them, the others read. A kept record may
