@@ -2,6 +2,7 @@
 //! against Azurite (started once for this binary by `azurite.rs`), each test in its own tables.
 
 mod azurite;
+mod device_index;
 mod identity;
 mod suite;
 mod table_only;

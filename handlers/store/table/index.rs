@@ -1,10 +1,11 @@
-//! The device index (`DeviceIndex`): which rollout each device belongs to, as a log of claims
+//! The device index (`DeviceClaims`): which rollout each device belongs to, as a log of claims
 //! per bucket (16 partitions by a hash nibble of the device id). A claim (row `{seq:012}`,
 //! numbered from 1 without gaps) says its devices belong to its rollout; a later claim of the
 //! bucket moves a device. Adding devices appends one claim per bucket a call touches (an
 //! insert of the next number, so racing writers cannot both take it), not one row per
 //! device: a 20,000-device rollout indexes in ~160 rows instead of 20,000. Readers keep each
-//! bucket's routes and read only the claims after the last one they applied.
+//! bucket's routes and read only the rows after the last claim they applied. Every
+//! [`COMPACT_AFTER`] claims the writer replaces a bucket's rows by a snapshot (`compact`).
 //!
 //! The generation (catalog row `meta`/`index`) is replaced by every call adding devices once
 //! its claims are stored; a reader reads it before any claim, and trusts a bucket it brought
@@ -12,8 +13,9 @@
 
 use super::batch::{Operation, Outcome};
 use super::client::Client;
-use super::entity::{self, get_text, literal, put_text, string};
-use super::routes::{BucketRoutes, Claim};
+use super::compact::{self, claim_entity, device_parts, partition, ROWS_PER_TRANSACTION};
+use super::entity::{self, string};
+use super::routes::{BucketRoutes, Claim, Snapshot};
 use super::CONCURRENCY;
 use crate::store::StoreError;
 use futures::stream::{StreamExt, TryStreamExt};
@@ -27,13 +29,10 @@ const GENERATION_ROW: &str = "index";
 const NO_GENERATION: &str = "-";
 /// Partitions of the index.
 const BUCKETS: usize = 16;
-/// Device-list text of one claim row, in UTF-16 units: 8 properties of 30,000, well within
-/// the 1 MiB of an entity.
-const CLAIM_UNITS: usize = 240_000;
-/// Claim rows per transaction: within its 4 MiB even for ids of 3-byte characters.
-const CLAIMS_PER_TRANSACTION: usize = 4;
 /// Attempts at appending a claim while writers of other instances race for the next number.
 const CLAIM_ATTEMPTS: usize = 20;
+/// Claims of a bucket after which its writer writes a snapshot and deletes the rows before.
+const COMPACT_AFTER: u64 = 64;
 /// Most routes kept over all buckets (about 100 bytes each); past it the others are dropped.
 const MAX_ROUTES: usize = 1_000_000;
 
@@ -42,14 +41,6 @@ pub(super) fn device_bucket(device: &str) -> usize {
     use sha2::Digest;
     let hash = sha2::Sha256::digest(device.as_bytes());
     usize::from(hash[0] >> 4)
-}
-
-fn partition(bucket: usize) -> String {
-    format!("{bucket:x}")
-}
-
-fn claim_row(seq: u64) -> String {
-    format!("{seq:012}")
 }
 
 /// One bucket as this instance knows it, and the lock its claims are appended under (so the
@@ -160,7 +151,7 @@ impl DeviceIndex {
         devices: Vec<String>,
     ) -> Result<(), StoreError> {
         let _appending = self.buckets[bucket].appending.lock().await;
-        for parts in claim_parts(devices).chunks(CLAIMS_PER_TRANSACTION) {
+        for parts in device_parts(devices).chunks(ROWS_PER_TRANSACTION) {
             let mut attempts = 0;
             loop {
                 attempts += 1;
@@ -181,7 +172,7 @@ impl DeviceIndex {
                 match client.batch(&self.table, &inserts).await? {
                     Outcome::Applied(_) => {
                         // a gap here only means another task dropped the routes; they are read again
-                        let _ = self.routes(bucket).apply(tail, &claims);
+                        let _ = self.routes(bucket).apply(tail, None, &claims);
                         break;
                     }
                     Outcome::Failed { status: 409, .. } if attempts < CLAIM_ATTEMPTS => continue,
@@ -198,7 +189,28 @@ impl DeviceIndex {
                 }
             }
         }
+        self.compact_if_due(client, bucket).await;
         Ok(())
+    }
+
+    /// Writes a snapshot of `bucket` once [`COMPACT_AFTER`] claims followed the last one. The
+    /// claims stay whole if it fails (it is tried again after the next claim).
+    async fn compact_if_due(&self, client: &Client, bucket: usize) {
+        let snapshot = {
+            let routes = self.routes(bucket);
+            if routes.claims_since_snapshot() < COMPACT_AFTER {
+                return;
+            }
+            routes.snapshot()
+        };
+        match compact::compact(client, &self.table, bucket, &snapshot).await {
+            Ok(_) => self.routes(bucket).snapshot_written(snapshot.seq),
+            Err(error) => tracing::warn!(
+                bucket = %partition(bucket),
+                %error,
+                "device index compaction failed; the claims stay as they are"
+            ),
+        }
     }
 
     /// Reads the claims of `bucket` after the last one applied and applies them (all of them
@@ -211,9 +223,9 @@ impl DeviceIndex {
     ) -> Result<(), StoreError> {
         for _ in 0..2 {
             let after = self.routes(bucket).read_after();
-            let claims = self.read_claims(client, bucket, after).await?;
+            let (claims, snapshot) = self.read_log(client, bucket, after).await?;
             let mut routes = self.routes(bucket);
-            match routes.apply(after, &claims) {
+            match routes.apply(after, snapshot.as_ref(), &claims) {
                 Ok(()) => {
                     if let Some(generation) = generation {
                         routes.mark(generation);
@@ -241,20 +253,17 @@ impl DeviceIndex {
         }
     }
 
-    /// The claims of `bucket` numbered after `after`, in order.
-    async fn read_claims(
+    /// The claims of `bucket` numbered after `after`, in order, and the latest whole
+    /// snapshot among its rows past `after`.
+    async fn read_log(
         &self,
         client: &Client,
         bucket: usize,
         after: u64,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let filter = format!(
-            "PartitionKey eq {} and RowKey gt {}",
-            literal(&partition(bucket)),
-            literal(&claim_row(after))
-        );
+    ) -> Result<(Vec<Claim>, Option<Snapshot>), StoreError> {
+        let filter = compact::after_filter(bucket, after);
         let rows = client.query(&self.table, &filter, None, None).await?;
-        rows.iter().map(read_claim).collect()
+        compact::read_log(&rows)
     }
 
     /// The index's current generation.
@@ -288,79 +297,5 @@ impl DeviceIndex {
                 "device index generation: {status} {code} {message}"
             ))),
         }
-    }
-}
-
-/// The devices of one bucket cut into claims whose device lists fit one row each.
-fn claim_parts(devices: Vec<String>) -> Vec<Vec<String>> {
-    let mut parts = vec![Vec::new()];
-    let mut units = 2;
-    for device in devices {
-        // quoted, a comma, and escapes at most doubling the id
-        let cost = 3 + 2 * device.encode_utf16().count();
-        let last = parts.last_mut().expect("one part");
-        if units + cost > CLAIM_UNITS && !last.is_empty() {
-            parts.push(Vec::new());
-            units = 2;
-        }
-        units += cost;
-        parts.last_mut().expect("one part").push(device);
-    }
-    parts
-}
-
-fn claim_entity(bucket: usize, claim: &Claim) -> Result<entity::Entity, StoreError> {
-    let mut row = entity::entity(&partition(bucket), &claim_row(claim.seq));
-    row.insert("Rollout".into(), claim.rollout.as_str().into());
-    let devices = serde_json::to_string(&claim.devices).map_err(StoreError::from)?;
-    put_text(&mut row, "Devices", &devices);
-    Ok(row)
-}
-
-fn read_claim(row: &entity::Entity) -> Result<Claim, StoreError> {
-    let key = string(row, "RowKey")?;
-    let seq = key
-        .parse()
-        .map_err(|_| StoreError::Backend(format!("device index row {key:?} is not a claim")))?;
-    let devices = serde_json::from_str(&get_text(row, "Devices")?)
-        .map_err(|e| StoreError::unreadable(format!("device index claim {key}"), e))?;
-    Ok(Claim {
-        seq,
-        rollout: string(row, "Rollout")?,
-        devices,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_claim_row_round_trips_and_rows_sort_in_claim_order() {
-        let claim = Claim {
-            seq: 42,
-            rollout: "ro-1".into(),
-            devices: vec!["a".into(), "quote\"d".into(), "ünï".into()],
-        };
-        let row = claim_entity(3, &claim).expect("entity");
-        assert_eq!(row["PartitionKey"], "3");
-        assert_eq!(read_claim(&row).expect("claim"), claim);
-        assert!(claim_row(9) < claim_row(10) && claim_row(99_999) < claim_row(100_000));
-    }
-
-    #[test]
-    fn a_bucket_with_more_devices_than_a_row_holds_is_cut_into_several_claims() {
-        let devices: Vec<String> = (0..20_000).map(|i| format!("device-{i:08}")).collect();
-        let parts = claim_parts(devices.clone());
-        assert!(parts.len() > 1, "{} parts", parts.len());
-        for part in &parts {
-            let text = serde_json::to_string(part).expect("json");
-            assert!(text.encode_utf16().count() <= CLAIM_UNITS);
-        }
-        assert_eq!(parts.concat(), devices);
-        assert_eq!(
-            claim_parts(vec!["one".into()]),
-            vec![vec!["one".to_string()]]
-        );
     }
 }

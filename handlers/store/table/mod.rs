@@ -8,8 +8,8 @@
 //!   Everything a commit touches is in one partition, so it is one transaction.
 //! - `Catalog`: one row per rollout ever created (listing without scanning every device).
 //!   Its `meta`/`index` row is the device index's generation (`index`).
-//! - `DeviceIndex`: device → rollout as a log of claims (rollout + device list), one
-//!   partition per hash nibble of the device id (`index`).
+//! - `DeviceClaims`: the device index, device → rollout as a log of claims (rollout + device
+//!   list) and snapshots, one partition per hash nibble of the device id (`index`, `compact`).
 //! - `DeadLetters`: an `id_{id}` marker (dedupe) and an `at_{inverted time}_{id}` row
 //!   (newest first), written together and deleted together by the retention (`retention`).
 //! - `Keys`: idempotency keys, one partition each.
@@ -19,6 +19,7 @@ mod auth;
 mod batch;
 mod cache;
 mod client;
+mod compact;
 mod entity;
 pub mod floor;
 mod index;
@@ -114,7 +115,7 @@ impl TableStore {
         let tables = Tables {
             rollouts: format!("{prefix}Rollouts"),
             catalog: format!("{prefix}Catalog"),
-            devices: format!("{prefix}DeviceIndex"),
+            devices: format!("{prefix}DeviceClaims"),
             letters: format!("{prefix}DeadLetters"),
             keys: format!("{prefix}Keys"),
         };
@@ -135,6 +136,15 @@ impl TableStore {
             cache: Arc::default(),
             index,
         })
+    }
+
+    /// Rows the device index holds (claims and snapshot parts): what its compaction bounds.
+    pub async fn device_index_rows(&self) -> Result<usize, StoreError> {
+        let rows = self
+            .client
+            .query(&self.tables.devices, "RowKey ne ''", Some("RowKey"), None)
+            .await?;
+        Ok(rows.len())
     }
 
     /// The rollout ids in the catalog.
