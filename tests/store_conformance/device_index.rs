@@ -88,3 +88,37 @@ async fn a_compacted_index_routes_every_device_as_its_latest_claim_says() {
         assert_eq!(routes, expected);
     }
 }
+
+/// A store last written by a build that kept one index row per device adopts those routes
+/// when opened, once: an upgrade in the middle of a rollout keeps routing its devices, and a
+/// device a later rollout claims moves there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_of_an_index_an_earlier_build_wrote_are_adopted_once() {
+    use patchwave::store::table::legacy::write_legacy_index;
+    let guard = Guard {
+        spec: crate::azurite::connection_string(),
+        prefix: crate::azurite::unique_prefix(),
+    };
+    let old: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("old-{i:02}"), format!("r{}", i % 2)))
+        .collect();
+    write_legacy_index(&guard.spec, &guard.prefix, &old)
+        .await
+        .expect("old index");
+    let store = instance(&guard).await;
+    let devices: Vec<String> = old.iter().map(|(device, _)| device.clone()).collect();
+    let routes = store.rollouts_of_devices(&devices).await.expect("routes");
+    let expected: HashMap<String, String> = old.iter().cloned().collect();
+    assert_eq!(routes, expected);
+    store
+        .add_devices("r9", &records(&devices[..5]))
+        .await
+        .expect("add");
+    let rows = store.device_index_rows().await.expect("rows");
+    // a second start adopts nothing again: the moved devices stay moved
+    let again = instance(&guard).await;
+    assert_eq!(again.device_index_rows().await.expect("rows"), rows);
+    let routes = again.rollouts_of_devices(&devices).await.expect("routes");
+    assert_eq!(routes["old-00"], "r9");
+    assert_eq!(routes["old-39"], "r1");
+}

@@ -23,6 +23,7 @@ mod compact;
 mod entity;
 pub mod floor;
 mod index;
+pub mod legacy;
 mod read;
 mod retention;
 mod routes;
@@ -129,6 +130,8 @@ impl TableStore {
             client.create_table(table).await?;
         }
         let index = Arc::new(index::DeviceIndex::new(&tables.devices, &tables.catalog));
+        let legacy = legacy::legacy_table(prefix);
+        legacy::adopt(&client, &tables.catalog, &legacy, &index).await?;
         Ok(TableStore {
             client: Arc::new(client),
             tables: Arc::new(tables),
