@@ -29,7 +29,8 @@ const GENERATION_ROW: &str = "index";
 const NO_GENERATION: &str = "-";
 /// Partitions of the index.
 const BUCKETS: usize = 16;
-/// Attempts at appending a claim while writers of other instances race for the next number.
+/// Attempts at appending a claim while writers of other instances race for the next number
+/// (and at reading a bucket that other tasks keep dropping).
 const CLAIM_ATTEMPTS: usize = 20;
 /// Claims of a bucket after which its writer writes a snapshot and deletes the rows before.
 const COMPACT_AFTER: u64 = 64;
@@ -55,6 +56,9 @@ struct Bucket {
 pub(super) struct DeviceIndex {
     table: String,
     catalog: String,
+    /// The index table of builds before the claims log, adopted before the first use.
+    legacy: String,
+    adopted: tokio::sync::OnceCell<()>,
     buckets: Vec<Bucket>,
 }
 
@@ -65,13 +69,28 @@ impl std::fmt::Debug for DeviceIndex {
 }
 
 impl DeviceIndex {
-    /// The index in `table`, its generation in `catalog`.
-    pub fn new(table: &str, catalog: &str) -> Self {
+    /// The index in `table`, its generation in `catalog`; routes of the old layout's table
+    /// `legacy` are adopted before the index is first used (`legacy`).
+    pub fn new(table: &str, catalog: &str, legacy: &str) -> Self {
         DeviceIndex {
             table: table.to_string(),
             catalog: catalog.to_string(),
+            legacy: legacy.to_string(),
+            adopted: tokio::sync::OnceCell::new(),
             buckets: (0..BUCKETS).map(|_| Bucket::default()).collect(),
         }
+    }
+
+    /// Adopts the old layout's routes once per instance (and once per store, see `legacy`).
+    async fn adopt_legacy(&self, client: &Client) -> Result<(), StoreError> {
+        self.adopted
+            .get_or_try_init(|| async {
+                super::legacy::adopt(client, &self.catalog, &self.legacy, self)
+                    .await
+                    .map(|_| ())
+            })
+            .await
+            .map(|_| ())
     }
 
     fn routes(&self, bucket: usize) -> MutexGuard<'_, BucketRoutes> {
@@ -88,6 +107,7 @@ impl DeviceIndex {
         client: &Client,
         devices: &[String],
     ) -> Result<HashMap<String, String>, StoreError> {
+        self.adopt_legacy(client).await?;
         let generation = self.generation(client).await?;
         let mut wanted: BTreeMap<usize, Vec<&String>> = BTreeMap::new();
         for device in devices {
@@ -108,19 +128,55 @@ impl DeviceIndex {
             .await?;
         let mut found = HashMap::with_capacity(devices.len());
         for (bucket, devices) in wanted {
-            let routes = self.routes(bucket);
-            for device in devices {
-                if let Some(rollout) = routes.route(device) {
-                    found.insert(device.clone(), rollout.to_string());
+            // a bucket dropped meanwhile (past MAX_ROUTES) is read again, never taken as empty
+            let mut reads = 0;
+            while !self.answer_from(bucket, &devices, &mut found) {
+                reads += 1;
+                if reads > CLAIM_ATTEMPTS {
+                    return Err(StoreError::Backend(format!(
+                        "device index bucket {}: dropped as often as it was read",
+                        partition(bucket)
+                    )));
                 }
+                self.catch_up(client, bucket, Some(&generation)).await?;
             }
         }
         Ok(found)
     }
 
+    /// Adds the routes of `devices` to `found` if `bucket` is loaded; `false` if it is not.
+    fn answer_from(
+        &self,
+        bucket: usize,
+        devices: &[&String],
+        found: &mut HashMap<String, String>,
+    ) -> bool {
+        let routes = self.routes(bucket);
+        if !routes.is_loaded() {
+            return false;
+        }
+        for device in devices {
+            if let Some(rollout) = routes.route(device) {
+                found.insert(device.to_string(), rollout.to_string());
+            }
+        }
+        true
+    }
+
     /// Indexes `devices` (their records stored already) to `rollout`: one claim in each bucket
     /// they fall in, several buckets at once.
     pub async fn claim(
+        &self,
+        client: &Client,
+        rollout: &str,
+        devices: &[&String],
+    ) -> Result<(), StoreError> {
+        self.adopt_legacy(client).await?;
+        self.append(client, rollout, devices).await
+    }
+
+    /// [`DeviceIndex::claim`] without adopting the old layout first (the adoption's own claims).
+    pub(super) async fn append(
         &self,
         client: &Client,
         rollout: &str,

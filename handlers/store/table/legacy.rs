@@ -1,8 +1,9 @@
 //! The device index as builds before the claims log laid it out: table `{prefix}DeviceIndex`,
 //! one row per device (partition a hash nibble, `Device` and `Rollout` properties). A store
-//! opened with such a table adopts its routes once, as claims, so an upgrade in the middle of
-//! a rollout keeps routing its devices; a catalog row records that it was done (or that there
-//! was nothing to adopt), so later starts read one row. The old table is left as it was.
+//! with such a table adopts its routes once, as claims, before its index is first used, so an
+//! upgrade in the middle of a rollout keeps routing its devices; a catalog row records that it
+//! was done (or that there was nothing to adopt), so later instances read one row. The old
+//! table is left as it was.
 
 use super::batch::{Operation, Outcome};
 use super::client::Client;
@@ -51,7 +52,7 @@ pub(super) async fn adopt(
     }
     for (rollout, devices) in &by_rollout {
         let devices: Vec<&String> = devices.iter().collect();
-        index.claim(client, rollout, &devices).await?;
+        index.append(client, rollout, &devices).await?;
     }
     let mut marker = entity::entity(ADOPTED_PARTITION, ADOPTED_ROW);
     marker.insert("Routes".into(), rows.len().into());

@@ -129,9 +129,9 @@ impl TableStore {
         ] {
             client.create_table(table).await?;
         }
-        let index = Arc::new(index::DeviceIndex::new(&tables.devices, &tables.catalog));
         let legacy = legacy::legacy_table(prefix);
-        legacy::adopt(&client, &tables.catalog, &legacy, &index).await?;
+        let index = index::DeviceIndex::new(&tables.devices, &tables.catalog, &legacy);
+        let index = Arc::new(index);
         Ok(TableStore {
             client: Arc::new(client),
             tables: Arc::new(tables),

@@ -50,6 +50,11 @@ impl BucketRoutes {
         self.loaded && self.generation.as_deref() == Some(generation)
     }
 
+    /// Whether the routes were read (they may be behind).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
     /// The claim to read after: the tail when loaded, else 0 (read everything).
     pub fn read_after(&self) -> u64 {
         if self.loaded {
