@@ -122,3 +122,135 @@ async fn routes_of_an_index_an_earlier_build_wrote_are_adopted_once() {
     assert_eq!(routes["old-00"], "r9");
     assert_eq!(routes["old-39"], "r1");
 }
+
+/// The device-index bucket of a device, as the store computes it.
+fn bucket_of(device: &str) -> u8 {
+    use sha2::Digest;
+    sha2::Sha256::digest(device.as_bytes())[0] >> 4
+}
+
+/// A proxy in front of Azurite that holds the first entity group transaction whose body
+/// carries `marker` until released, and forwards everything else as it comes.
+struct HoldingProxy {
+    connection_string: String,
+    held: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+async fn holding_proxy(connection_string: &str, marker: &'static str) -> HoldingProxy {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let start = connection_string.find("TableEndpoint=").expect("endpoint") + 14;
+    let end = connection_string[start..]
+        .find(';')
+        .map_or(connection_string.len(), |e| start + e);
+    let endpoint = &connection_string[start..end];
+    let origin_end = endpoint[8..].find('/').map_or(endpoint.len(), |i| i + 8);
+    let upstream = endpoint[..origin_end].to_string();
+    let (held, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let armed = Arc::new(AtomicBool::new(true));
+    let client = reqwest::Client::new();
+    let (held_in, release_in) = (held.clone(), release.clone());
+    let forward = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (client, upstream, held, release, armed) = (
+            client.clone(),
+            upstream.clone(),
+            held_in.clone(),
+            release_in.clone(),
+            armed.clone(),
+        );
+        async move {
+            let hold = method == Method::POST
+                && uri.path().ends_with("$batch")
+                && String::from_utf8_lossy(&body).contains(marker)
+                && armed.swap(false, Ordering::SeqCst);
+            if hold {
+                held.notify_one();
+                release.notified().await;
+            }
+            let url = format!(
+                "{upstream}{}",
+                uri.path_and_query().map_or("", |p| p.as_str())
+            );
+            let mut request = client.request(method, url).body(body);
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    request = request.header(name, value);
+                }
+            }
+            let response = request.send().await.expect("azurite answers");
+            let status = StatusCode::from_u16(response.status().as_u16()).expect("status");
+            let mut answer_headers = HeaderMap::new();
+            for (name, value) in response.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    answer_headers.insert(name.clone(), value.clone());
+                }
+            }
+            let bytes = response.bytes().await.expect("body");
+            (status, answer_headers, bytes)
+        }
+    };
+    let app = axum::Router::new().fallback(forward);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let proxied = format!("http://{address}{}", &endpoint[origin_end..]);
+    HoldingProxy {
+        connection_string: connection_string.replace(endpoint, &proxied),
+        held,
+        release,
+    }
+}
+
+/// A writer whose claim was sent after reading the bucket, and arrives after another
+/// instance appended 64 claims and compacted them away (deleting the very number it takes),
+/// fails whole and appends again after the snapshot: its claim is not lost behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_sent_before_a_compaction_and_arriving_after_it_is_appended_again() {
+    let (_, guard) = crate::table::fresh().await;
+    let proxy = holding_proxy(&guard.spec, "\"Rollout\":\"held-rollout\"").await;
+    let slow = TableStore::connect_with_prefix(&proxy.connection_string, &guard.prefix)
+        .await
+        .expect("through the proxy");
+    let fast = instance(&guard).await;
+    let device = "held-device".to_string();
+    let fillers: Vec<String> = (0..)
+        .map(|i| format!("filler-{i}"))
+        .filter(|filler| bucket_of(filler) == bucket_of(&device))
+        .take(64)
+        .collect();
+    let held = tokio::spawn({
+        let device = device.clone();
+        async move { slow.add_devices("held-rollout", &records(&[device])).await }
+    });
+    proxy.held.notified().await;
+    for (i, filler) in fillers.iter().enumerate() {
+        fast.add_devices(&format!("r{i}"), &records(std::slice::from_ref(filler)))
+            .await
+            .expect("add");
+    }
+    assert!(
+        fast.device_index_rows().await.expect("rows") <= 3,
+        "64 claims compacted into a snapshot (and the head)"
+    );
+    proxy.release.notify_one();
+    held.await
+        .expect("task")
+        .expect("the held writer appends again");
+    let cold = instance(&guard).await;
+    let mut everyone = fillers.clone();
+    everyone.push(device.clone());
+    let routes = cold.rollouts_of_devices(&everyone).await.expect("routes");
+    assert_eq!(
+        routes.get(&device).map(String::as_str),
+        Some("held-rollout")
+    );
+    assert_eq!(routes.len(), 65);
+}

@@ -1,7 +1,10 @@
 //! Rows of the device index log and its compaction. A claim is row `{seq:012}`; a snapshot of
 //! a bucket as of claim `seq` is rows `{seq:012}s{part:04}` (every route, by rollout, cut to
-//! fit rows; each part says how many there are). Once a snapshot is whole, the rows before it
-//! are deleted, so a bucket holds about its devices' routes, not every claim ever made.
+//! fit rows; each part says how many there are); row `~head` holds the last claim's number
+//! and is replaced, conditionally, in the transaction of every claim, so a writer that read
+//! an older log fails whole even where a compaction deleted the numbers it would take. Once a
+//! snapshot is whole, the rows before it are deleted, so a bucket holds about its devices'
+//! routes, not every claim ever made.
 //! Readers take the latest whole snapshot they read as the claims up to it (`routes`), so a
 //! compaction half done, or done by two instances at once, reads the same.
 
@@ -18,6 +21,26 @@ use std::collections::BTreeMap;
 pub(super) const ROW_UNITS: usize = 240_000;
 /// Rows of device lists per transaction: within its 4 MiB even for ids of 3-byte characters.
 pub(super) const ROWS_PER_TRANSACTION: usize = 4;
+
+/// The row holding a bucket's last claim number (after every claim and snapshot row).
+const HEAD_ROW: &str = "~head";
+
+/// A bucket's head as read: its last claim number and ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LogHead {
+    pub tail: u64,
+    pub etag: String,
+}
+
+/// What one read of a bucket's rows found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Log {
+    pub claims: Vec<Claim>,
+    /// The latest snapshot read whole.
+    pub snapshot: Option<Snapshot>,
+    /// `None` when no claim was ever appended.
+    pub head: Option<LogHead>,
+}
 
 pub(super) fn partition(bucket: usize) -> String {
     format!("{bucket:x}")
@@ -40,10 +63,24 @@ pub(super) fn after_filter(bucket: usize, after: u64) -> String {
     )
 }
 
-/// UTF-16 units one device id takes in a JSON list: quoted, a comma, escapes at most
-/// doubling it.
+/// UTF-16 units one device id takes in a JSON list: as JSON writes it, and a comma.
 fn cost(device: &str) -> usize {
-    3 + 2 * device.encode_utf16().count()
+    let quoted = Value::from(device).to_string();
+    quoted.encode_utf16().count() + 1
+}
+
+/// The head row's write in the transaction of claims up to `tail`: inserted for the first
+/// claim, else replaced only if it is still the one read.
+pub(super) fn head_operation(bucket: usize, tail: u64, read: Option<&LogHead>) -> Operation {
+    let mut row = entity::entity(&partition(bucket), HEAD_ROW);
+    row.insert("Tail".into(), tail.to_string().into());
+    match read {
+        None => Operation::Insert(row),
+        Some(head) => Operation::Replace {
+            entity: row,
+            if_match: head.etag.clone(),
+        },
+    }
 }
 
 /// Devices cut into lists that fit one row each.
@@ -114,12 +151,22 @@ struct Parts {
     read: BTreeMap<usize, Vec<(String, Vec<String>)>>,
 }
 
-/// The claims in `rows` (in row order) and the latest snapshot read whole among them.
-pub(super) fn read_log(rows: &[Entity]) -> Result<(Vec<Claim>, Option<Snapshot>), StoreError> {
+/// The claims in `rows` (in row order, read with their ETags), the latest snapshot read whole
+/// among them, and the head.
+pub(super) fn read_log(rows: &[Entity]) -> Result<Log, StoreError> {
     let mut claims = Vec::new();
     let mut snapshots: BTreeMap<u64, Parts> = BTreeMap::new();
+    let mut head = None;
     for row in rows {
         let key = string(row, "RowKey")?;
+        if key == HEAD_ROW {
+            let tail = string(row, "Tail")?;
+            head = Some(LogHead {
+                tail: tail.parse().map_err(|_| bad_row(&key))?,
+                etag: string(row, "odata.etag")?,
+            });
+            continue;
+        }
         match parse_row(&key) {
             Some((seq, None)) => claims.push(Claim {
                 seq,
@@ -144,7 +191,11 @@ pub(super) fn read_log(rows: &[Entity]) -> Result<(Vec<Claim>, Option<Snapshot>)
             seq,
             routes: parts.read.into_values().flatten().collect(),
         });
-    Ok((claims, whole))
+    Ok(Log {
+        claims,
+        snapshot: whole,
+        head,
+    })
 }
 
 fn json<T: serde::de::DeserializeOwned>(text: &str, key: &str) -> Result<T, StoreError> {
@@ -176,8 +227,9 @@ fn parse_row(key: &str) -> Option<(u64, Option<usize>)> {
     }
 }
 
-/// Writes `snapshot` of `bucket`, then deletes every row before it. `Ok(false)` when another
-/// instance was writing the same snapshot (it finishes the work).
+/// Writes `snapshot` of `bucket`, then deletes every row before it (never the head). `Ok(false)`
+/// when another instance was writing the same snapshot: the rows before it stay until a
+/// compaction finishes.
 pub(super) async fn compact(
     client: &Client,
     table: &str,
@@ -215,9 +267,19 @@ pub(super) async fn compact(
                 Ok(Operation::Delete(entity::entity(&partition(bucket), &key)))
             })
             .collect::<Result<_, StoreError>>()?;
-        // a row gone already was deleted by another compaction: the next one deletes the rest
-        if let Outcome::Failed { .. } = client.batch(table, &deletes).await? {
-            return Ok(true);
+        match client.batch(table, &deletes).await? {
+            Outcome::Applied(_) => {}
+            // a row gone already: another compaction is deleting them; the next one finishes
+            Outcome::Failed { status: 404, .. } => return Ok(true),
+            Outcome::Failed {
+                status,
+                code,
+                message,
+            } => {
+                return Err(StoreError::Backend(format!(
+                    "device index compaction's deletes: {status} {code} {message}"
+                )))
+            }
         }
     }
     Ok(true)
@@ -240,10 +302,15 @@ mod tests {
         };
         let row = claim_entity(3, &claim).expect("entity");
         assert_eq!(row["PartitionKey"], "3");
-        assert_eq!(read_log(&[row]).expect("log"), (vec![claim], None));
+        let log = read_log(&[row]).expect("log");
+        assert_eq!(
+            (log.claims, log.snapshot, log.head),
+            (vec![claim], None, None)
+        );
         let (nine, snap, ten) = (claim_row(9), snapshot_row(9, 0), claim_row(10));
         assert!(nine < snap && snap < format!("{nine}~") && format!("{nine}~") < ten);
         assert!(claim_row(99_999) < claim_row(100_000));
+        assert!(format!("{}~", claim_row(999_999_999_999)).as_str() < HEAD_ROW);
         assert_eq!(parse_row("000000000007s0003"), Some((7, Some(3))));
         assert_eq!(parse_row("device-1"), None);
         assert!(read_log(&[entity::entity("3", "device-1")]).is_err());
@@ -280,9 +347,9 @@ mod tests {
             let text = get_text(row, "Routes").expect("routes");
             assert!(text.encode_utf16().count() <= ROW_UNITS);
         }
-        let (claims, read) = read_log(&rows).expect("log");
-        assert!(claims.is_empty());
-        let read = read.expect("whole");
+        let log = read_log(&rows).expect("log");
+        assert!(log.claims.is_empty());
+        let read = log.snapshot.expect("whole");
         let devices = |s: &Snapshot| -> Vec<(String, String)> {
             let mut all: Vec<(String, String)> = s
                 .routes
@@ -294,6 +361,9 @@ mod tests {
         };
         assert_eq!((read.seq, devices(&read)), (64, devices(&snapshot)));
         // a snapshot still being written is not read
-        assert_eq!(read_log(&rows[..rows.len() - 1]).expect("log").1, None);
+        assert_eq!(
+            read_log(&rows[..rows.len() - 1]).expect("log").snapshot,
+            None
+        );
     }
 }

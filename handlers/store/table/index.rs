@@ -13,9 +13,10 @@
 
 use super::batch::{Operation, Outcome};
 use super::client::Client;
-use super::compact::{self, claim_entity, device_parts, partition, ROWS_PER_TRANSACTION};
+use super::compact::{self, claim_entity, device_parts, head_operation, partition};
+use super::compact::{Log, LogHead, ROWS_PER_TRANSACTION};
 use super::entity::{self, string};
-use super::routes::{BucketRoutes, Claim, Snapshot};
+use super::routes::{BucketRoutes, Claim};
 use super::CONCURRENCY;
 use crate::store::StoreError;
 use futures::stream::{StreamExt, TryStreamExt};
@@ -42,6 +43,22 @@ pub(super) fn device_bucket(device: &str) -> usize {
     use sha2::Digest;
     let hash = sha2::Sha256::digest(device.as_bytes());
     usize::from(hash[0] >> 4)
+}
+
+/// Which of the devices a call indexes get a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Claiming {
+    /// Every one (devices added to a rollout).
+    Every,
+    /// Those no claim names yet (routes adopted from the old layout: a device a newer
+    /// rollout claimed meanwhile stays there).
+    Unrouted,
+}
+
+/// What a bucket's read brought this instance's routes to.
+struct Caught {
+    tail: u64,
+    head: Option<LogHead>,
 }
 
 /// One bucket as this instance knows it, and the lock its claims are appended under (so the
@@ -124,7 +141,7 @@ impl DeviceIndex {
         futures::stream::iter(stale)
             .map(|bucket| self.catch_up(client, bucket, Some(&generation)))
             .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
+            .try_collect::<Vec<Caught>>()
             .await?;
         let mut found = HashMap::with_capacity(devices.len());
         for (bucket, devices) in wanted {
@@ -172,15 +189,18 @@ impl DeviceIndex {
         devices: &[&String],
     ) -> Result<(), StoreError> {
         self.adopt_legacy(client).await?;
-        self.append(client, rollout, devices).await
+        self.append(client, rollout, devices, Claiming::Every).await
     }
 
-    /// [`DeviceIndex::claim`] without adopting the old layout first (the adoption's own claims).
+    /// [`DeviceIndex::claim`] without adopting the old layout first. The generation is
+    /// replaced once any bucket took its claims, even when another bucket failed, so no
+    /// instance keeps trusting a bucket that changed.
     pub(super) async fn append(
         &self,
         client: &Client,
         rollout: &str,
         devices: &[&String],
+        claiming: Claiming,
     ) -> Result<(), StoreError> {
         let mut by_bucket: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for device in devices {
@@ -189,64 +209,105 @@ impl DeviceIndex {
                 .or_default()
                 .push(device.to_string());
         }
-        futures::stream::iter(by_bucket)
-            .map(|(bucket, devices)| self.claim_in(client, bucket, rollout, devices))
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(by_bucket)
+            .map(|(bucket, devices)| self.claim_in(client, bucket, rollout, devices, claiming))
             .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-        self.bump_generation(client).await
+            .collect()
+            .await;
+        let any_stored = results.iter().any(Result::is_ok);
+        let first_error = results.into_iter().find_map(Result::err);
+        if any_stored || first_error.is_none() {
+            self.bump_generation(client).await?;
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
-    /// Appends the claims of `devices` to one bucket: numbered after its tail, inserted, read
-    /// up to the new tail again and retried when another instance took the numbers first.
+    /// Appends the claims of `devices` to one bucket, a transaction at a time: numbered after
+    /// the tail just read, inserted with the head replaced if it is still the one read, read
+    /// again and retried when another writer moved the log first.
     async fn claim_in(
         &self,
         client: &Client,
         bucket: usize,
         rollout: &str,
-        devices: Vec<String>,
+        mut pending: Vec<String>,
+        claiming: Claiming,
     ) -> Result<(), StoreError> {
         let _appending = self.buckets[bucket].appending.lock().await;
-        for parts in device_parts(devices).chunks(ROWS_PER_TRANSACTION) {
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                self.catch_up(client, bucket, None).await?;
-                let tail = self.routes(bucket).tail();
-                let claims: Vec<Claim> = (tail + 1..)
-                    .zip(parts)
-                    .map(|(seq, devices)| Claim {
-                        seq,
-                        rollout: rollout.to_string(),
-                        devices: devices.clone(),
-                    })
-                    .collect();
-                let inserts = claims
-                    .iter()
-                    .map(|claim| claim_entity(bucket, claim).map(Operation::Insert))
-                    .collect::<Result<Vec<_>, _>>()?;
-                match client.batch(&self.table, &inserts).await? {
-                    Outcome::Applied(_) => {
-                        // a gap here only means another task dropped the routes; they are read again
-                        let _ = self.routes(bucket).apply(tail, None, &claims);
-                        break;
-                    }
-                    Outcome::Failed { status: 409, .. } if attempts < CLAIM_ATTEMPTS => continue,
-                    Outcome::Failed {
-                        status,
-                        code,
-                        message,
-                    } => {
-                        return Err(StoreError::Backend(format!(
-                            "device index bucket {}: {status} {code} {message}",
-                            partition(bucket)
-                        )))
-                    }
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            attempts += 1;
+            if attempts > CLAIM_ATTEMPTS {
+                return Err(StoreError::Backend(format!(
+                    "device index bucket {}: other writers kept moving it",
+                    partition(bucket)
+                )));
+            }
+            let caught = self.catch_up(client, bucket, None).await?;
+            if caught.head.as_ref().map_or(0, |head| head.tail) != caught.tail {
+                continue; // the log grew between the pages of the read
+            }
+            if claiming == Claiming::Unrouted && !self.keep_unrouted(bucket, &caught, &mut pending)
+            {
+                continue;
+            }
+            let parts: Vec<Vec<String>> = device_parts(pending.clone())
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .take(ROWS_PER_TRANSACTION)
+                .collect();
+            let claims: Vec<Claim> = (caught.tail + 1..)
+                .zip(parts)
+                .map(|(seq, devices)| Claim {
+                    seq,
+                    rollout: rollout.to_string(),
+                    devices,
+                })
+                .collect();
+            let Some(last) = claims.last().map(|claim| claim.seq) else {
+                break;
+            };
+            let mut operations = claims
+                .iter()
+                .map(|claim| claim_entity(bucket, claim).map(Operation::Insert))
+                .collect::<Result<Vec<_>, _>>()?;
+            operations.push(head_operation(bucket, last, caught.head.as_ref()));
+            match client.batch(&self.table, &operations).await? {
+                Outcome::Applied(_) => {
+                    // fails only if another task dropped the routes meanwhile: read again later
+                    let _ = self.routes(bucket).apply(caught.tail, None, &claims);
+                    let taken: usize = claims.iter().map(|claim| claim.devices.len()).sum();
+                    pending.drain(..taken);
+                    attempts = 0;
+                }
+                Outcome::Failed {
+                    status: 409 | 412, ..
+                } => continue,
+                Outcome::Failed {
+                    status,
+                    code,
+                    message,
+                } => {
+                    return Err(StoreError::Backend(format!(
+                        "device index bucket {}: {status} {code} {message}",
+                        partition(bucket)
+                    )))
                 }
             }
         }
         self.compact_if_due(client, bucket).await;
         Ok(())
+    }
+
+    /// Keeps in `pending` only the devices no claim names, as of the read `caught`; `false`
+    /// if the routes kept are no longer that read (dropped meanwhile).
+    fn keep_unrouted(&self, bucket: usize, caught: &Caught, pending: &mut Vec<String>) -> bool {
+        let routes = self.routes(bucket);
+        if !routes.is_loaded() || routes.tail() != caught.tail {
+            return false;
+        }
+        pending.retain(|device| routes.route(device).is_none());
+        true
     }
 
     /// Writes a snapshot of `bucket` once [`COMPACT_AFTER`] claims followed the last one. The
@@ -260,7 +321,8 @@ impl DeviceIndex {
             routes.snapshot()
         };
         match compact::compact(client, &self.table, bucket, &snapshot).await {
-            Ok(_) => self.routes(bucket).snapshot_written(snapshot.seq),
+            Ok(true) => self.routes(bucket).snapshot_written(snapshot.seq),
+            Ok(false) => {}
             Err(error) => tracing::warn!(
                 bucket = %partition(bucket),
                 %error,
@@ -269,32 +331,38 @@ impl DeviceIndex {
         }
     }
 
-    /// Reads the claims of `bucket` after the last one applied and applies them (all of them
-    /// when the bucket was never read, or when its routes were dropped while reading).
+    /// Reads the rows of `bucket` after the last claim applied and applies them (all of them
+    /// when the bucket was never read, or when its routes were dropped while reading); the
+    /// tail that read brought the routes to, and the head it read.
     async fn catch_up(
         &self,
         client: &Client,
         bucket: usize,
         generation: Option<&str>,
-    ) -> Result<(), StoreError> {
-        for _ in 0..2 {
+    ) -> Result<Caught, StoreError> {
+        for _ in 0..3 {
             let after = self.routes(bucket).read_after();
-            let (claims, snapshot) = self.read_log(client, bucket, after).await?;
+            let log = self.read_log(client, bucket, after).await?;
             let mut routes = self.routes(bucket);
-            match routes.apply(after, snapshot.as_ref(), &claims) {
-                Ok(()) => {
-                    if let Some(generation) = generation {
-                        routes.mark(generation);
-                    }
-                    drop(routes);
-                    self.bound_memory(bucket);
-                    return Ok(());
+            if routes
+                .apply(after, log.snapshot.as_ref(), &log.claims)
+                .is_ok()
+            {
+                if let Some(generation) = generation {
+                    routes.mark(generation);
                 }
-                Err(_) => routes.reset(),
+                let tail = routes.tail();
+                drop(routes);
+                self.bound_memory(bucket);
+                return Ok(Caught {
+                    tail,
+                    head: log.head,
+                });
             }
+            routes.reset();
         }
         Err(StoreError::Backend(format!(
-            "device index bucket {}: its claims are not numbered without gaps",
+            "device index bucket {}: could not be read whole (claims missing, or the bucket dropped while read)",
             partition(bucket)
         )))
     }
@@ -309,16 +377,16 @@ impl DeviceIndex {
         }
     }
 
-    /// The claims of `bucket` numbered after `after`, in order, and the latest whole
-    /// snapshot among its rows past `after`.
+    /// The rows of `bucket` after claim `after`: its claims, the latest whole snapshot among
+    /// them, and its head.
     async fn read_log(
         &self,
         client: &Client,
         bucket: usize,
         after: u64,
-    ) -> Result<(Vec<Claim>, Option<Snapshot>), StoreError> {
+    ) -> Result<Log, StoreError> {
         let filter = compact::after_filter(bucket, after);
-        let rows = client.query(&self.table, &filter, None, None).await?;
+        let rows = client.query_with_etags(&self.table, &filter, None).await?;
         compact::read_log(&rows)
     }
 

@@ -1,14 +1,17 @@
 //! The device index as builds before the claims log laid it out: table `{prefix}DeviceIndex`,
 //! one row per device (partition a hash nibble, `Device` and `Rollout` properties). A store
-//! with such a table adopts its routes once, as claims, before its index is first used, so an
-//! upgrade in the middle of a rollout keeps routing its devices; a catalog row records that it
-//! was done (or that there was nothing to adopt), so later instances read one row. The old
-//! table is left as it was.
+//! with such a table adopts its routes as claims before its index is first used, so an upgrade
+//! in the middle of a rollout keeps routing its devices. Only devices no claim names yet are
+//! claimed, each append conditional on the log it read, so instances adopting at once, or a
+//! rollout created meanwhile, never move a device back; a catalog row records that it was done
+//! (or that there was nothing to adopt), so later instances read one row. The old table is left
+//! as it was; instances of the old build must be stopped first (a deployment restarts them all),
+//! since what they write there afterwards is not read.
 
 use super::batch::{Operation, Outcome};
 use super::client::Client;
 use super::entity::{self, key, string};
-use super::index::{device_bucket, DeviceIndex};
+use super::index::{device_bucket, Claiming, DeviceIndex};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 
@@ -52,7 +55,9 @@ pub(super) async fn adopt(
     }
     for (rollout, devices) in &by_rollout {
         let devices: Vec<&String> = devices.iter().collect();
-        index.append(client, rollout, &devices).await?;
+        index
+            .append(client, rollout, &devices, Claiming::Unrouted)
+            .await?;
     }
     let mut marker = entity::entity(ADOPTED_PARTITION, ADOPTED_ROW);
     marker.insert("Routes".into(), rows.len().into());
