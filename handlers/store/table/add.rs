@@ -87,14 +87,8 @@ async fn add_records(
                     .collect())
             }
             Outcome::Failed { status: 409, .. } if attempt < ADD_ATTEMPTS => continue,
-            Outcome::Failed {
-                status,
-                code,
-                message,
-            } => {
-                return Err(StoreError::Backend(format!(
-                    "adding devices to rollout {rollout}: {status} {code} {message}"
-                )))
+            failed => {
+                failed.applied(&format!("adding devices to rollout {rollout}"))?;
             }
         }
     }

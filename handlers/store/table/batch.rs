@@ -133,6 +133,22 @@ pub(crate) enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The ETags when every operation applied, else a backend error saying what failed.
+    pub(crate) fn applied(self, what: &str) -> Result<Vec<Option<String>>, StoreError> {
+        match self {
+            Outcome::Applied(etags) => Ok(etags),
+            Outcome::Failed {
+                status,
+                code,
+                message,
+            } => Err(StoreError::Backend(format!(
+                "{what}: {status} {code} {message}"
+            ))),
+        }
+    }
+}
+
 /// Reads the sub-responses out of a batch response body (any boundary, `\r\n` or `\n`).
 pub(crate) fn parse_parts(text: &str) -> Vec<Part> {
     enum State {

@@ -240,16 +240,9 @@ pub(super) async fn compact(
     for chunk in rows.chunks(ROWS_PER_TRANSACTION) {
         let inserts: Vec<Operation> = chunk.iter().cloned().map(Operation::Insert).collect();
         match client.batch(table, &inserts).await? {
-            Outcome::Applied(_) => {}
             Outcome::Failed { status: 409, .. } => return Ok(false),
-            Outcome::Failed {
-                status,
-                code,
-                message,
-            } => {
-                return Err(StoreError::Backend(format!(
-                    "device index snapshot: {status} {code} {message}"
-                )))
+            other => {
+                other.applied("device index snapshot")?;
             }
         }
     }
@@ -268,17 +261,10 @@ pub(super) async fn compact(
             })
             .collect::<Result<_, StoreError>>()?;
         match client.batch(table, &deletes).await? {
-            Outcome::Applied(_) => {}
             // a row gone already: another compaction is deleting them; the next one finishes
             Outcome::Failed { status: 404, .. } => return Ok(true),
-            Outcome::Failed {
-                status,
-                code,
-                message,
-            } => {
-                return Err(StoreError::Backend(format!(
-                    "device index compaction's deletes: {status} {code} {message}"
-                )))
+            other => {
+                other.applied("device index compaction's deletes")?;
             }
         }
     }

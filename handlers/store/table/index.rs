@@ -283,15 +283,8 @@ impl DeviceIndex {
                 Outcome::Failed {
                     status: 409 | 412, ..
                 } => continue,
-                Outcome::Failed {
-                    status,
-                    code,
-                    message,
-                } => {
-                    return Err(StoreError::Backend(format!(
-                        "device index bucket {}: {status} {code} {message}",
-                        partition(bucket)
-                    )))
+                failed => {
+                    failed.applied(&format!("device index bucket {}", partition(bucket)))?;
                 }
             }
         }
@@ -408,18 +401,9 @@ impl DeviceIndex {
             "Generation".into(),
             uuid::Uuid::new_v4().simple().to_string().into(),
         );
-        match client
+        let outcome = client
             .batch(&self.catalog, &[Operation::Upsert(row)])
-            .await?
-        {
-            Outcome::Applied(_) => Ok(()),
-            Outcome::Failed {
-                status,
-                code,
-                message,
-            } => Err(StoreError::Backend(format!(
-                "device index generation: {status} {code} {message}"
-            ))),
-        }
+            .await?;
+        outcome.applied("device index generation").map(|_| ())
     }
 }

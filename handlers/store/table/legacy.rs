@@ -8,7 +8,7 @@
 //! as it was; instances of the old build must be stopped first (a deployment restarts them all),
 //! since what they write there afterwards is not read.
 
-use super::batch::{Operation, Outcome};
+use super::batch::Operation;
 use super::client::Client;
 use super::entity::{self, key, string};
 use super::index::{device_bucket, Claiming, DeviceIndex};
@@ -61,18 +61,8 @@ pub(super) async fn adopt(
     }
     let mut marker = entity::entity(ADOPTED_PARTITION, ADOPTED_ROW);
     marker.insert("Routes".into(), rows.len().into());
-    match client.batch(catalog, &[Operation::Upsert(marker)]).await? {
-        Outcome::Applied(_) => {}
-        Outcome::Failed {
-            status,
-            code,
-            message,
-        } => {
-            return Err(StoreError::Backend(format!(
-                "recording the old device index's adoption: {status} {code} {message}"
-            )))
-        }
-    }
+    let outcome = client.batch(catalog, &[Operation::Upsert(marker)]).await?;
+    outcome.applied("recording the old device index's adoption")?;
     if !rows.is_empty() {
         tracing::info!(
             routes = rows.len(),
@@ -99,13 +89,8 @@ pub async fn write_legacy_index(
         let mut row = entity::entity(&format!("{:x}", device_bucket(device)), &key(device));
         row.insert("Device".into(), device.as_str().into());
         row.insert("Rollout".into(), rollout.as_str().into());
-        if let Outcome::Failed { status, code, .. } =
-            client.batch(&table, &[Operation::Upsert(row)]).await?
-        {
-            return Err(StoreError::Backend(format!(
-                "old index row: {status} {code}"
-            )));
-        }
+        let outcome = client.batch(&table, &[Operation::Upsert(row)]).await?;
+        outcome.applied("old index row")?;
     }
     Ok(())
 }
