@@ -1,8 +1,9 @@
 //! The device index (`DeviceClaims`): which rollout each device belongs to, as a log of claims
 //! per bucket (16 partitions by a hash nibble of the device id). A claim (row `{seq:012}`,
 //! numbered from 1 without gaps) says its devices belong to its rollout; a later claim of the
-//! bucket moves a device. Adding devices appends one claim per bucket a call touches (an
-//! insert of the next number, so racing writers cannot both take it), not one row per
+//! bucket moves a device. Adding devices appends one claim per bucket a call touches (with the
+//! bucket's head row replaced on the condition that it is the one read, so racing writers
+//! cannot both take a number, even one that read the log before a compaction), not one row per
 //! device: a 20,000-device rollout indexes in ~160 rows instead of 20,000. Readers keep each
 //! bucket's routes and read only the rows after the last claim they applied. Every
 //! [`COMPACT_AFTER`] claims the writer replaces a bucket's rows by a snapshot (`compact`).
@@ -193,8 +194,8 @@ impl DeviceIndex {
     }
 
     /// [`DeviceIndex::claim`] without adopting the old layout first. The generation is
-    /// replaced once any bucket took its claims, even when another bucket failed, so no
-    /// instance keeps trusting a bucket that changed.
+    /// replaced even when a bucket failed (others may have taken claims), so no instance keeps
+    /// trusting a bucket that changed.
     pub(super) async fn append(
         &self,
         client: &Client,
@@ -214,12 +215,11 @@ impl DeviceIndex {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let any_stored = results.iter().any(Result::is_ok);
-        let first_error = results.into_iter().find_map(Result::err);
-        if any_stored || first_error.is_none() {
-            self.bump_generation(client).await?;
+        let bumped = self.bump_generation(client).await;
+        match results.into_iter().find_map(Result::err) {
+            Some(error) => Err(error),
+            None => bumped,
         }
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Appends the claims of `devices` to one bucket, a transaction at a time: numbered after
