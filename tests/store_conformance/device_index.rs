@@ -1,5 +1,6 @@
 //! The Table store's device index (a log of claims per bucket, compacted into snapshots):
-//! instances racing to append claims, and readers cold and warm across a compaction.
+//! instances racing to append claims, readers cold and warm across a compaction, a claim
+//! arriving after a compaction, and the adoption of the old one-row-per-device layout.
 
 use crate::table::Guard;
 use patchwave::store::table::TableStore;
@@ -253,4 +254,48 @@ async fn a_claim_sent_before_a_compaction_and_arriving_after_it_is_appended_agai
         Some("held-rollout")
     );
     assert_eq!(routes.len(), 65);
+}
+
+/// Two instances adopt the old layout at once, and one of them moves a device to a new
+/// rollout in between: the other's adoption, arriving late, does not move it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adoption_arriving_late_does_not_move_a_device_back() {
+    use patchwave::store::table::legacy::write_legacy_index;
+    let guard = Guard {
+        spec: crate::azurite::connection_string(),
+        prefix: crate::azurite::unique_prefix(),
+    };
+    let device = "adopted-device".to_string();
+    write_legacy_index(
+        &guard.spec,
+        &guard.prefix,
+        &[(device.clone(), "r-old".into())],
+    )
+    .await
+    .expect("old index");
+    let proxy = holding_proxy(&guard.spec, "\"Rollout\":\"r-old\"").await;
+    let late = TableStore::connect_with_prefix(&proxy.connection_string, &guard.prefix)
+        .await
+        .expect("through the proxy");
+    let adopting = tokio::spawn({
+        let device = device.clone();
+        async move { late.rollouts_of_devices(&[device]).await }
+    });
+    proxy.held.notified().await;
+    let first = instance(&guard).await;
+    first
+        .add_devices("r-new", &records(std::slice::from_ref(&device)))
+        .await
+        .expect("adopts, then moves the device");
+    proxy.release.notify_one();
+    adopting
+        .await
+        .expect("task")
+        .expect("the late adoption ends");
+    for reader in [&first, &instance(&guard).await] {
+        let routes = reader
+            .rollouts_of_devices(std::slice::from_ref(&device))
+            .await;
+        assert_eq!(routes.expect("routes")[&device], "r-new");
+    }
 }
