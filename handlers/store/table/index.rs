@@ -334,7 +334,7 @@ impl DeviceIndex {
         generation: Option<&str>,
     ) -> Result<Caught, StoreError> {
         for _ in 0..3 {
-            let after = self.routes(bucket).read_after();
+            let after = self.routes(bucket).tail();
             let log = self.read_log(client, bucket, after).await?;
             let mut routes = self.routes(bucket);
             if routes

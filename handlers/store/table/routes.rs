@@ -55,18 +55,9 @@ impl BucketRoutes {
         self.loaded
     }
 
-    /// The claim to read after: the tail when loaded, else 0 (read everything).
-    pub fn read_after(&self) -> u64 {
-        if self.loaded {
-            self.tail
-        } else {
-            0
-        }
-    }
-
-    /// The last claim applied (0 when none or not loaded).
+    /// The last claim applied (0 when none, or not read): the claim to read after.
     pub fn tail(&self) -> u64 {
-        self.read_after()
+        self.tail
     }
 
     /// The rollout of `device`, if a claim applied names it.
@@ -118,7 +109,7 @@ impl BucketRoutes {
         snapshot: Option<&Snapshot>,
         claims: &[Claim],
     ) -> Result<(), NotContiguous> {
-        let applied = self.read_after();
+        let applied = self.tail();
         if after > applied {
             return Err(NotContiguous {
                 expected: applied + 1,
@@ -228,7 +219,7 @@ mod tests {
         assert!(bucket.apply(2, None, &[claim(3, "r3", &["a"])]).is_err());
         assert_eq!(bucket.route("a"), None);
         bucket.apply(0, None, &[]).expect("empty bucket");
-        assert_eq!((bucket.read_after(), bucket.len()), (0, 0));
+        assert_eq!((bucket.tail(), bucket.len()), (0, 0));
     }
 
     #[test]
